@@ -1,0 +1,26 @@
+"""Coordination: group membership backends, session states and the hash ring.
+
+This layer knows nothing of polling.  Public API::
+
+    get_coordinator(conf)        -> Coordinator (standalone without backend_url)
+    Coordinator.join/update/leave/watch/get_members/get_groups
+    Membership, Member, SessionState, HashRing
+"""
+
+from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination.loader import get_coordinator, make_member_id, register_opts
+from zkpoll.coordination.ring import HashRing
+from zkpoll.coordination.url import BackendURL, parse_backend_url
+
+__all__ = [
+    "BackendURL",
+    "Coordinator",
+    "HashRing",
+    "Member",
+    "Membership",
+    "SessionState",
+    "get_coordinator",
+    "make_member_id",
+    "parse_backend_url",
+    "register_opts",
+]

@@ -1,0 +1,259 @@
+"""The coordinator interface every membership backend implements.
+
+A coordinator keeps this process's *membership* in named groups and tells
+the caller who else is there.  It knows nothing of polling.  The contract:
+
+* :meth:`Coordinator.join`, :meth:`Coordinator.update` and
+  :meth:`Coordinator.leave` record what this member wants; the backend
+  makes it true as soon as it can, and again after a lost session
+  (re-registration is automatic).  ``wait`` blocks until it is true.
+* :meth:`Coordinator.watch` pushes a fresh immutable :class:`Membership`
+  on every change, from the coordinator's own thread (never the backend
+  client's), and once right away if the group is already known.
+* :attr:`Coordinator.state` is a :class:`SessionState`; listeners hear
+  every transition.  :attr:`Coordinator.last_contact` is the monotonic time
+  of the last request the server is known to have received, the basis of
+  the self-fencing lease.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from zkpoll.coordination.ring import HashRing
+
+__all__ = [
+    "Coordinator",
+    "Member",
+    "Membership",
+    "MembershipCallback",
+    "SessionState",
+    "StateCallback",
+]
+
+LOG = logging.getLogger(__name__)
+
+
+class SessionState(enum.Enum):
+    """Our view of the session with the backend."""
+
+    CONNECTING = "connecting"  #: started, never connected yet
+    CONNECTED = "connected"    #: registered and hearing from the server
+    SUSPENDED = "suspended"    #: connection lost; the session may still live
+    LOST = "lost"              #: session expired; re-registering with a new one
+    STOPPED = "stopped"        #: stop() was called
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a group as published in the backend."""
+
+    member_id: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", types.MappingProxyType(dict(self.data)))
+
+    @property
+    def weight(self) -> float:
+        """The member's ring weight (``data["weight"]``, default 1)."""
+        weight = self.data.get("weight", 1)
+        return float(weight) if isinstance(weight, (int, float)) and weight > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Membership:
+    """An immutable snapshot of a group.
+
+    ``version`` increases by one for every snapshot this process builds for
+    the group; it orders snapshots, it is not shared between processes.
+    """
+
+    group: str
+    members: tuple[Member, ...] = ()
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.members, key=lambda m: m.member_id))
+        object.__setattr__(self, "members", ordered)
+        object.__setattr__(self, "_ring", None)
+
+    @property
+    def member_ids(self) -> tuple[str, ...]:
+        """Member ids, sorted."""
+        return tuple(m.member_id for m in self.members)
+
+    def get(self, member_id: str) -> Member | None:
+        """Return the member with this id, or None."""
+        for member in self.members:
+            if member.member_id == member_id:
+                return member
+        return None
+
+    def ring(self) -> HashRing:
+        """The hash ring over every member of the snapshot (built once)."""
+        ring = self.__dict__["_ring"]
+        if ring is None:
+            ring = HashRing({m.member_id: m.weight for m in self.members})
+            object.__setattr__(self, "_ring", ring)
+        return ring
+
+    def same_members(self, other: Membership) -> bool:
+        """True when both snapshots hold the same ids with the same data."""
+        return self.members == other.members
+
+
+MembershipCallback = Callable[[Membership], None]
+StateCallback = Callable[[SessionState], None]
+
+
+class Coordinator(abc.ABC):
+    """Base class of membership backends (one module per backend).
+
+    Subclasses implement the abstract methods; listener bookkeeping and
+    notification live here.  Callbacks run on one coordinator thread, in
+    order; a callback that raises is logged and does not stop the others.
+    """
+
+    def __init__(self, member_id: str) -> None:
+        self.member_id = member_id
+        self._listeners_lock = threading.Lock()
+        self._state_listeners: list[StateCallback] = []
+        self._watchers: dict[str, list[MembershipCallback]] = {}
+        self._state = SessionState.CONNECTING
+
+    # --- lifecycle -------------------------------------------------------
+    @abc.abstractmethod
+    def start(self, timeout: float | None = None) -> None:
+        """Start talking to the backend; with a timeout, wait until connected.
+
+        :raises CoordinatorUnreachable: not connected within ``timeout``
+            (the coordinator keeps trying in the background).
+        """
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Leave every group, close the session and stop background threads."""
+
+    # --- membership ------------------------------------------------------
+    @abc.abstractmethod
+    def join(self, group: str, data: Mapping[str, Any] | None = None,
+             wait: float | None = None) -> None:
+        """Become a member of ``group`` with ``data`` (JSON-serialisable)."""
+
+    @abc.abstractmethod
+    def update(self, group: str, data: Mapping[str, Any],
+               wait: float | None = None) -> None:
+        """Merge ``data`` into this member's published data in ``group``.
+
+        :raises NotJoined: the member has not joined ``group``.
+        """
+
+    @abc.abstractmethod
+    def leave(self, group: str, wait: float | None = None) -> None:
+        """Stop being a member of ``group`` (no error if not a member)."""
+
+    @abc.abstractmethod
+    def get_members(self, group: str, timeout: float = 10.0) -> Membership:
+        """Read the group from the backend now (blocking, bounded)."""
+
+    @abc.abstractmethod
+    def get_groups(self, timeout: float = 10.0) -> list[str]:
+        """Return the names of every group in the backend."""
+
+    @abc.abstractmethod
+    def _watch_started(self, group: str) -> None:
+        """Begin tracking ``group`` (called on the first watcher)."""
+
+    # --- session ---------------------------------------------------------
+    @property
+    def state(self) -> SessionState:
+        """The current :class:`SessionState`."""
+        return self._state
+
+    @property
+    @abc.abstractmethod
+    def last_contact(self) -> float:
+        """``time.monotonic()`` of the last request the server surely received."""
+
+    @property
+    @abc.abstractmethod
+    def session_timeout(self) -> float:
+        """Seconds after last contact at which the server may expire us."""
+
+    def lease_remaining(self, margin: float = 0.0) -> float:
+        """Seconds left before the server may consider this member dead, less ``margin``."""
+        return self.last_contact + self.session_timeout - margin - time.monotonic()
+
+    # --- listeners -------------------------------------------------------
+    def add_state_listener(self, callback: StateCallback) -> None:
+        """Call ``callback(state)`` on every session state change."""
+        with self._listeners_lock:
+            self._state_listeners.append(callback)
+
+    def remove_state_listener(self, callback: StateCallback) -> None:
+        """Forget a state listener (no error if unknown)."""
+        with self._listeners_lock:
+            if callback in self._state_listeners:
+                self._state_listeners.remove(callback)
+
+    def watch(self, group: str, callback: MembershipCallback) -> Callable[[], None]:
+        """Call ``callback(membership)`` on every change of ``group``.
+
+        Returns a function that cancels the watch.
+        """
+        with self._listeners_lock:
+            first = group not in self._watchers
+            self._watchers.setdefault(group, []).append(callback)
+        if first:
+            self._watch_started(group)
+        else:
+            self._replay(group, callback)
+
+        def cancel() -> None:
+            with self._listeners_lock:
+                callbacks = self._watchers.get(group, [])
+                if callback in callbacks:
+                    callbacks.remove(callback)
+
+        return cancel
+
+    def _replay(self, group: str, callback: MembershipCallback) -> None:
+        """Give a late watcher the current snapshot (backends override)."""
+
+    def _set_state(self, state: SessionState) -> None:
+        if state is self._state:
+            return
+        LOG.info("coordinator %s: session %s -> %s", self.member_id,
+                 self._state.value, state.value)
+        self._state = state
+        with self._listeners_lock:
+            listeners = list(self._state_listeners)
+        self._call_all(listeners, state)
+
+    def _notify(self, membership: Membership) -> None:
+        with self._listeners_lock:
+            callbacks = list(self._watchers.get(membership.group, ()))
+        self._call_all(callbacks, membership)
+
+    @staticmethod
+    def _call_all(callbacks: Iterable[Callable[[Any], None]], arg: Any) -> None:
+        for callback in callbacks:
+            try:
+                callback(arg)
+            except Exception:  # a broken listener must not stop the others
+                LOG.exception("coordination listener %r failed", callback)
+
+    @property
+    def watched_groups(self) -> list[str]:
+        """Groups with at least one watcher."""
+        with self._listeners_lock:
+            return [g for g, cbs in self._watchers.items() if cbs]

@@ -1,0 +1,92 @@
+"""Standalone coordinator: no backend, this process is every group's only member.
+
+Used when ``[coordination] backend_url`` is unset.  Watch callbacks run in
+the caller's thread, synchronously.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.exceptions import NotJoined
+
+__all__ = ["StandaloneCoordinator"]
+
+LOG = logging.getLogger(__name__)
+
+
+class StandaloneCoordinator(Coordinator):
+    """Every group holds just this member; the lease never runs out."""
+
+    def __init__(self, member_id: str) -> None:
+        super().__init__(member_id)
+        self._lock = threading.Lock()
+        self._groups: dict[str, dict[str, Any]] = {}
+        self._versions: dict[str, int] = {}
+
+    def start(self, timeout: float | None = None) -> None:
+        LOG.warning("no [coordination] backend_url: running standalone; this agent "
+                    "polls every resource, so run only ONE agent with this configuration")
+        self._set_state(SessionState.CONNECTED)
+
+    def stop(self) -> None:
+        for group in list(self._groups):
+            self.leave(group)
+        self._set_state(SessionState.STOPPED)
+
+    def join(self, group: str, data: Mapping[str, Any] | None = None,
+             wait: float | None = None) -> None:
+        with self._lock:
+            self._groups[group] = dict(data or {})
+        self._publish(group)
+
+    def update(self, group: str, data: Mapping[str, Any], wait: float | None = None) -> None:
+        with self._lock:
+            if group not in self._groups:
+                raise NotJoined(f"{self.member_id} has not joined group {group!r}")
+            self._groups[group].update(data)
+        self._publish(group)
+
+    def leave(self, group: str, wait: float | None = None) -> None:
+        with self._lock:
+            known = self._groups.pop(group, None) is not None
+        if known:
+            self._publish(group)
+
+    def get_members(self, group: str, timeout: float = 10.0) -> Membership:
+        return self._snapshot(group)
+
+    def get_groups(self, timeout: float = 10.0) -> list[str]:
+        with self._lock:
+            return sorted(self._groups)
+
+    def _watch_started(self, group: str) -> None:
+        self._notify(self._snapshot(group))
+
+    def _replay(self, group: str, callback: Any) -> None:
+        self._call_all([callback], self._snapshot(group))
+
+    @property
+    def last_contact(self) -> float:
+        return time.monotonic()
+
+    @property
+    def session_timeout(self) -> float:
+        return float("inf")
+
+    def _snapshot(self, group: str) -> Membership:
+        with self._lock:
+            data = self._groups.get(group)
+            version = self._versions.get(group, 0)
+        members = (Member(self.member_id, data),) if data is not None else ()
+        return Membership(group, members, version)
+
+    def _publish(self, group: str) -> None:
+        with self._lock:
+            self._versions[group] = self._versions.get(group, 0) + 1
+        self._notify(self._snapshot(group))

@@ -1,0 +1,457 @@
+"""ZooKeeper membership backend on kazoo.
+
+Tree (``<root>`` is the URL path, default ``/zkpoll``)::
+
+    <root>/groups/<group>/members/<member-id>    EPHEMERAL, JSON member data
+
+Threading: kazoo runs our watch and state callbacks on its own sequential
+callback thread; they only put an event on our queue.  One worker thread
+("zkpoll-coordinator") does every ZooKeeper call: it reconciles this
+member's znodes with what the caller asked for (join/update/leave, and again
+after a new session), re-lists watched groups level-triggered (on every
+event and on every reconnect), builds immutable :class:`Membership`
+snapshots and calls the watchers, and sends the heartbeats that renew the
+lease (:attr:`last_contact`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.protocol.states import KeeperState
+from kazoo.retry import KazooRetry
+from kazoo.security import make_digest_acl
+
+from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination.loader import make_member_id
+from zkpoll.coordination.ring import LAYOUT
+from zkpoll.coordination.url import BackendURL
+from zkpoll.exceptions import CoordinatorUnreachable, NotJoined
+from zkpoll.version import __version__
+
+__all__ = ["ZooKeeperCoordinator"]
+
+LOG = logging.getLogger(__name__)
+_OP_TIMEOUT = 10.0  # bound on any single ZooKeeper call made by the worker
+_STATES = {KazooState.CONNECTED: SessionState.CONNECTED,
+           KazooState.SUSPENDED: SessionState.SUSPENDED,
+           KazooState.LOST: SessionState.LOST}
+
+
+def _kazoo_client(url: BackendURL, opts: Any, timeout: float) -> KazooClient:
+    kwargs: dict[str, Any] = {}
+    if opts.zookeeper_use_ssl or url.query.get("ssl", "").lower() in ("1", "true", "yes"):
+        kwargs.update(use_ssl=True, ca=opts.zookeeper_ca, certfile=opts.zookeeper_certfile,
+                      keyfile=opts.zookeeper_keyfile,
+                      keyfile_password=opts.zookeeper_keyfile_password,
+                      verify_certs=opts.zookeeper_verify_certs,
+                      check_hostname=opts.zookeeper_check_hostname)
+    if opts.zookeeper_sasl_mechanism:
+        kwargs["sasl_options"] = {"mechanism": opts.zookeeper_sasl_mechanism,
+                                  "username": opts.zookeeper_username,
+                                  "password": opts.zookeeper_password}
+    if opts.zookeeper_digest_auth:
+        user, _, password = opts.zookeeper_digest_auth.partition(":")
+        kwargs["auth_data"] = [("digest", opts.zookeeper_digest_auth)]
+        kwargs["default_acl"] = [make_digest_acl(user, password, all=True)]
+    retry = KazooRetry(max_tries=-1, delay=opts.retry_backoff, backoff=2,
+                       max_delay=opts.max_retry_interval, ignore_expire=False)
+    return KazooClient(hosts=",".join(url.hosts), timeout=timeout, read_only=False,
+                       connection_retry=retry, command_retry=None, **kwargs)
+
+
+class ZooKeeperCoordinator(Coordinator):
+    """Membership in ZooKeeper through EPHEMERAL znodes (see module docstring).
+
+    :param url: the parsed ``backend_url``
+    :param opts: the ``[coordination]`` option group
+    :param member_id: this member's id for the first session; every new
+        session (after the old one expired) registers under a fresh id
+    """
+
+    def __init__(self, url: BackendURL, opts: Any, member_id: str) -> None:
+        super().__init__(member_id)
+        self._name = member_id.split(".", 1)[0]
+        self._root = url.path if url.path != "/" else "/zkpoll"
+        self._hosts = ",".join(url.hosts) or "127.0.0.1:2181"
+        self._requested_timeout = url.float_param("timeout", opts.session_timeout)
+        self._heartbeat = url.float_param("heartbeat", opts.heartbeat_interval)
+        self._negotiated: float | None = None
+        self._client = _kazoo_client(url, opts, self._requested_timeout)
+        self._capture_negotiated_timeout()
+        self._client.add_listener(self._on_kazoo_state)
+        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._cond = threading.Condition()
+        self._desired: dict[str, dict[str, Any]] = {}   # group -> data we want published
+        self._wanted_gen: dict[str, int] = {}           # group -> generation asked for
+        self._applied_gen: dict[str, int] = {}          # group -> generation written
+        self._session_id: int | None = None
+        self._last_contact = float("-inf")
+        self._snapshots: dict[str, Membership] = {}
+        self._member_data: dict[str, dict[str, Member]] = {}
+        self._watchers_kz: dict[str, Any] = {}
+        self._dirty: set[str] = set()  # watched groups to re-list (worker thread only)
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # --- session ----------------------------------------------------------
+    @property
+    def last_contact(self) -> float:
+        return self._last_contact
+
+    @property
+    def session_timeout(self) -> float:
+        negotiated = self._negotiated
+        return self._requested_timeout if negotiated is None else min(negotiated,
+                                                                      self._requested_timeout)
+
+    @property
+    def hosts(self) -> str:
+        """The ZooKeeper connect string."""
+        return self._hosts
+
+    @property
+    def client_id(self) -> tuple[int, bytes] | None:
+        """kazoo's (session id, password) of the current session, for tests."""
+        return self._client.client_id
+
+    def _set_state(self, state: SessionState) -> None:
+        super()._set_state(state)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _capture_negotiated_timeout(self) -> None:
+        """Record the server-negotiated session timeout (kazoo only logs it)."""
+        conn = getattr(self._client, "_connection", None)
+        original = getattr(conn, "_connect", None)
+        if original is None:
+            LOG.warning("kazoo internals changed: using the requested session timeout "
+                        "%.1fs for the lease", self._requested_timeout)
+            return
+
+        def _connect(*args: Any, **kwargs: Any) -> Any:
+            read_timeout, connect_timeout = original(*args, **kwargs)
+            self._negotiated = read_timeout * 1.5 / 1000.0  # kazoo: read = 2/3 negotiated
+            return read_timeout, connect_timeout
+
+        conn._connect = _connect
+
+    # --- lifecycle ----------------------------------------------------------
+    def start(self, timeout: float | None = None) -> None:
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="zkpoll-coordinator",
+                                        daemon=True)
+        self._thread.start()
+        self._client.start_async()
+        if timeout is not None and not self._wait_for(
+                lambda: self._state is SessionState.CONNECTED, timeout):
+            raise CoordinatorUnreachable(
+                f"cannot reach ZooKeeper at {self._hosts} within {timeout:g}s "
+                "(still retrying in the background)")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            groups = list(self._desired)
+        for group in groups:
+            try:
+                self.leave(group, wait=timeout if self._state is SessionState.CONNECTED else None)
+            except CoordinatorUnreachable:
+                LOG.warning("could not remove member %s from %s before stopping; "
+                            "it disappears when the session expires", self.member_id, group)
+        self._stopping = True
+        self._events.put(("stop",))
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self._client.stop()
+            self._client.close()
+        except KazooException as exc:  # closing a broken client must not fail stop()
+            LOG.debug("kazoo stop: %s", exc)
+        self._set_state(SessionState.STOPPED)
+
+    # --- membership -----------------------------------------------------------
+    def join(self, group: str, data: Mapping[str, Any] | None = None,
+             wait: float | None = None) -> None:
+        base = {"host": socket.gethostname(), "pid": os.getpid(), "version": __version__,
+                "weight": 1, "layout": LAYOUT}
+        base.update(data or {})
+        self._request(group, base, wait, replace=True)
+
+    def update(self, group: str, data: Mapping[str, Any], wait: float | None = None) -> None:
+        with self._cond:
+            if group not in self._desired:
+                raise NotJoined(f"{self.member_id} has not joined group {group!r}")
+        self._request(group, dict(data), wait, replace=False)
+
+    def leave(self, group: str, wait: float | None = None) -> None:
+        with self._cond:
+            if self._desired.pop(group, None) is None:
+                return
+            self._wanted_gen[group] = self._wanted_gen.get(group, 0) + 1
+            gen = self._wanted_gen[group]
+        self._events.put(("reconcile",))
+        self._wait_applied(group, gen, wait)
+
+    def _request(self, group: str, data: dict[str, Any], wait: float | None,
+                 replace: bool) -> None:
+        json.dumps(data)  # fail early, in the caller, on data that cannot be published
+        with self._cond:
+            if replace:
+                self._desired[group] = data
+            else:
+                self._desired[group].update(data)
+            self._wanted_gen[group] = self._wanted_gen.get(group, 0) + 1
+            gen = self._wanted_gen[group]
+        self._events.put(("reconcile",))
+        self._wait_applied(group, gen, wait)
+
+    def _wait_applied(self, group: str, gen: int, wait: float | None) -> None:
+        if wait is None:
+            return
+        if not self._wait_for(lambda: self._applied_gen.get(group, 0) >= gen, wait):
+            raise CoordinatorUnreachable(
+                f"membership change of {self.member_id} in {group!r} not confirmed by "
+                f"ZooKeeper at {self._hosts} within {wait:g}s (will retry)")
+
+    def _wait_for(self, predicate: Any, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+    def get_members(self, group: str, timeout: float = 10.0) -> Membership:
+        try:
+            members = self._read_members(group, timeout, watch=False)
+        except KazooException as exc:
+            raise CoordinatorUnreachable(f"cannot read group {group!r} from ZooKeeper at "
+                                         f"{self._hosts}: {exc!r}") from exc
+        with self._cond:
+            version = self._snapshots.get(group, Membership(group)).version
+        return Membership(group, tuple(members.values()), version)
+
+    def get_groups(self, timeout: float = 10.0) -> list[str]:
+        try:
+            return sorted(self._client.get_children_async(f"{self._root}/groups")
+                          .get(timeout=timeout))
+        except NoNodeError:
+            return []
+        except KazooException as exc:
+            raise CoordinatorUnreachable(f"cannot list groups in ZooKeeper at "
+                                         f"{self._hosts}: {exc!r}") from exc
+
+    def _watch_started(self, group: str) -> None:
+        self._events.put(("children", group))
+
+    def _replay(self, group: str, callback: Any) -> None:
+        with self._cond:
+            snapshot = self._snapshots.get(group)
+        if snapshot is not None:
+            self._events.put(("replay", group, callback))
+
+    # --- kazoo callbacks: enqueue only, never block ---------------------------
+    def _on_kazoo_state(self, state: KazooState) -> None:
+        self._events.put(("state", state, self._client.client_state))
+
+    def _group_watcher(self, group: str) -> Any:
+        watcher = self._watchers_kz.get(group)
+        if watcher is None:
+            def watcher(event: Any, _group: str = group) -> None:
+                self._events.put(("children", _group))
+            self._watchers_kz[group] = watcher
+        return watcher
+
+    # --- worker ---------------------------------------------------------------
+    def _run(self) -> None:
+        next_beat = 0.0
+        while True:
+            try:
+                events = [self._events.get(timeout=max(0.0, next_beat - time.monotonic()))]
+            except queue.Empty:
+                events = []
+            while True:  # coalesce whatever else is queued
+                try:
+                    events.append(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            if any(e[0] == "stop" for e in events):
+                return
+            try:
+                self._handle(events)
+            except Exception:  # the worker must survive anything; retried on next tick
+                LOG.exception("coordinator worker error; retrying")
+                time.sleep(min(1.0, self._heartbeat))
+            if time.monotonic() >= next_beat:
+                self._send_heartbeat()
+                next_beat = time.monotonic() + self._heartbeat
+
+    def _handle(self, events: list[tuple[Any, ...]]) -> None:
+        for event in events:
+            kind = event[0]
+            if kind == "state":
+                self._dirty |= self._on_state(event[1], event[2])
+            elif kind == "children":
+                self._dirty |= set(self.watched_groups) if event[1] is None else {event[1]}
+            elif kind == "replay":
+                with self._cond:
+                    snapshot = self._snapshots.get(event[1])
+                if snapshot is not None:
+                    self._call_all([event[2]], snapshot)
+        if self._state is not SessionState.CONNECTED:
+            return  # everything stays dirty until the next CONNECTED
+        self._reconcile()
+        for group in sorted(self._dirty):
+            if self._refresh(group):
+                self._dirty.discard(group)
+
+    def _on_state(self, state: KazooState, keeper_state: Any) -> set[str]:
+        if state is KazooState.CONNECTED and keeper_state == KeeperState.CONNECTED_RO:
+            LOG.warning("ZooKeeper server is read-only: not counting as a member")
+            state = KazooState.SUSPENDED
+        if state is KazooState.CONNECTED:
+            session = self._client.client_id[0] if self._client.client_id else None
+            if self._session_id is not None and session != self._session_id:
+                self._new_session()
+            self._session_id = session
+            self._send_heartbeat()
+            self._set_state(SessionState.CONNECTED)
+            return set(self.watched_groups)  # level-triggered: re-list after any reconnect
+        self._set_state(_STATES[state])
+        if state is KazooState.LOST:
+            with self._cond:
+                self._applied_gen.clear()
+        return set()
+
+    def _new_session(self) -> None:
+        old = self.member_id
+        self.member_id = make_member_id(self._name)
+        with self._cond:
+            self._applied_gen.clear()
+            self._cond.notify_all()
+        LOG.warning("ZooKeeper session expired: member %s re-registers as %s",
+                    old, self.member_id)
+
+    def _send_heartbeat(self) -> None:
+        if self._state is SessionState.STOPPED or self._stopping:
+            return
+        sent = time.monotonic()
+
+        def answered(result: Any) -> None:  # kazoo's thread: record only
+            if result.exception is None and sent > self._last_contact:
+                self._last_contact = sent
+        try:
+            self._client.exists_async(self._root).rawlink(answered)
+        except KazooException:
+            pass  # not connected: no contact to record
+
+    def _member_path(self, group: str, member_id: str | None = None) -> str:
+        return f"{self._root}/groups/{group}/members/{member_id or self.member_id}"
+
+    def _reconcile(self) -> None:
+        """Make our znodes match what the caller asked for."""
+        with self._cond:
+            todo = {g: (dict(self._desired[g]) if g in self._desired else None,
+                        self._wanted_gen.get(g, 0)) for g in self._wanted_gen
+                    if self._applied_gen.get(g, 0) < self._wanted_gen.get(g, 0)}
+        for group, (data, gen) in todo.items():
+            path = self._member_path(group)
+            try:
+                if data is None:
+                    self._delete(path)
+                else:
+                    self._publish(path, data)
+            except KazooException as exc:
+                LOG.warning("could not publish member %s in %s: %r (retrying at the "
+                            "next heartbeat)", self.member_id, group, exc)
+                return
+            with self._cond:
+                self._applied_gen[group] = max(self._applied_gen.get(group, 0), gen)
+                self._cond.notify_all()
+
+    def _publish(self, path: str, data: dict[str, Any]) -> None:
+        payload = json.dumps(data, sort_keys=True).encode()
+        try:
+            self._client.set_async(path, payload).get(timeout=_OP_TIMEOUT)
+            return
+        except NoNodeError:
+            pass
+        self._client.ensure_path(path.rsplit("/", 1)[0])
+        try:
+            self._client.create_async(path, payload, ephemeral=True).get(timeout=_OP_TIMEOUT)
+            LOG.info("member %s registered at %s", self.member_id, path)
+        except NodeExistsError:
+            _, stat = self._client.get_async(path).get(timeout=_OP_TIMEOUT)
+            if stat.ephemeralOwner != self._session_id:
+                raise  # another session's node: retried until it expires
+            self._client.set_async(path, payload).get(timeout=_OP_TIMEOUT)
+
+    def _delete(self, path: str) -> None:
+        try:
+            self._client.delete_async(path).get(timeout=_OP_TIMEOUT)
+            LOG.info("member %s left (%s deleted)", self.member_id, path)
+        except NoNodeError:
+            pass
+
+    def _refresh(self, group: str) -> bool:
+        """Re-list a watched group (re-arming watches); publish a snapshot if changed.
+
+        Returns False when ZooKeeper could not be read (retried later).
+        """
+        try:
+            members = self._read_members(group, _OP_TIMEOUT, watch=True)
+        except KazooException as exc:
+            LOG.warning("could not read group %s: %r (retrying at the next heartbeat)",
+                        group, exc)
+            return False
+        with self._cond:
+            previous = self._snapshots.get(group, Membership(group))
+            snapshot = Membership(group, tuple(members.values()), previous.version + 1)
+            if snapshot.same_members(previous) and group in self._snapshots:
+                return True
+            self._snapshots[group] = snapshot
+        if snapshot.member_ids == previous.member_ids:
+            LOG.debug("group %s: member data changed", group)
+        else:
+            LOG.info("group %s: %d member(s) [%s] (was %d)", group, len(snapshot.members),
+                     ", ".join(snapshot.member_ids), len(previous.members))
+        self._notify(snapshot)
+        return True
+
+    def _read_members(self, group: str, timeout: float, watch: bool) -> dict[str, Member]:
+        members_path = f"{self._root}/groups/{group}/members"
+        watcher = self._group_watcher(group) if watch else None
+        try:
+            children = self._client.get_children_async(members_path, watch=watcher) \
+                .get(timeout=timeout)
+        except NoNodeError:
+            if watch:  # be told when the group appears
+                self._client.exists_async(members_path, watch=watcher).get(timeout=timeout)
+            return {}
+        pending = [(c, self._client.get_async(f"{members_path}/{c}", watch=watcher))
+                   for c in children]
+        result: dict[str, Member] = {}
+        for child, async_result in pending:
+            try:
+                raw, _ = async_result.get(timeout=timeout)
+            except NoNodeError:
+                continue  # left between the listing and the read
+            result[child] = Member(child, _decode(raw, members_path, child))
+        return result
+
+
+def _decode(raw: bytes, path: str, child: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw else {}
+    except (UnicodeDecodeError, ValueError):
+        LOG.warning("member %s/%s has undecodable data; treating it as empty", path, child)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+

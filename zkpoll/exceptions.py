@@ -1,0 +1,88 @@
+"""The one exception tree of zkpoll.
+
+Every error zkpoll raises on purpose derives from :class:`ZkpollError`::
+
+    ZkpollError
+    ├── ConfigError                 bad option value, URL, YAML or definition
+    │   └── PollingConfigError      an invalid polling YAML (file, source, reason)
+    ├── CoordinationError           anything that went wrong talking to the backend
+    │   ├── CoordinatorUnreachable  no answer from the backend within a deadline
+    │   └── NotJoined               an operation on a group this member has not joined
+    ├── PluginError                 a plugin failed to load or broke its contract
+    │   └── PluginOptOut            raised by a plugin that chooses not to load here
+    └── PublishError                a publisher could not deliver (internal: counted, never raised to polling)
+
+Backend exceptions (kazoo, sockets) are translated in one place per backend
+with ``raise ... from exc`` so the cause is kept.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "CoordinationError",
+    "CoordinatorUnreachable",
+    "NotJoined",
+    "PluginError",
+    "PluginOptOut",
+    "PollingConfigError",
+    "PublishError",
+    "ZkpollError",
+]
+
+
+class ZkpollError(Exception):
+    """Root of every error raised by zkpoll."""
+
+
+class ConfigError(ZkpollError):
+    """A configuration value is invalid.
+
+    The message names where the value came from (``[section] option``, a
+    file and line, a source name) so an operator can fix it without reading
+    a traceback.
+    """
+
+
+class PollingConfigError(ConfigError):
+    """The polling YAML is invalid."""
+
+    def __init__(self, path: str, reason: str, *, source: str | None = None,
+                 line: int | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.source = source
+        self.line = line
+        where = path if line is None else f"{path}:{line}"
+        if source is not None:
+            where += f" (source {source!r})"
+        super().__init__(f"{where}: {reason}")
+
+
+class CoordinationError(ZkpollError):
+    """The coordination backend failed an operation."""
+
+
+class CoordinatorUnreachable(CoordinationError):
+    """The coordination backend did not answer within the deadline."""
+
+
+class NotJoined(CoordinationError):
+    """The member has not joined the group it tried to use."""
+
+
+class PluginError(ZkpollError):
+    """A plugin could not be loaded or does not honour its contract."""
+
+
+class PluginOptOut(PluginError):
+    """Raised by a plugin's constructor to be skipped quietly.
+
+    Use it when the plugin cannot work on this host (a missing library, no
+    such device) and that is not a fault: the loader logs it at DEBUG and
+    does not count it as a failure.
+    """
+
+
+class PublishError(ZkpollError):
+    """A publisher could not deliver a batch."""
