@@ -1,0 +1,55 @@
+"""Built-in pollsters, and helpers for writing pollsters.
+
+The built-in pollsters live in :mod:`zkpoll.pollsters.host` (this host,
+through psutil; ``zkpoll.poll.compute``) and :mod:`zkpoll.pollsters.network`
+(HTTP and TCP checks; ``zkpoll.poll.central``).  They are loaded through
+their entry points, named after the meter they produce.
+
+:func:`cycle_cached` is public: a third-party pollster family can use it to
+read a shared value once per cycle, as the built-in ones do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from zkpoll.polling.plugin_base import PollingContext, resource_key
+
+__all__ = ["cycle_cached"]
+
+T = TypeVar("T")
+
+
+class _Slot:
+    """One value computed at most once per cycle, whatever the thread."""
+
+    __slots__ = ("done", "lock", "value")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+        self.value: Any = None
+
+
+def cycle_cached(context: PollingContext, key: str, compute: Callable[[], T]) -> T:
+    """Return ``compute()``, computed once per cycle and shared via ``context.cache``.
+
+    Every pollster of a cycle sees the same ``context.cache``, so pollsters
+    that read the same thing (e.g. three load averages from one
+    ``getloadavg()``) share one read.  Concurrent callers with the same
+    ``key`` wait for the first; if ``compute`` raises, nothing is cached and
+    the next caller tries again.  Prefix ``key`` with your package name.
+    """
+    slot = context.cache.setdefault(key, _Slot())
+    with slot.lock:
+        if not slot.done:
+            slot.value = compute()
+            slot.done = True
+        return slot.value
+
+
+def _unique_ids(resources: Iterable[Any]) -> list[str]:
+    """Return the resource ids of ``resources``, duplicates dropped, order kept."""
+    return list(dict.fromkeys(resource_key(r) for r in resources))

@@ -1,0 +1,225 @@
+"""Checks of remote endpoints: HTTP and TCP (``zkpoll.poll.central``).
+
+Resources are strings given by the source (``resources:`` or a
+``static``/``file`` discovery): URLs for the ``http.*`` pollsters,
+``host:port`` or ``tcp://host:port`` for ``tcp.connect.time``.  The
+``resource_id`` of a sample is the resource as given.
+
+Endpoints are checked concurrently by a small thread pool
+(:data:`MAX_WORKERS`), each with a timeout of ``min(context.timeout,
+MAX_TIMEOUT)`` seconds per socket operation.  ``http.status`` and
+``http.response.time`` share one GET per URL per cycle through the cycle
+cache.  Redirects are not followed: the status is what is measured.
+"""
+
+from __future__ import annotations
+
+import abc
+import http.client
+import logging
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+from zkpoll.polling.plugin_base import PollingContext, Pollster
+from zkpoll.pollsters import _unique_ids, cycle_cached
+from zkpoll.sample import GAUGE, Sample
+from zkpoll.version import __version__
+
+__all__ = [
+    "MAX_TIMEOUT",
+    "MAX_WORKERS",
+    "HTTPResponseTimePollster",
+    "HTTPStatusPollster",
+    "TCPConnectTimePollster",
+]
+
+LOG = logging.getLogger(__name__)
+
+#: Endpoints checked at once by one pollster call.
+MAX_WORKERS = 8
+#: Upper bound (seconds) of the per-request timeout.
+MAX_TIMEOUT = 10.0
+
+_USER_AGENT = f"zkpoll/{__version__}"
+T = TypeVar("T")
+
+
+def _request_timeout(context: PollingContext) -> float:
+    """Return the per-request timeout: ``min(context.timeout, MAX_TIMEOUT)``, unset = max."""
+    timeout = context.timeout
+    return min(timeout, MAX_TIMEOUT) if timeout and timeout > 0 else MAX_TIMEOUT
+
+
+def _concurrently(check: Callable[[str], T], targets: list[str]) -> list[T]:
+    """Return ``[check(t) for t in targets]``, run by at most MAX_WORKERS threads."""
+    if len(targets) <= 1:
+        return [check(t) for t in targets]
+    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(targets)),
+                            thread_name_prefix="zkpoll-check") as pool:
+        return list(pool.map(check, targets))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class _HTTPResult:
+    """Outcome of one GET: status 0 and an ``error`` when it failed."""
+
+    timestamp: float
+    status: int = 0
+    elapsed: float | None = None  # seconds until the response headers
+    error: str | None = None
+
+
+def _http_check(url: str, timeout: float) -> _HTTPResult:
+    """GET ``url`` once, without following redirects, and time the headers."""
+    started = time.time()
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return _HTTPResult(started, error=f"not an http(s) URL: {url!r}")
+        https = parts.scheme == "https"
+        # An explicit port: http.client would misparse a bare IPv6 host.
+        port = parts.port or (443 if https else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn_class = http.client.HTTPSConnection if https else http.client.HTTPConnection
+        conn = conn_class(parts.hostname, port, timeout=timeout)
+    except ValueError as exc:  # bad port, bad host encoding
+        return _HTTPResult(started, error=_describe(exc))
+    try:
+        begin = time.perf_counter()
+        conn.request("GET", path, headers={"User-Agent": _USER_AGENT, "Accept": "*/*",
+                                           "Connection": "close"})
+        response = conn.getresponse()
+        return _HTTPResult(started, status=response.status, elapsed=time.perf_counter() - begin)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return _HTTPResult(started, error=_describe(exc))
+    finally:
+        conn.close()
+
+
+class _HTTPPollster(Pollster):
+    """Base of the HTTP pollsters: one shared GET per URL per cycle."""
+
+    meter: ClassVar[str]
+    unit: ClassVar[str]
+    sample_type: ClassVar[str] = GAUGE
+    default_discovery = None
+
+    def get_samples(self, context: PollingContext, resources: list[Any]) -> list[Sample]:
+        timeout = _request_timeout(context)
+
+        def check(url: str) -> _HTTPResult:
+            return cycle_cached(context, f"zkpoll.pollsters.network:http:{url}",
+                                lambda: _http_check(url, timeout))
+
+        urls = _unique_ids(resources)
+        samples = (self._sample(url, result)
+                   for url, result in zip(urls, _concurrently(check, urls)))
+        return [s for s in samples if s is not None]
+
+    @abc.abstractmethod
+    def _sample(self, url: str, result: _HTTPResult) -> Sample | None:
+        """Return the sample of one URL's result, or None for no sample."""
+
+
+class HTTPStatusPollster(_HTTPPollster):
+    """``http.status``: the HTTP status code, 0 when no response came.
+
+    A failed request has ``resource_metadata["error"]`` saying why.
+    """
+
+    meter = "http.status"
+    unit = "status"
+
+    def _sample(self, url: str, result: _HTTPResult) -> Sample | None:
+        metadata = {"error": result.error} if result.error else {}
+        return Sample(self.meter, self.sample_type, self.unit, result.status, url,
+                      timestamp=result.timestamp, resource_metadata=metadata)
+
+
+class HTTPResponseTimePollster(_HTTPPollster):
+    """``http.response.time``: seconds from connecting to the response headers.
+
+    A failed request gives no sample (a WARNING names the URL).
+    """
+
+    meter = "http.response.time"
+    unit = "s"
+
+    def _sample(self, url: str, result: _HTTPResult) -> Sample | None:
+        if result.elapsed is None:
+            LOG.warning("%s: GET %s failed: %s", self.meter, url, result.error)
+            return None
+        return Sample(self.meter, self.sample_type, self.unit, result.elapsed, url,
+                      timestamp=result.timestamp)
+
+
+def _parse_endpoint(resource: str) -> tuple[str, int]:
+    """Return ``(host, port)`` of ``host:port``, ``[v6]:port`` or ``tcp://host:port``."""
+    parts = urlsplit(resource if "://" in resource else f"tcp://{resource}")
+    port = parts.port  # ValueError when out of range
+    if parts.scheme != "tcp" or not parts.hostname or not port:
+        raise ValueError(f"expected host:port or tcp://host:port, not {resource!r}")
+    return parts.hostname, port
+
+
+def _tcp_connect(host: str, port: int, timeout: float) -> tuple[float, str]:
+    """Connect to ``host:port``; return ``(seconds, address)``, or raise OSError.
+
+    Name resolution is not timed; each address it returns is tried until
+    one accepts, all within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    error: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port,
+                                                               type=socket.SOCK_STREAM):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out")
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(remaining)
+            begin = time.perf_counter()
+            try:
+                sock.connect(sockaddr)
+            except OSError as exc:
+                error = exc
+                continue
+            return time.perf_counter() - begin, sockaddr[0]
+    raise error
+
+
+class TCPConnectTimePollster(Pollster):
+    """``tcp.connect.time``: seconds to open a TCP connection to ``host:port``.
+
+    A failed connection gives no sample (a WARNING names the endpoint).
+    """
+
+    meter = "tcp.connect.time"
+    unit = "s"
+    sample_type = GAUGE
+    default_discovery = None
+
+    def get_samples(self, context: PollingContext, resources: list[Any]) -> list[Sample]:
+        timeout = _request_timeout(context)
+
+        def check(resource: str) -> Sample | None:
+            timestamp = time.time()
+            try:
+                elapsed, address = _tcp_connect(*_parse_endpoint(resource), timeout)
+            except (OSError, ValueError) as exc:
+                LOG.warning("%s: connect to %s failed: %s", self.meter, resource,
+                            _describe(exc))
+                return None
+            return Sample(self.meter, self.sample_type, self.unit, elapsed, resource,
+                          timestamp=timestamp, resource_metadata={"address": address})
+
+        samples = _concurrently(check, _unique_ids(resources))
+        return [s for s in samples if s is not None]
