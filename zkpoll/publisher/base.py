@@ -1,0 +1,254 @@
+"""The publisher contract and the helpers every publisher shares.
+
+A publisher is loaded from a URL (see :func:`zkpoll.publisher.load_publisher`):
+the scheme picks the plugin, the rest of the URL says where to deliver, and
+the query string carries the options, parsed by :func:`url_options`.
+
+Counters (see :attr:`Publisher.stats`):
+
+- ``published``: samples handed over for good (written, sent, acknowledged);
+- ``dropped``: samples lost (queue full, gave up, cannot be serialised);
+- ``errors``: failed delivery operations (a write, a POST attempt, a
+  datagram), retried ones included;
+- ``queue_depth``: samples accepted and not yet published or dropped.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import math
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from zkpoll.exceptions import ConfigError
+from zkpoll.sample import Sample
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; only type checkers import it
+    from typing import Self
+
+__all__ = ["Publisher", "boolean", "integer", "number", "redact_url", "url_options"]
+
+#: A query-string spec: parameter name -> (converter, default value).
+OptionSpec = Mapping[str, tuple[Callable[[str], Any], Any]]
+
+_USERINFO = re.compile(r"(//)[^/?#@]*@")
+
+
+def redact_url(url: str | urllib.parse.SplitResult) -> str:
+    """Return ``url`` with any ``user:password@`` replaced by ``***@``."""
+    text = url.geturl() if isinstance(url, urllib.parse.SplitResult) else url
+    return _USERINFO.sub(r"\1***@", text, count=1)
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """Return a converter to ``int`` that checks ``lo <= value <= hi``."""
+    def convert(raw: str) -> int:
+        return _bounded(int(raw), lo, hi)
+    return convert
+
+
+def number(lo: float | None = None, hi: float | None = None) -> Callable[[str], float]:
+    """Return a converter to a finite ``float`` that checks ``lo <= value <= hi``."""
+    def convert(raw: str) -> float:
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return _bounded(value, lo, hi)
+    return convert
+
+
+def _bounded(value: Any, lo: Any, hi: Any) -> Any:
+    if lo is not None and value < lo:
+        raise ValueError(f"must be at least {lo}")
+    if hi is not None and value > hi:
+        raise ValueError(f"must be at most {hi}")
+    return value
+
+
+def boolean(raw: str) -> bool:
+    """Convert ``true/false``, ``yes/no``, ``on/off`` or ``1/0`` to a bool."""
+    lowered = raw.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def url_options(url: urllib.parse.SplitResult, spec: OptionSpec) -> dict[str, Any]:
+    """Parse and validate the query string of a publisher URL.
+
+    Returns every option of ``spec``, defaulted when absent.  Raises
+    :class:`ConfigError` naming the (redacted) URL and the parameter for an
+    unknown or repeated parameter or a value the converter rejects.
+    """
+    where = f"publisher URL {redact_url(url)!r}"
+    try:
+        pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True,
+                                       strict_parsing=bool(url.query))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: malformed query string: {exc}") from exc
+    values = {name: default for name, (_, default) in spec.items()}
+    seen: set[str] = set()
+    for name, raw in pairs:
+        if name not in spec:
+            accepted = ", ".join(sorted(spec)) or "none"
+            raise ConfigError(f"{where}: unknown parameter {name!r} (accepted: {accepted})")
+        if name in seen:
+            raise ConfigError(f"{where}: parameter {name!r} is given more than once")
+        seen.add(name)
+        try:
+            values[name] = spec[name][0](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: bad value {raw!r} for parameter {name!r}: {exc}") from exc
+    return values
+
+
+class _LogLimiter:
+    """Decide when a repeated message is worth logging again.
+
+    The first occurrence of a key is logged at once; later ones are added up
+    and reported at most once per ``interval`` seconds.  ``reset()`` forgets
+    every key (call it when delivery works again).
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._keys: dict[str, list[float]] = {}  # key -> [last logged, pending]
+
+    def hit(self, key: str, amount: int = 1) -> int | None:
+        """Record ``amount``; return the total to report now, or None to stay quiet."""
+        now = time.monotonic()
+        with self._lock:
+            entry = self._keys.get(key)
+            if entry is None:
+                if len(self._keys) >= 100:  # a flood of distinct messages
+                    self._keys.clear()
+                self._keys[key] = [now, 0]
+                return amount
+            entry[1] += amount
+            if now - entry[0] < self.interval:
+                return None
+            total, entry[0], entry[1] = int(entry[1]), now, 0
+            return total
+
+    def reset(self) -> bool:
+        """Forget every key; return whether there were any."""
+        with self._lock:
+            had = bool(self._keys)
+            self._keys.clear()
+            return had
+
+
+class Publisher(abc.ABC):
+    """Deliver samples somewhere; one plugin per URL scheme.
+
+    :param conf: the agent's ``oslo.config`` options (may be None in tests)
+    :param url: the publisher URL, already split
+
+    Subclasses implement :meth:`publish_samples`, and :meth:`close` when
+    they hold resources or a queue.  The constructor validates the URL
+    (raising :class:`ConfigError`) but opens no connection and starts no
+    thread.  Publishers may keep the samples they receive after returning,
+    so callers must not mutate them.
+    """
+
+    #: Query-string options of this publisher, for :func:`url_options`.
+    OPTIONS: ClassVar[OptionSpec] = {}
+
+    def __init__(self, conf: Any, url: urllib.parse.SplitResult) -> None:
+        self.conf = conf
+        self.url = url
+        self.options = url_options(url, self.OPTIONS)
+        self.log = logging.getLogger(type(self).__module__)
+        self._stats_lock = threading.Lock()
+        self._published = self._dropped = self._errors = 0
+        self._error_log = _LogLimiter()  # delivery errors: forgotten on success
+        self._drop_log = _LogLimiter()  # other losses: at most once a minute each
+
+    @abc.abstractmethod
+    def publish_samples(self, samples: Sequence[Sample]) -> None:
+        """Deliver or enqueue ``samples``.
+
+        Called from the polling threads: must return quickly and must never
+        raise for a delivery failure (log and count it instead).
+        """
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what is queued within ``timeout`` seconds and release resources."""
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: ``published``, ``dropped``, ``errors``, ``queue_depth``."""
+        with self._stats_lock:
+            return {"published": self._published, "dropped": self._dropped,
+                    "errors": self._errors, "queue_depth": self._queue_depth()}
+
+    @property
+    def redacted_url(self) -> str:
+        """The publisher URL with credentials hidden, for logs and reprs."""
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.redacted_url!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _queue_depth(self) -> int:
+        """Samples accepted and not yet published or dropped (called under the stats lock)."""
+        return 0
+
+    def _delivered(self, count: int) -> None:
+        """Count ``count`` samples as published; note a recovery after failures."""
+        with self._stats_lock:
+            self._published += count
+        if self._error_log.reset():
+            self.log.info("publisher %s: delivering again", self.redacted_url)
+
+    def _failed(self, reason: str, dropped: int = 0, *, error: bool = True,
+                level: int = logging.ERROR) -> None:
+        """Count a failure (and ``dropped`` samples); log each distinct reason once a minute.
+
+        ``error`` marks a failed delivery operation: it counts in ``errors``
+        and is logged again at once after delivery has worked in between.
+        """
+        with self._stats_lock:
+            self._errors += int(error)
+            self._dropped += dropped
+        reason = self._redact(reason)
+        repeats = (self._error_log if error else self._drop_log).hit(reason)
+        if repeats is None:
+            self.log.debug("publisher %s: %s", self.redacted_url, reason)
+        else:
+            suffix = "" if repeats == 1 else f" (x{repeats} in the last minute)"
+            self.log.log(level, "publisher %s: %s%s", self.redacted_url, reason, suffix)
+
+    def _redact(self, text: str) -> str:
+        """Remove the URL's password from ``text`` (exception messages may echo it)."""
+        secret = self.url.password
+        if secret:
+            text = text.replace(secret, "***").replace(urllib.parse.unquote(secret), "***")
+        return redact_url(text)
+
+    def _encode(self, samples: Sequence[Sample]) -> list[str]:
+        """Serialise samples to compact JSON; count and skip the ones that cannot be."""
+        lines = []
+        for sample in samples:
+            try:
+                lines.append(json.dumps(sample.as_dict(), separators=(",", ":"),
+                                        default=str, allow_nan=False))
+            except (TypeError, ValueError) as exc:
+                self._failed(f"dropped a {getattr(sample, 'name', '?')} sample that "
+                             f"cannot be serialised to JSON: {exc}", 1, error=False)
+        return lines
