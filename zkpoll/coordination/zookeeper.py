@@ -97,6 +97,7 @@ class ZooKeeperCoordinator(Coordinator):
         self._applied_gen: dict[str, int] = {}          # group -> generation written
         self._session_id: int | None = None
         self._last_contact = float("-inf")
+        self._beat_in_flight = False
         self._snapshots: dict[str, Membership] = {}
         self._member_data: dict[str, dict[str, Member]] = {}
         self._watchers_kz: dict[str, Any] = {}
@@ -339,17 +340,26 @@ class ZooKeeperCoordinator(Coordinator):
                     old, self.member_id)
 
     def _send_heartbeat(self) -> None:
-        if self._state is SessionState.STOPPED or self._stopping:
+        """Renew the lease with one cheap read; at most one is ever in flight.
+
+        kazoo detects a dead connection only when no request is sent for
+        half its read timeout (every request counts as a ping).  A steady
+        stream of heartbeats would hide a blackholed connection for ever,
+        so a new heartbeat waits until the previous one is answered.
+        """
+        if self._state is SessionState.STOPPED or self._stopping or self._beat_in_flight:
             return
         sent = time.monotonic()
 
         def answered(result: Any) -> None:  # kazoo's thread: record only
+            self._beat_in_flight = False
             if result.exception is None and sent > self._last_contact:
                 self._last_contact = sent
+        self._beat_in_flight = True
         try:
             self._client.exists_async(self._root).rawlink(answered)
         except KazooException:
-            pass  # not connected: no contact to record
+            self._beat_in_flight = False  # not connected: no contact to record
 
     def _member_path(self, group: str, member_id: str | None = None) -> str:
         return f"{self._root}/groups/{group}/members/{member_id or self.member_id}"
