@@ -1,0 +1,30 @@
+"""``list_opts()`` for oslo-config-generator (entry point ``oslo.config.opts``).
+
+Every option zkpoll reads is declared in the module that uses it; this
+gathers them so ``etc/zkpoll/zkpoll.conf.sample`` can be generated.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from oslo_config import cfg
+
+from zkpoll.cmd.polling import CLI_OPTS
+from zkpoll.coordination.loader import OPTS as COORDINATION_OPTS
+from zkpoll.polling import options
+
+__all__ = ["list_opts"]
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Return (group, options) pairs for every zkpoll option."""
+    return [
+        ("DEFAULT", list(itertools.chain(options.DEFAULT_OPTS,
+                                         [o for o in CLI_OPTS if o.dest != "polling_namespaces"]))),
+        ("coordination", list(itertools.chain(COORDINATION_OPTS,
+                                              options.AGENT_COORDINATION_OPTS))),
+        ("polling", list(options.POLLING_OPTS)),
+        ("publisher", list(options.PUBLISHER_OPTS)),
+        ("compute", list(options.COMPUTE_OPTS)),
+    ]

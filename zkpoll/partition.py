@@ -1,0 +1,152 @@
+"""Partitioning: "which of these resources are mine for the cycle starting at T?"
+
+A :class:`Partition` is this agent's membership in one group.  Members
+publish ``active_at`` and ``leave_at`` (wall-clock seconds) in their member
+data; the ring for a cycle starting at ``T`` is built from the members with
+``active_at <= T < leave_at``.  Every agent evaluates the same rule on the
+same member data, so all agree on the owner of every resource for every
+cycle, even though they hear of membership changes at slightly different
+moments, as long as ``settle_time`` exceeds the worst watch delay plus the
+clock skew between agents (NTP).
+
+* A joining member announces ``active_at = now + settle_time``.
+* A leaving member announces ``leave_at = now + settle_time``, keeps
+  polling the cycles that start before it, then deletes its member node.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from zkpoll.coordination import Coordinator, HashRing, Membership
+
+__all__ = ["Partition", "eligible_members"]
+
+LOG = logging.getLogger(__name__)
+_INF = float("inf")
+
+
+def _as_time(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else default
+
+
+def eligible_members(membership: Membership, at: float) -> dict[str, float]:
+    """Member id to weight of the members active at wall-clock time ``at``."""
+    result: dict[str, float] = {}
+    for member in membership.members:
+        active_at = _as_time(member.data.get("active_at"), 0.0)
+        leave_at = _as_time(member.data.get("leave_at"), _INF)
+        if active_at <= at < leave_at:
+            result[member.member_id] = member.weight
+    return result
+
+
+class Partition:
+    """This agent's share of one group's work.
+
+    :param coordinator: a started coordinator
+    :param group: the group name, e.g. ``central`` or ``prefix-central``
+    :param settle_time: seconds between announcing a join or leave and its
+        taking effect; larger than the worst watch delay plus clock skew
+    """
+
+    def __init__(self, coordinator: Coordinator, group: str, settle_time: float) -> None:
+        self.coordinator = coordinator
+        self.group = group
+        self.settle_time = settle_time
+        self._lock = threading.Lock()
+        self._membership = Membership(group)
+        self._data: dict[str, Any] | None = None
+        self._rings: dict[frozenset[tuple[str, float]], HashRing] = {}
+        self._cancel_watch: Any = None
+
+    # --- membership --------------------------------------------------------
+    def join(self, data: Mapping[str, Any], wait: float | None = None) -> float:
+        """Announce this member; returns ``active_at``."""
+        active_at = time.time() + self.settle_time
+        with self._lock:
+            self._data = dict(data, active_at=active_at, leave_at=None)
+            published = dict(self._data)
+        if self._cancel_watch is None:
+            self._cancel_watch = self.coordinator.watch(self.group, self._on_membership)
+        self.coordinator.join(self.group, published, wait=wait)
+        LOG.info("joining group %s as %s: active from %s (settle %.1fs)", self.group,
+                 self.coordinator.member_id, _fmt(active_at), self.settle_time)
+        return active_at
+
+    def announce_leave(self, wait: float | None = None) -> float:
+        """Announce a graceful leave; returns ``leave_at``.  Call :meth:`leave` after it."""
+        leave_at = time.time() + self.settle_time
+        self.update({"leave_at": leave_at}, wait=wait)
+        LOG.info("leaving group %s: last cycle starts before %s", self.group, _fmt(leave_at))
+        return leave_at
+
+    def leave(self, wait: float | None = None) -> None:
+        """Delete this member from the group now."""
+        with self._lock:
+            self._data = None
+        self.coordinator.leave(self.group, wait=wait)
+        if self._cancel_watch is not None:
+            self._cancel_watch()
+            self._cancel_watch = None
+
+    def update(self, data: Mapping[str, Any], wait: float | None = None) -> None:
+        """Merge ``data`` into this member's published data."""
+        with self._lock:
+            if self._data is None:
+                return
+            self._data.update(data)
+        self.coordinator.update(self.group, data, wait=wait)
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        """What this member publishes (None when not joined)."""
+        with self._lock:
+            return None if self._data is None else dict(self._data)
+
+    def _on_membership(self, membership: Membership) -> None:
+        with self._lock:
+            previous, self._membership = self._membership, membership
+        if previous.member_ids != membership.member_ids:
+            LOG.info("group %s membership: %d member(s)", self.group, len(membership.members))
+
+    @property
+    def membership(self) -> Membership:
+        """The latest snapshot of the group."""
+        with self._lock:
+            return self._membership
+
+    # --- ownership ----------------------------------------------------------
+    def ring_at(self, at: float) -> HashRing:
+        """The ring for a cycle starting at ``at`` (this member's own data included)."""
+        with self._lock:
+            membership = self._membership
+            own = None if self._data is None else dict(self._data)
+        eligible = eligible_members(membership, at)
+        me = self.coordinator.member_id
+        # Our own data is authoritative even before our watch has seen it.
+        eligible.pop(me, None)
+        if own is not None:
+            weight = own.get("weight", 1)
+            if _as_time(own.get("active_at"), 0.0) <= at < _as_time(own.get("leave_at"), _INF):
+                eligible[me] = float(weight) if isinstance(weight, (int, float)) else 1.0
+        key = frozenset(eligible.items())
+        ring = self._rings.get(key)
+        if ring is None:
+            if len(self._rings) > 16:
+                self._rings.clear()
+            ring = self._rings[key] = HashRing(eligible)
+        return ring
+
+    def owned(self, keys: Sequence[str], at: float) -> list[str]:
+        """The keys this member owns for the cycle starting at ``at``."""
+        return self.ring_at(at).owned_by(self.coordinator.member_id, keys)
+
+
+def _fmt(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"

@@ -1,0 +1,244 @@
+"""The polling agent: configuration, plugins, membership and the cycle loops.
+
+Start-up steps are explicit and ordered so that every configuration error
+is reported before the agent joins any group::
+
+    agent = Agent(conf, namespaces)
+    agent.setup()      # polling YAML, plugins, publishers, coordinator (no I/O)
+    agent.start()      # connect, join groups, start one scheduler thread per source
+    agent.stop()       # graceful: announce leave, finish the cycles before it, leave
+
+A namespace's resources are partitioned through the group
+``<partitioning_group_prefix>-<namespace>`` (the namespace alone without a
+prefix), except ``compute`` unless ``[compute] workload_partitioning`` is
+set; without ``backend_url`` the agent owns everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent import futures
+from typing import Any
+
+from oslo_config import cfg
+
+from zkpoll.coordination import Coordinator, get_coordinator
+from zkpoll.coordination.standalone import StandaloneCoordinator
+from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
+from zkpoll.partition import Partition
+from zkpoll.polling import options
+from zkpoll.polling.cycles import cycle_index, next_cycle, source_offset
+from zkpoll.polling.plugins import LoadedPlugins, load_plugins
+from zkpoll.polling.runner import CycleStats, SourceRunner
+from zkpoll.polling.sources import PollingConfig, Source
+from zkpoll.publisher import load_publisher
+from zkpoll.publisher.base import Publisher
+
+__all__ = ["Agent"]
+
+LOG = logging.getLogger(__name__)
+
+
+class Agent:
+    """One polling agent process (see the module docstring for the steps)."""
+
+    def __init__(self, conf: cfg.ConfigOpts, namespaces: Sequence[str]) -> None:
+        self.conf = conf
+        self.namespaces = list(dict.fromkeys(namespaces))
+        self.polling: PollingConfig | None = None
+        self.plugins = LoadedPlugins()
+        self.publishers: dict[str, Publisher] = {}
+        self.coordinator: Coordinator | None = None
+        self.partitions: dict[str, Partition] = {}   # namespace -> partition
+        self.runners: list[SourceRunner] = []
+        self.last_stats: dict[str, CycleStats] = {}
+        self._executor: futures.ThreadPoolExecutor | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._leaving = threading.Event()   # wakes the loops to re-check leave_at
+        self._leave_at: float | None = None
+
+    # --- setup ----------------------------------------------------------------
+    def setup(self) -> None:
+        """Validate and load everything; raise ConfigError on the first problem."""
+        options.register_opts(self.conf)
+        if not self.namespaces:
+            raise ConfigError("--polling-namespaces: give at least one namespace")
+        self.polling = options.load_sources(self.conf)
+        self.plugins = load_plugins(self.conf, self.namespaces)
+        self.coordinator = get_coordinator(self.conf)
+        pconf = self.conf.polling
+        self._executor = futures.ThreadPoolExecutor(pconf.max_parallel_pollsters,
+                                                    thread_name_prefix="zkpoll-poll")
+        for source in self.polling.sources:
+            meters = source.select_meters(self.plugins.pollsters)
+            if not meters:
+                LOG.warning("source %s (%s): no loaded pollster matches meters %s in "
+                            "namespaces %s; it polls nothing", source.name,
+                            self.polling.path, list(source.meters), self.namespaces)
+                continue
+            publishers = [self._publisher(url) for url in
+                          (source.publishers or self.conf.publisher.default_publishers)]
+            self.runners.append(SourceRunner(
+                source, [self.plugins.pollsters[m] for m in meters], self.plugins,
+                publishers, self._executor, self._owned, self.conf, self._member_id,
+                timeout=min(pconf.pollster_timeout, source.interval),
+                batch_size=pconf.batch_size))
+        if not self.runners:
+            raise ConfigError(f"{self.polling.path}: no source polls any loaded meter "
+                              f"(namespaces {', '.join(self.namespaces)}; loaded meters: "
+                              f"{', '.join(sorted(self.plugins.pollsters)) or 'none'})")
+
+    def _publisher(self, url: str) -> Publisher:
+        if url not in self.publishers:
+            self.publishers[url] = load_publisher(self.conf, url)
+        return self.publishers[url]
+
+    def _member_id(self) -> str:
+        return self.coordinator.member_id if self.coordinator else "unknown"
+
+    def partitioned_namespaces(self) -> list[str]:
+        """Namespaces whose work is split with other agents."""
+        if isinstance(self.coordinator, StandaloneCoordinator):
+            return []
+        used = {info.namespace for r in self.runners for info in r.pollsters}
+        return [ns for ns in self.namespaces if ns in used
+                and (ns != "compute" or self.conf.compute.workload_partitioning)]
+
+    def group_name(self, namespace: str) -> str:
+        """``<prefix>-<namespace>``, or the namespace alone without a prefix."""
+        prefix = self.conf.polling.partitioning_group_prefix
+        return f"{prefix}-{namespace}" if prefix else namespace
+
+    # --- run ------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect, join the groups and start the scheduler threads."""
+        assert self.coordinator is not None, "call setup() first"
+        try:
+            self.coordinator.start(timeout=self.conf.coordination.start_timeout)
+        except CoordinatorUnreachable as exc:
+            LOG.error("%s; partitioned sources wait until it answers", exc)
+        for ns in self.partitioned_namespaces():
+            partition = Partition(self.coordinator, self.group_name(ns),
+                                  self.conf.coordination.settle_time)
+            partition.join(self._member_data(ns))
+            self.partitions[ns] = partition
+        for runner in self.runners:
+            thread = threading.Thread(target=self._loop, args=(runner,),
+                                      name=f"zkpoll-source-{runner.source.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        LOG.info("agent %s polling %d source(s) in namespaces %s; partitioned: %s",
+                 self.coordinator.member_id, len(self.runners), ", ".join(self.namespaces),
+                 ", ".join(self.group_name(ns) for ns in self.partitions) or "none")
+
+    def _member_data(self, namespace: str) -> dict[str, Any]:
+        sources = {r.source.name: sorted(i.meter for i in r.pollsters if i.namespace == namespace)
+                   for r in self.runners}
+        return {"namespace": namespace, "weight": self.conf.coordination.weight,
+                "meters": {name: meters for name, meters in sources.items() if meters},
+                "last_completed_cycle": {}}
+
+    def _owned(self, namespace: str, keys: Sequence[str], start: float) -> Sequence[str] | None:
+        partition = self.partitions.get(namespace)
+        if partition is None:
+            return keys
+        coordinator = partition.coordinator
+        margin = coordinator.session_timeout * self.conf.coordination.fence_margin
+        if coordinator.lease_remaining(margin) <= 0:
+            return None  # self-fenced: the server may already have handed our work over
+        if coordinator.member_id not in partition.membership.member_ids:
+            return None  # not registered (yet): we do not know the group
+        return partition.owned(keys, start)
+
+    def _loop(self, runner: SourceRunner) -> None:
+        source = runner.source
+        offset = source_offset(source.name, source.interval)
+        index, start = next_cycle(time.time(), source.interval, offset)
+        while self._wait_until(start):
+            self._run_one(runner, index, start)
+            following, start_next = next_cycle(time.time(), source.interval, offset)
+            if following > index + 1:
+                LOG.warning("source %s: cycle %d overran its interval (%ds); skipped %d "
+                            "cycle(s)", source.name, index, source.interval,
+                            following - index - 1)
+            index, start = following, start_next
+
+    def _wait_until(self, start: float) -> bool:
+        """Sleep until ``start``; False when the agent stops or leaves before it."""
+        while True:
+            if self._stop.is_set():
+                return False
+            if self._leave_at is not None and start >= self._leave_at:
+                return False
+            delay = start - time.time()
+            if delay <= 0:
+                return True
+            (self._stop if self._leaving.is_set() else self._leaving).wait(delay)
+
+    def _run_one(self, runner: SourceRunner, index: int, start: float) -> None:
+        try:
+            stats = runner.run_cycle(index, start)
+        except Exception:  # a bug must not kill the source's thread
+            LOG.exception("source %s: cycle %d failed", runner.source.name, index)
+            return
+        self.last_stats[runner.source.name] = stats
+        for ns, partition in self.partitions.items():
+            if any(i.namespace == ns for i in runner.pollsters) and not stats.fenced:
+                data = partition.data or {}
+                done = dict(data.get("last_completed_cycle", {}), **{runner.source.name: index})
+                partition.update({"last_completed_cycle": done})
+        level = logging.WARNING if stats.errors or stats.timeouts or stats.fenced else logging.INFO
+        LOG.log(level, "source %s cycle %d: %s/%d resources, %d samples in %.3fs, %d errors, "
+                "%d timeouts, %s", runner.source.name, index,
+                "FENCED" if stats.fenced else stats.owned, stats.resources, stats.samples,
+                stats.duration, stats.errors, stats.timeouts, self._ring_summary(start))
+
+    def _ring_summary(self, start: float) -> str:
+        if not self.partitions:
+            return "standalone"
+        return ", ".join(f"{p.group}: {len(p.ring_at(start))} member(s)"
+                         for p in self.partitions.values())
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop polling; with ``graceful``, hand the work over without gap or duplicate."""
+        if graceful and self.partitions:
+            leave_at = time.time()
+            for partition in self.partitions.values():
+                try:
+                    leave_at = max(leave_at, partition.announce_leave(wait=5.0))
+                except CoordinatorUnreachable as exc:
+                    LOG.error("could not announce the leave: %s", exc)
+            self._leave_at = leave_at
+            self._leaving.set()
+            LOG.info("graceful stop: polling the cycles that start before the handoff "
+                     "in %.1fs", leave_at - time.time())
+            for thread in self._threads:
+                thread.join(max(0.0, leave_at - time.time()) + self._longest_timeout())
+        self._stop.set()
+        self._leaving.set()
+        for thread in self._threads:
+            thread.join(self._longest_timeout())
+        for partition in self.partitions.values():
+            try:
+                partition.leave(wait=5.0)
+            except CoordinatorUnreachable as exc:
+                LOG.warning("%s", exc)
+        if self.coordinator is not None:
+            self.coordinator.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        for publisher in self.publishers.values():
+            publisher.close(timeout=5.0)
+        LOG.info("agent stopped")
+
+    def _longest_timeout(self) -> float:
+        return max((r.timeout for r in self.runners), default=1.0) + 1.0
+
+    def current_cycle(self, source: Source) -> int:
+        """Index of the cycle of ``source`` in flight now."""
+        return cycle_index(time.time(), source.interval,
+                           source_offset(source.name, source.interval))

@@ -1,0 +1,214 @@
+"""Run one cycle of one polling source: discover, partition, poll, publish.
+
+Pollsters run concurrently in a bounded thread pool shared by all sources,
+each with a deadline.  A pollster that raises, hangs or returns garbage is
+logged with its name and counted; the rest of the cycle completes.  A
+pollster still hung from an earlier cycle is skipped (not stacked) until it
+returns, so hung plugins cannot exhaust the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+from zkpoll.polling.plugin_base import PollingContext, resource_key
+from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
+from zkpoll.polling.sources import Source
+from zkpoll.publisher.base import Publisher
+from zkpoll.sample import TYPES, Sample
+
+__all__ = ["CycleStats", "OwnershipFilter", "SourceRunner"]
+
+LOG = logging.getLogger(__name__)
+
+#: (namespace, resource keys, cycle start) -> owned keys, or None when the
+#: agent must not poll that namespace's partitioned work this cycle.
+OwnershipFilter = Callable[[str, Sequence[str], float], "Sequence[str] | None"]
+
+
+@dataclass
+class CycleStats:
+    """What one cycle did; also the content of the per-cycle log line."""
+
+    source: str
+    index: int
+    start: float
+    resources: int = 0
+    owned: int = 0
+    samples: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    fenced: bool = False
+    duration: float = 0.0
+    by_meter: dict[str, int] = field(default_factory=dict)
+
+
+class SourceRunner:
+    """Polls one source; :meth:`run_cycle` is called by the scheduler."""
+
+    def __init__(self, source: Source, pollsters: Sequence[PollsterInfo],
+                 plugins: LoadedPlugins, publishers: Sequence[Publisher],
+                 executor: futures.ThreadPoolExecutor, ownership: OwnershipFilter,
+                 conf: Any, member_id: Callable[[], str], timeout: float,
+                 batch_size: int) -> None:
+        self.source = source
+        self.pollsters = list(pollsters)
+        self.plugins = plugins
+        self.publishers = list(publishers)
+        self.executor = executor
+        self.ownership = ownership
+        self.conf = conf
+        self.member_id = member_id
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self._busy: dict[str, float] = {}  # meter -> start of a call still running
+        self._busy_lock = threading.Lock()
+
+    # --- resources ---------------------------------------------------------
+    def _discover(self, name: str, context: PollingContext, stats: CycleStats) -> list[Any]:
+        cache_key = f"discovery:{name}"
+        if cache_key in context.cache:
+            return context.cache[cache_key]
+        plugin_name, _, param = name.partition("://")
+        discovery = self.plugins.discoveries.get(plugin_name)
+        found: list[Any] = []
+        if discovery is None:
+            stats.errors += 1
+            LOG.error("source %s: unknown discovery %r (loaded: %s)", self.source.name,
+                      plugin_name, ", ".join(sorted(self.plugins.discoveries)) or "none")
+        else:
+            try:
+                found = list(discovery.discover(context, param or None))
+            except Exception as exc:  # noqa: BLE001 - a plugin's failure is logged and counted
+                stats.errors += 1
+                LOG.error("source %s: discovery %s failed: %s: %s", self.source.name, name,
+                          type(exc).__name__, exc)
+        context.cache[cache_key] = found
+        return found
+
+    def _resources(self, info: PollsterInfo, context: PollingContext,
+                   stats: CycleStats) -> dict[str, Any]:
+        """Resources for one pollster, keyed by their partitioning key."""
+        resources: list[Any] = list(self.source.resources)
+        names = list(self.source.discovery)
+        if not resources and not names and info.pollster.default_discovery:
+            names = [info.pollster.default_discovery]
+        for name in names:
+            resources.extend(self._discover(name, context, stats))
+        keyed: dict[str, Any] = {}
+        for resource in resources:
+            try:
+                keyed.setdefault(resource_key(resource), resource)
+            except ValueError as exc:
+                stats.errors += 1
+                LOG.warning("source %s: skipping a resource: %s", self.source.name, exc)
+        return keyed
+
+    # --- cycle ---------------------------------------------------------------
+    def run_cycle(self, index: int, start: float) -> CycleStats:
+        """Poll cycle ``index`` (starting at wall-clock ``start``)."""
+        began = time.monotonic()
+        stats = CycleStats(self.source.name, index, start)
+        context = PollingContext(self.conf, {}, self.source.name, start, self.timeout)
+        calls: dict[futures.Future[list[Any]], str] = {}
+        owned_cache: dict[tuple[str, tuple[str, ...]], Sequence[str] | None] = {}
+        for info in self.pollsters:
+            keyed = self._resources(info, context, stats)
+            keys = tuple(keyed)
+            stats.resources = max(stats.resources, len(keys))
+            cache_key = (info.namespace, keys)
+            if cache_key not in owned_cache:
+                owned_cache[cache_key] = self.ownership(info.namespace, keys, start)
+            owned = owned_cache[cache_key]
+            if owned is None:
+                stats.fenced = True
+                continue
+            stats.owned = max(stats.owned, len(owned))
+            if owned and self._claim(info.meter):
+                batch = [keyed[k] for k in owned]
+                calls[self.executor.submit(self._call, info, context, batch)] = info.meter
+        self._collect(calls, stats, began)
+        stats.duration = time.monotonic() - began
+        return stats
+
+    def _claim(self, meter: str) -> bool:
+        with self._busy_lock:
+            since = self._busy.get(meter)
+            if since is not None:
+                LOG.warning("source %s: pollster %s still running for %.1fs; skipped this "
+                            "cycle", self.source.name, meter, time.monotonic() - since)
+                return False
+            self._busy[meter] = time.monotonic()
+            return True
+
+    def _call(self, info: PollsterInfo, context: PollingContext, resources: list[Any]) -> list[Any]:
+        try:
+            return list(info.pollster.get_samples(context, resources) or ())
+        finally:
+            with self._busy_lock:
+                self._busy.pop(info.meter, None)
+
+    def _collect(self, calls: dict[futures.Future[list[Any]], str], stats: CycleStats,
+                 began: float) -> None:
+        deadline = began + self.timeout
+        pending = set(calls)
+        while pending:
+            done, pending = futures.wait(pending, timeout=max(0.0, deadline - time.monotonic()),
+                                         return_when=futures.FIRST_COMPLETED)
+            if not done:
+                for call in pending:
+                    stats.timeouts += 1
+                    LOG.error("source %s: pollster %s did not return within %.1fs; its "
+                              "samples for this cycle are lost", self.source.name,
+                              calls[call], self.timeout)
+                return
+            for call in done:
+                meter = calls[call]
+                try:
+                    samples = call.result()
+                except Exception as exc:  # noqa: BLE001 - a plugin's failure is logged and counted
+                    stats.errors += 1
+                    LOG.error("source %s: pollster %s failed: %s: %s", self.source.name,
+                              meter, type(exc).__name__, exc)
+                    continue
+                self._publish(meter, self._stamp(meter, samples, stats), stats)
+
+    def _stamp(self, meter: str, samples: list[Any], stats: CycleStats) -> list[Sample]:
+        """Keep valid samples and fill in the cycle fields."""
+        good: list[Sample] = []
+        source, member, start = self.source.name, self.member_id(), stats.start
+        bad = 0
+        for sample in samples:
+            if (type(sample) is not Sample and not isinstance(sample, Sample)) \
+                    or sample.type not in TYPES or not isinstance(sample.resource_id, str):
+                bad += 1
+                continue
+            sample.source = source
+            sample.member_id = member
+            sample.cycle_start = start
+            good.append(sample)
+        if bad:
+            stats.errors += 1
+            LOG.error("source %s: pollster %s returned %d invalid sample(s) (not a Sample, "
+                      "bad type or resource_id); dropped", self.source.name, meter, bad)
+        stats.samples += len(good)
+        stats.by_meter[meter] = len(good)
+        return good
+
+    def _publish(self, meter: str, samples: list[Sample], stats: CycleStats) -> None:
+        size = self.batch_size
+        for publisher in self.publishers:
+            for i in range(0, len(samples), size):
+                try:
+                    publisher.publish_samples(samples[i:i + size])
+                except Exception as exc:  # noqa: BLE001 - a publisher must not raise; go on
+                    stats.errors += 1
+                    LOG.error("publisher %r raised %s: %s (samples of %s counted lost)",
+                              publisher, type(exc).__name__, exc, meter)
+                    break
