@@ -7,8 +7,13 @@ import logging
 import pytest
 from oslo_config import cfg
 
-from zkpoll.coordination import (Membership, SessionState, get_coordinator,
-                                 parse_backend_url, register_opts)
+from zkpoll.coordination import (
+    Membership,
+    SessionState,
+    get_coordinator,
+    parse_backend_url,
+    register_opts,
+)
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.coordination.url import redact
 from zkpoll.coordination.zookeeper import ZooKeeperCoordinator

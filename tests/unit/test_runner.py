@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
+from concurrent import futures
 from typing import Any
 
 import pytest

@@ -1,0 +1,181 @@
+"""Fixtures shared by all zkpoll tests: real ZooKeeper servers and TCP proxies.
+
+- ``zookeeper_server``: one standalone server for the whole run (session).
+- ``zk_chroot``: a fresh, existing root path on it for one test.
+- ``zk_hosts``: ``zookeeper_server.address + zk_chroot``, for a KazooClient.
+- ``zookeeper_ensemble``: 3 servers in a quorum, shared by a module and
+  brought back to 3 serving servers before each test.
+- ``managed_zookeeper``: ``managed_zookeeper(**kwargs)`` starts a private
+  ManagedZooKeeper (to stop, kill or break), closed after the test.
+- ``tcp_proxy``: ``tcp_proxy(host, port)`` returns a started TCPProxy.
+
+Without ZooKeeper installed these fixtures skip, or fail when ``CI=true``.
+When a test fails, the tail of the log of each server it used is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kazoo.client import KazooClient
+
+from zkpoll.exceptions import ZkpollError
+from zkpoll.testing import (
+    ManagedZooKeeper,
+    TCPProxy,
+    ZooKeeperEnsemble,
+    find_installation,
+)
+
+LOG_TAIL_LINES = 60
+
+
+class ZooKeeperFactory:
+    """Start private ZooKeeper servers for one test; close them all after it."""
+
+    def __init__(self) -> None:
+        self.servers: list[ManagedZooKeeper] = []
+
+    def __call__(self, **kwargs: Any) -> ManagedZooKeeper:
+        """Start a ``ManagedZooKeeper(**kwargs)``."""
+        server = ManagedZooKeeper(**kwargs)
+        self.servers.append(server)
+        server.start()
+        return server
+
+    def log_text(self, tail: int | None = None) -> str:
+        return "\n".join(f"--- {server!r} ---\n{server.log_text(tail)}"
+                         for server in self.servers)
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+
+_WITH_LOGS = (ManagedZooKeeper, ZooKeeperEnsemble, ZooKeeperFactory)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "functional: uses real servers (ZooKeeper, Redis, Memcached)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the log tail of every ZooKeeper the failed test used to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    seen: set[int] = set()
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, _WITH_LOGS) and id(value) not in seen:
+            seen.add(id(value))
+            report.sections.append(
+                (f"ZooKeeper log ({name}, last {LOG_TAIL_LINES} lines)",
+                 value.log_text(tail=LOG_TAIL_LINES)))
+
+
+def _require_zookeeper() -> None:
+    """Skip the test (fail it under CI=true) when ZooKeeper cannot run here."""
+    try:
+        find_installation()
+    except ZkpollError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and ZooKeeper is unavailable: {exc}", pytrace=False)
+        pytest.skip(f"{exc} (or run `bash tests/run_tests.sh`, which installs it)")
+
+
+@pytest.fixture(scope="session")
+def zookeeper_server() -> Iterator[ManagedZooKeeper]:
+    """One standalone ZooKeeper (tickTime 200 ms) for the whole test run.
+
+    Do not stop it: to test an outage, start your own ManagedZooKeeper.
+    """
+    _require_zookeeper()
+    server = ManagedZooKeeper()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def zk_chroot(zookeeper_server: ManagedZooKeeper) -> Iterator[str]:
+    """A root path (``/test-<hex>``) that exists on ``zookeeper_server`` for one test."""
+    if zookeeper_server.mode() is None:  # a previous test broke it: heal
+        zookeeper_server.restart()
+    chroot = f"/test-{uuid.uuid4().hex}"
+    admin = KazooClient(hosts=zookeeper_server.address)
+    admin.start(timeout=10)
+    try:
+        admin.create(chroot)
+        yield chroot
+        admin.delete(chroot, recursive=True)
+    finally:
+        admin.stop()
+        admin.close()
+
+
+@pytest.fixture
+def zk_hosts(zookeeper_server: ManagedZooKeeper, zk_chroot: str) -> str:
+    """Connect string of ``zookeeper_server`` chrooted to ``zk_chroot``."""
+    return zookeeper_server.address + zk_chroot
+
+
+@pytest.fixture(scope="module")
+def _module_ensemble() -> Iterator[ZooKeeperEnsemble]:
+    _require_zookeeper()
+    ensemble = ZooKeeperEnsemble(size=3)
+    try:
+        ensemble.start()
+        yield ensemble
+    finally:
+        ensemble.close()
+
+
+@pytest.fixture
+def zookeeper_ensemble(_module_ensemble: ZooKeeperEnsemble) -> ZooKeeperEnsemble:
+    """A 3-server ensemble (started once per module), all serving at test start.
+
+    A test may kill servers: the next test gets them back.
+    """
+    _module_ensemble.start()
+    return _module_ensemble
+
+
+@pytest.fixture
+def managed_zookeeper() -> Iterator[ZooKeeperFactory]:
+    """Factory: ``managed_zookeeper(**kwargs)`` starts a private ManagedZooKeeper.
+
+    For tests that stop, kill or restart their server; all are closed after.
+    """
+    _require_zookeeper()
+    factory = ZooKeeperFactory()
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def tcp_proxy() -> Iterator[Callable[[str, int], TCPProxy]]:
+    """Factory: ``tcp_proxy(host, port)`` starts a TCPProxy to that target.
+
+    Every proxy made is stopped after the test.
+    """
+    proxies: list[TCPProxy] = []
+
+    def make(host: str, port: int) -> TCPProxy:
+        proxy = TCPProxy(host, port)
+        proxy.start()
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()

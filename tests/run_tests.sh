@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The one command that runs the whole zkpoll test suite, on a fresh Debian
+# machine too: installs what is missing (system packages, a .venv with the
+# package and its test tools), then runs pytest with the given arguments.
+#
+#   bash tests/run_tests.sh                    # everything
+#   bash tests/run_tests.sh tests/unit -x -q   # any pytest arguments
+#
+# Needs root or sudo only when a system package is missing. Exits with
+# pytest's code (5, "no tests collected", is a failure too).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.zkpoll-installed
+PACKAGES=(zookeeper redis-server memcached)
+
+step() { printf '==> %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+missing_packages() {
+    local pkg
+    for pkg in "${PACKAGES[@]}"; do
+        installed "$pkg" || echo "$pkg"
+    done
+    command -v java >/dev/null || echo default-jre-headless
+    command -v "$PYTHON" >/dev/null || echo python3
+    # Debian splits venv's pip bootstrap out of python3 into python3-venv.
+    if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then echo python3-venv; fi
+}
+
+install_system_packages() {
+    local missing
+    missing=$(missing_packages | tr '\n' ' ')
+    if [ -z "${missing// /}" ]; then
+        step "system packages: all present"
+        return
+    fi
+    step "system packages: installing $missing"
+    as_root apt-get update -qq
+    # shellcheck disable=SC2086  # one word per package
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+}
+
+install_python_packages() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        step "virtualenv: creating $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    if [ -e "$STAMP" ] && [ "$STAMP" -nt setup.cfg ] && [ "$STAMP" -nt setup.py ]; then
+        step "python packages: up to date ($STAMP newer than setup.cfg)"
+        return
+    fi
+    step "python packages: pip install -e '.[test,bench,lint]'"
+    "$VENV/bin/python" -m pip install -q -e '.[test,bench,lint]'
+    touch "$STAMP"
+}
+
+run_pytest() {
+    step "pytest $*"
+    local rc=0
+    "$VENV/bin/python" -m pytest -p no:cacheprovider "$@" || rc=$?
+    if [ "$rc" -eq 5 ]; then
+        step "pytest collected no tests: failing"
+    fi
+    return "$rc"
+}
+
+install_system_packages
+install_python_packages
+run_pytest "$@"
