@@ -16,7 +16,6 @@ The second line starts a real ``zkpoll-polling`` with the embedded default
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as futures
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 

@@ -1,0 +1,33 @@
+"""Pin the public API so a refactor never breaks users by accident."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "zkpoll": ["ZkpollError", "__version__"],
+    "zkpoll.coordination": ["BackendURL", "Coordinator", "HashRing", "Member", "Membership",
+                            "SessionState", "get_coordinator", "make_member_id",
+                            "parse_backend_url", "register_opts"],
+    "zkpoll.polling": ["Discovery", "PollingConfig", "PollingContext", "Pollster", "Source",
+                       "load_polling_config", "resource_key"],
+    "zkpoll.testing": ["DEFAULT_CLASSPATH", "ManagedZooKeeper", "TCPProxy", "ZooKeeperEnsemble",
+                       "expire_session", "find_installation", "four_letter_word", "free_port"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_names(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == sorted(PUBLIC[module])
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name}"
+
+
+def test_one_exception_root() -> None:
+    from zkpoll import exceptions
+
+    for name in exceptions.__all__:
+        assert issubclass(getattr(exceptions, name), exceptions.ZkpollError)
