@@ -437,13 +437,19 @@ class ZooKeeperCoordinator(Coordinator):
     def _read_members(self, group: str, timeout: float, watch: bool) -> dict[str, Member]:
         members_path = f"{self._root}/groups/{group}/members"
         watcher = self._group_watcher(group) if watch else None
-        try:
-            children = self._client.get_children_async(members_path, watch=watcher) \
-                .get(timeout=timeout)
-        except NoNodeError:
-            if watch:  # be told when the group appears
-                self._client.exists_async(members_path, watch=watcher).get(timeout=timeout)
-            return {}
+        while True:
+            try:
+                children = self._client.get_children_async(members_path, watch=watcher) \
+                    .get(timeout=timeout)
+                break
+            except NoNodeError:
+                if not watch:
+                    return {}
+                # Be told when the group appears.  If it appeared in between,
+                # exists() armed only a data watch: list it again instead.
+                if self._client.exists_async(members_path, watch=watcher) \
+                        .get(timeout=timeout) is None:
+                    return {}
         pending = [(c, self._client.get_async(f"{members_path}/{c}", watch=watcher))
                    for c in children]
         result: dict[str, Member] = {}
