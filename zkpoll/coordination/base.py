@@ -32,6 +32,7 @@ from zkpoll.coordination.ring import HashRing
 
 __all__ = [
     "Coordinator",
+    "RegistrationHook",
     "Member",
     "Membership",
     "MembershipCallback",
@@ -113,6 +114,8 @@ class Membership:
 
 MembershipCallback = Callable[[Membership], None]
 StateCallback = Callable[[SessionState], None]
+#: ``hook(group, data) -> data``: called before publishing in a NEW session.
+RegistrationHook = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 class Coordinator(abc.ABC):
@@ -129,6 +132,7 @@ class Coordinator(abc.ABC):
         self._state_listeners: list[StateCallback] = []
         self._watchers: dict[str, list[MembershipCallback]] = {}
         self._state = SessionState.CONNECTING
+        self._registration_hooks: dict[str, RegistrationHook] = {}
 
     # --- lifecycle -------------------------------------------------------
     @abc.abstractmethod
@@ -192,6 +196,25 @@ class Coordinator(abc.ABC):
     def lease_remaining(self, margin: float = 0.0) -> float:
         """Seconds left before the server may consider this member dead, less ``margin``."""
         return self.last_contact + self.session_timeout - margin - time.monotonic()
+
+    def set_registration_hook(self, group: str, hook: RegistrationHook | None) -> None:
+        """Let ``hook(group, data)`` rewrite this member's data before every
+        registration in a new session (the first one and each one after the
+        old session was lost).  The returned dict replaces the data that
+        :meth:`join`/:meth:`update` asked for, from then on.  Partitioning
+        uses it to announce a fresh ``active_at`` after re-registering.
+        """
+        with self._listeners_lock:
+            if hook is None:
+                self._registration_hooks.pop(group, None)
+            else:
+                self._registration_hooks[group] = hook
+
+    def _registration_data(self, group: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Apply the group's registration hook (backends call this)."""
+        with self._listeners_lock:
+            hook = self._registration_hooks.get(group)
+        return dict(data) if hook is None else dict(hook(group, dict(data)))
 
     # --- listeners -------------------------------------------------------
     def add_state_listener(self, callback: StateCallback) -> None:

@@ -41,8 +41,9 @@ class StandaloneCoordinator(Coordinator):
 
     def join(self, group: str, data: Mapping[str, Any] | None = None,
              wait: float | None = None) -> None:
+        registered = self._registration_data(group, dict(data or {}))
         with self._lock:
-            self._groups[group] = dict(data or {})
+            self._groups[group] = registered
         self._publish(group)
 
     def update(self, group: str, data: Mapping[str, Any], wait: float | None = None) -> None:

@@ -102,6 +102,7 @@ class ZooKeeperCoordinator(Coordinator):
         self._member_data: dict[str, dict[str, Member]] = {}
         self._watchers_kz: dict[str, Any] = {}
         self._dirty: set[str] = set()  # watched groups to re-list (worker thread only)
+        self._registered: set[str] = set()  # groups published in this session (worker only)
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -333,6 +334,7 @@ class ZooKeeperCoordinator(Coordinator):
     def _new_session(self) -> None:
         old = self.member_id
         self.member_id = make_member_id(self._name)
+        self._registered.clear()
         with self._cond:
             self._applied_gen.clear()
             self._cond.notify_all()
@@ -375,8 +377,15 @@ class ZooKeeperCoordinator(Coordinator):
             try:
                 if data is None:
                     self._delete(path)
+                    self._registered.discard(group)
                 else:
+                    if group not in self._registered:  # first publish in this session
+                        data = self._registration_data(group, data)
+                        with self._cond:
+                            if group in self._desired:
+                                self._desired[group] = dict(data)
                     self._publish(path, data)
+                    self._registered.add(group)
             except KazooException as exc:
                 LOG.warning("could not publish member %s in %s: %r (retrying at the "
                             "next heartbeat)", self.member_id, group, exc)
