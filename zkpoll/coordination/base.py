@@ -32,10 +32,10 @@ from zkpoll.coordination.ring import HashRing
 
 __all__ = [
     "Coordinator",
-    "RegistrationHook",
     "Member",
     "Membership",
     "MembershipCallback",
+    "RegistrationHook",
     "SessionState",
     "StateCallback",
 ]
