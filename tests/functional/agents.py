@@ -97,3 +97,18 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def cycle_report(agents: list[AgentProcess], ids: list[str],
+                 cycles: list[str] | None = None) -> dict[str, tuple[set[str], set[str]]]:
+    """cycle start -> (gaps, duplicates) over every agent's samples.
+
+    ``cycles`` limits the report (default: every cycle seen).
+    """
+    polled = polls_by_cycle(agents)
+    expected = set(ids)
+    report = {}
+    for cycle in cycles if cycles is not None else sorted(polled):
+        counts = polled.get(cycle, Counter())
+        report[cycle] = (expected - set(counts), {r for r, n in counts.items() if n > 1})
+    return report
