@@ -71,7 +71,7 @@ def bench_overhead(resources: int, meters: int, cycles: int) -> None:
     infos = [PollsterInfo(f"noop.{i}", "central", NoOpPollster(f"noop.{i}")) for i in range(meters)]
     with futures.ThreadPoolExecutor(8) as pool:
         runner = SourceRunner(source, infos, LoadedPlugins(), [publisher], pool,
-                              lambda ns, keys, start: partition.owned(keys, start), None,
+                              lambda src, ns, keys, start: partition.owned(keys, start), None,
                               lambda: coordinator.member_id, timeout=60.0, batch_size=500)
         runner.run_cycle(0, time.time())  # warm-up
         start = time.perf_counter()

@@ -19,12 +19,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from zkpoll.coordination import Coordinator, HashRing, Membership
+from zkpoll.coordination import Coordinator, HashRing, Member, Membership
 
-__all__ = ["Partition", "eligible_members"]
+__all__ = ["LostCallback", "Partition", "eligible_members"]
+
+#: ``callback(gone)``: members whose node vanished, as they were last seen
+#: (their data holds ``last_completed_cycle``).
+LostCallback = Callable[[dict[str, Member]], None]
 
 LOG = logging.getLogger(__name__)
 _INF = float("inf")
@@ -64,6 +68,27 @@ class Partition:
         self._data: dict[str, Any] | None = None
         self._rings: dict[frozenset[tuple[str, float]], HashRing] = {}
         self._cancel_watch: Any = None
+        self._lost_callbacks: list[LostCallback] = []
+        coordinator.set_registration_hook(group, self._on_registration)
+
+    def on_members_lost(self, callback: LostCallback) -> None:
+        """Call ``callback(gone)`` (on the coordinator's thread: do not block)
+        when members disappear (crash, expiry, or the end of a graceful leave)."""
+        self._lost_callbacks.append(callback)
+
+    def _on_registration(self, group: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Every (re-)registration announces a fresh ``active_at``: a member
+        registering late (backend down at start, or a new session after the
+        old one expired) must not become active without a settle period."""
+        now = time.time()
+        with self._lock:
+            own = self._data if self._data is not None else data
+            active_at = max(float(own.get("active_at") or 0.0), now + self.settle_time)
+            own["active_at"] = active_at
+            data = dict(data, active_at=active_at, leave_at=own.get("leave_at"))
+        LOG.info("registering in group %s as %s: active from %s", group,
+                 self.coordinator.member_id, _fmt(active_at))
+        return data
 
     # --- membership --------------------------------------------------------
     def join(self, data: Mapping[str, Any], wait: float | None = None) -> float:
@@ -112,8 +137,23 @@ class Partition:
     def _on_membership(self, membership: Membership) -> None:
         with self._lock:
             previous, self._membership = self._membership, membership
-        if previous.member_ids != membership.member_ids:
-            LOG.info("group %s membership: %d member(s)", self.group, len(membership.members))
+        if previous.member_ids == membership.member_ids:
+            return
+        gone = set(previous.member_ids) - set(membership.member_ids)
+        joined = set(membership.member_ids) - set(previous.member_ids)
+        LOG.info("group %s: %d member(s); joined: %s; gone: %s", self.group,
+                 len(membership.members), ", ".join(sorted(joined)) or "-",
+                 ", ".join(sorted(gone)) or "-")
+        # Graceful leavers are included: they are in no ring past their
+        # leave_at and recorded their last cycle, so catch-up finds nothing.
+        lost = {m.member_id: m for m in previous.members if m.member_id in gone}
+        lost.pop(self.coordinator.member_id, None)
+        if lost:
+            for callback in list(self._lost_callbacks):
+                try:
+                    callback(lost)
+                except Exception:
+                    LOG.exception("lost-member listener failed")
 
     @property
     def membership(self) -> Membership:
@@ -146,6 +186,14 @@ class Partition:
     def owned(self, keys: Sequence[str], at: float) -> list[str]:
         """The keys this member owns for the cycle starting at ``at``."""
         return self.ring_at(at).owned_by(self.coordinator.member_id, keys)
+
+    def registered(self) -> bool:
+        """True when our own latest snapshot of the group lists this member."""
+        return self.coordinator.member_id in self.membership.member_ids
+
+    def contact_age(self) -> float:
+        """Seconds since the backend surely heard from us (our view's age)."""
+        return time.monotonic() - self.coordinator.last_contact
 
 
 def _fmt(t: float) -> str:

@@ -31,6 +31,7 @@ from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 from zkpoll.partition import Partition
 from zkpoll.polling import options
 from zkpoll.polling.cycles import cycle_index, next_cycle, source_offset
+from zkpoll.polling.ownership import Ownership
 from zkpoll.polling.plugins import LoadedPlugins, load_plugins
 from zkpoll.polling.runner import CycleStats, SourceRunner
 from zkpoll.polling.sources import PollingConfig, Source
@@ -53,6 +54,7 @@ class Agent:
         self.publishers: dict[str, Publisher] = {}
         self.coordinator: Coordinator | None = None
         self.partitions: dict[str, Partition] = {}   # namespace -> partition
+        self.ownership = Ownership({}, 0.25)
         self.runners: list[SourceRunner] = []
         self.last_stats: dict[str, CycleStats] = {}
         self._executor: futures.ThreadPoolExecutor | None = None
@@ -70,6 +72,10 @@ class Agent:
         self.polling = options.load_sources(self.conf)
         self.plugins = load_plugins(self.conf, self.namespaces)
         self.coordinator = get_coordinator(self.conf)
+        if not isinstance(self.coordinator, StandaloneCoordinator):
+            options.check_timing(self.conf.coordination.settle_time,
+                                 self.conf.coordination.heartbeat_interval,
+                                 self.coordinator.session_timeout)
         pconf = self.conf.polling
         self._executor = futures.ThreadPoolExecutor(pconf.max_parallel_pollsters,
                                                     thread_name_prefix="zkpoll-poll")
@@ -96,6 +102,10 @@ class Agent:
         if url not in self.publishers:
             self.publishers[url] = load_publisher(self.conf, url)
         return self.publishers[url]
+
+    def _owned(self, source: str, namespace: str, keys: Sequence[str],
+               start: float) -> Sequence[str] | None:
+        return self.ownership(source, namespace, keys, start)
 
     def _member_id(self) -> str:
         return self.coordinator.member_id if self.coordinator else "unknown"
@@ -124,8 +134,13 @@ class Agent:
         for ns in self.partitioned_namespaces():
             partition = Partition(self.coordinator, self.group_name(ns),
                                   self.conf.coordination.settle_time)
-            partition.join(self._member_data(ns))
             self.partitions[ns] = partition
+        cconf = self.conf.coordination
+        self.ownership = Ownership(self.partitions, cconf.fence_margin, cconf.on_backend_loss)
+        self.ownership.runners = list(self.runners)
+        self.ownership.on_catch_up = self._log_cycle
+        for ns, partition in self.partitions.items():
+            partition.join(self._member_data(ns))
         for runner in self.runners:
             thread = threading.Thread(target=self._loop, args=(runner,),
                                       name=f"zkpoll-source-{runner.source.name}", daemon=True)
@@ -141,18 +156,6 @@ class Agent:
         return {"namespace": namespace, "weight": self.conf.coordination.weight,
                 "meters": {name: meters for name, meters in sources.items() if meters},
                 "last_completed_cycle": {}}
-
-    def _owned(self, namespace: str, keys: Sequence[str], start: float) -> Sequence[str] | None:
-        partition = self.partitions.get(namespace)
-        if partition is None:
-            return keys
-        coordinator = partition.coordinator
-        margin = coordinator.session_timeout * self.conf.coordination.fence_margin
-        if coordinator.lease_remaining(margin) <= 0:
-            return None  # self-fenced: the server may already have handed our work over
-        if coordinator.member_id not in partition.membership.member_ids:
-            return None  # not registered (yet): we do not know the group
-        return partition.owned(keys, start)
 
     def _loop(self, runner: SourceRunner) -> None:
         source = runner.source
@@ -191,11 +194,15 @@ class Agent:
                 data = partition.data or {}
                 done = dict(data.get("last_completed_cycle", {}), **{runner.source.name: index})
                 partition.update({"last_completed_cycle": done})
+        self._log_cycle(stats)
+
+    def _log_cycle(self, stats: CycleStats) -> None:
         level = logging.WARNING if stats.errors or stats.timeouts or stats.fenced else logging.INFO
-        LOG.log(level, "source %s cycle %d: %s/%d resources, %d samples in %.3fs, %d errors, "
-                "%d timeouts, %s", runner.source.name, index,
+        LOG.log(level, "source %s cycle %d%s: %s/%d resources, %d samples in %.3fs, %d errors, "
+                "%d timeouts, %s", stats.source, stats.index,
+                " (catch-up)" if stats.catch_up else "",
                 "FENCED" if stats.fenced else stats.owned, stats.resources, stats.samples,
-                stats.duration, stats.errors, stats.timeouts, self._ring_summary(start))
+                stats.duration, stats.errors, stats.timeouts, self._ring_summary(stats.start))
 
     def _ring_summary(self, start: float) -> str:
         if not self.partitions:
@@ -229,6 +236,7 @@ class Agent:
                 LOG.warning("%s", exc)
         if self.coordinator is not None:
             self.coordinator.stop()
+        self.ownership.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         for publisher in self.publishers.values():

@@ -11,8 +11,17 @@ from oslo_config import cfg
 from zkpoll.exceptions import ConfigError
 from zkpoll.polling.sources import PollingConfig, load_polling_config
 
-__all__ = ["AGENT_COORDINATION_OPTS", "COMPUTE_OPTS", "DEFAULT_OPTS", "DEFAULT_POLLING_FILE",
-           "POLLING_OPTS", "PUBLISHER_OPTS", "load_sources", "register_opts"]
+__all__ = [
+    "AGENT_COORDINATION_OPTS",
+    "COMPUTE_OPTS",
+    "DEFAULT_OPTS",
+    "DEFAULT_POLLING_FILE",
+    "POLLING_OPTS",
+    "PUBLISHER_OPTS",
+    "check_timing",
+    "load_sources",
+    "register_opts",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -68,6 +77,13 @@ AGENT_COORDINATION_OPTS = [
                  help="Fraction of the session timeout kept as a safety margin: an "
                       "agent stops polling partitioned work once it has not heard "
                       "from the backend for (1 - fence_margin) x session_timeout."),
+    cfg.StrOpt("on_backend_loss", default="fence", choices=[
+        ("fence", "stop polling partitioned work: gaps, never duplicates"),
+        ("keep_last_ring", ("keep polling the last slice: no gaps if the whole backend "
+                            "is down, duplicates if only this agent was cut off"))],
+               help="What an agent does once it has lost contact with the coordination "
+                    "backend for longer than its lease. It cannot tell a dead ensemble "
+                    "from its own network partition, so choose the failure you prefer."),
     cfg.FloatOpt("weight", default=1.0, min=0.01,
                  help="This agent's share of the work relative to the others."),
     cfg.FloatOpt("start_timeout", default=10.0, min=0.0,
@@ -83,6 +99,20 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(PUBLISHER_OPTS, group="publisher")
     conf.register_opts(COMPUTE_OPTS, group="compute")
     conf.register_opts(AGENT_COORDINATION_OPTS, group="coordination")
+
+
+def check_timing(settle_time: float, heartbeat: float, session_timeout: float) -> None:
+    """Refuse timings that make partitioning unsafe or always fenced."""
+    if heartbeat * 3 > session_timeout:
+        raise ConfigError(
+            f"[coordination] heartbeat_interval ({heartbeat:g}s) must be at most a third "
+            f"of the session timeout ({session_timeout:g}s), or the lease runs out "
+            "between two heartbeats")
+    if settle_time <= 2 * heartbeat:
+        raise ConfigError(
+            f"[coordination] settle_time ({settle_time:g}s) must exceed twice "
+            f"heartbeat_interval ({heartbeat:g}s): an agent trusts its view of the group "
+            "only for settle_time after the last answered heartbeat")
 
 
 def load_sources(conf: cfg.ConfigOpts) -> PollingConfig:

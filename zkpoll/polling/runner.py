@@ -27,9 +27,9 @@ __all__ = ["CycleStats", "OwnershipFilter", "SourceRunner"]
 
 LOG = logging.getLogger(__name__)
 
-#: (namespace, resource keys, cycle start) -> owned keys, or None when the
-#: agent must not poll that namespace's partitioned work this cycle.
-OwnershipFilter = Callable[[str, Sequence[str], float], "Sequence[str] | None"]
+#: (source, namespace, resource keys, cycle start) -> owned keys, or None
+#: when the agent must not poll that namespace's partitioned work this cycle.
+OwnershipFilter = Callable[[str, str, Sequence[str], float], "Sequence[str] | None"]
 
 
 @dataclass
@@ -45,6 +45,7 @@ class CycleStats:
     errors: int = 0
     timeouts: int = 0
     fenced: bool = False
+    catch_up: bool = False
     duration: float = 0.0
     by_meter: dict[str, int] = field(default_factory=dict)
 
@@ -69,6 +70,8 @@ class SourceRunner:
         self.batch_size = batch_size
         self._busy: dict[str, float] = {}  # meter -> start of a call still running
         self._busy_lock = threading.Lock()
+        # meter -> (cycle start, resources by key) of the latest cycle planned
+        self._planned: dict[str, tuple[float, dict[str, Any]]] = {}
 
     # --- resources ---------------------------------------------------------
     def _discover(self, name: str, context: PollingContext, stats: CycleStats) -> list[Any]:
@@ -120,11 +123,13 @@ class SourceRunner:
         owned_cache: dict[tuple[str, tuple[str, ...]], Sequence[str] | None] = {}
         for info in self.pollsters:
             keyed = self._resources(info, context, stats)
+            self._planned[info.meter] = (start, keyed)
             keys = tuple(keyed)
             stats.resources = max(stats.resources, len(keys))
             cache_key = (info.namespace, keys)
             if cache_key not in owned_cache:
-                owned_cache[cache_key] = self.ownership(info.namespace, keys, start)
+                owned_cache[cache_key] = self.ownership(self.source.name, info.namespace,
+                                                        keys, start)
             owned = owned_cache[cache_key]
             if owned is None:
                 stats.fenced = True
@@ -133,6 +138,28 @@ class SourceRunner:
             if owned and self._claim(info.meter):
                 batch = [keyed[k] for k in owned]
                 calls[self.executor.submit(self._call, info, context, batch)] = info.meter
+        self._collect(calls, stats, began)
+        stats.duration = time.monotonic() - began
+        return stats
+
+    def catch_up(self, index: int, start: float, namespace: str, keys: Sequence[str]) -> CycleStats:
+        """Poll ``keys`` of ``namespace`` for cycle ``index`` now (inherited orphans).
+
+        Uses the resources discovered when the cycle was planned; keys not
+        planned for that cycle are ignored.
+        """
+        began = time.monotonic()
+        stats = CycleStats(self.source.name, index, start, catch_up=True)
+        context = PollingContext(self.conf, {}, self.source.name, start, self.timeout)
+        calls: dict[futures.Future[list[Any]], str] = {}
+        for info in self.pollsters:
+            planned = self._planned.get(info.meter)
+            if info.namespace != namespace or planned is None or planned[0] != start:
+                continue
+            batch = [planned[1][k] for k in keys if k in planned[1]]
+            stats.owned = max(stats.owned, len(batch))
+            if batch:
+                calls[self.executor.submit(self._call, info, context, batch, False)] = info.meter
         self._collect(calls, stats, began)
         stats.duration = time.monotonic() - began
         return stats
@@ -147,12 +174,14 @@ class SourceRunner:
             self._busy[meter] = time.monotonic()
             return True
 
-    def _call(self, info: PollsterInfo, context: PollingContext, resources: list[Any]) -> list[Any]:
+    def _call(self, info: PollsterInfo, context: PollingContext, resources: list[Any],
+              claimed: bool = True) -> list[Any]:
         try:
             return list(info.pollster.get_samples(context, resources) or ())
         finally:
-            with self._busy_lock:
-                self._busy.pop(info.meter, None)
+            if claimed:
+                with self._busy_lock:
+                    self._busy.pop(info.meter, None)
 
     def _collect(self, calls: dict[futures.Future[list[Any]], str], stats: CycleStats,
                  began: float) -> None:

@@ -1,0 +1,172 @@
+"""Which resources this agent polls: partitions, self-fencing and catch-up.
+
+:class:`Ownership` is the runners' ownership filter.  For a namespace that
+is not partitioned it owns everything.  For a partitioned one it answers
+from the ring for the cycle's start, but only while the agent may trust
+its view of the group:
+
+* the backend heard from us within ``(1 - fence_margin) x session_timeout``
+  (after that the server may expire our session and give our work away);
+* and within ``settle_time`` (a join or leave announced before the last
+  contact is in our view; one announced later takes effect after ``T``).
+
+Otherwise the agent is *fenced*: it polls no partitioned work (or, with
+``on_backend_loss = keep_last_ring``, keeps its last slice), and says so.
+
+It also remembers the ring each cycle was planned with, so that when a
+member vanishes mid-cycle the survivors poll at once, for the cycle in
+flight, the resources they inherit from it (same-cycle catch-up), unless
+that member recorded the cycle as completed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+
+from zkpoll.coordination import HashRing, Member
+from zkpoll.partition import Partition
+from zkpoll.polling.cycles import cycle_index, source_offset
+from zkpoll.polling.runner import CycleStats, SourceRunner
+
+__all__ = ["FENCE", "KEEP_LAST_RING", "Ownership"]
+
+LOG = logging.getLogger(__name__)
+FENCE = "fence"
+KEEP_LAST_RING = "keep_last_ring"
+
+
+@dataclass
+class _Plan:
+    """The ring and keys one source's cycle was planned with, per namespace."""
+
+    start: float
+    index: int
+    ring: HashRing
+    keys: set[str] = field(default_factory=set)
+
+
+class Ownership:
+    """The ownership filter of every runner (see the module docstring)."""
+
+    def __init__(self, partitions: Mapping[str, Partition], fence_margin: float,
+                 on_backend_loss: str = FENCE) -> None:
+        self.partitions = dict(partitions)
+        self.fence_margin = fence_margin
+        self.on_backend_loss = on_backend_loss
+        self.runners: list[SourceRunner] = []
+        self.on_catch_up: Callable[[CycleStats], None] = lambda stats: None
+        self._lock = threading.Lock()
+        self._plans: dict[tuple[str, str], _Plan] = {}
+        self._fenced: dict[str, str] = {}  # group -> reason, while fenced
+        self._pool = futures.ThreadPoolExecutor(1, thread_name_prefix="zkpoll-catchup")
+        for namespace, partition in self.partitions.items():
+            partition.on_members_lost(
+                lambda gone, ns=namespace: self._pool.submit(self._catch_up, ns, gone))
+
+    def close(self) -> None:
+        """Stop the catch-up thread."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- the filter ----------------------------------------------------------
+    def __call__(self, source: str, namespace: str, keys: Sequence[str],
+                 start: float) -> Sequence[str] | None:
+        partition = self.partitions.get(namespace)
+        if partition is None:
+            return keys
+        reason = self.fence_reason(partition)
+        self._note_fence(partition.group, reason)
+        if reason and (self.on_backend_loss != KEEP_LAST_RING or not partition.registered()):
+            return None
+        with self._lock:
+            ring = partition.ring_at(start)
+            plan = self._plans.get((source, namespace))
+            if plan is None or plan.start != start:
+                runner = self._runner(source)
+                interval = runner.source.interval if runner else 1
+                plan = _Plan(start, cycle_index(start + 1e-6, interval,
+                                                source_offset(source, interval)), ring)
+                self._plans[(source, namespace)] = plan
+            plan.ring = ring
+            plan.keys.update(keys)
+        return ring.owned_by(partition.coordinator.member_id, keys)
+
+    def fence_reason(self, partition: Partition) -> str | None:
+        """Why this agent must not trust its view of ``partition`` now, or None."""
+        coordinator = partition.coordinator
+        age = partition.contact_age()
+        lease = coordinator.session_timeout * (1.0 - self.fence_margin)
+        if age >= lease:
+            return (f"no answer from the coordination backend for {age:.1f}s (lease "
+                    f"{lease:.1f}s of a {coordinator.session_timeout:.1f}s session)")
+        if age >= partition.settle_time > 0:
+            return (f"membership view is {age:.1f}s old, more than settle_time "
+                    f"{partition.settle_time:.1f}s")
+        if not partition.registered():
+            return f"{coordinator.member_id} is not (yet) listed in group {partition.group}"
+        return None
+
+    def fenced_groups(self) -> dict[str, str]:
+        """Group to reason, for every group this agent is fenced in now."""
+        with self._lock:
+            return dict(self._fenced)
+
+    def _note_fence(self, group: str, reason: str | None) -> None:
+        with self._lock:
+            was = self._fenced.get(group)
+            if reason is None:
+                self._fenced.pop(group, None)
+            else:
+                self._fenced[group] = reason
+        if reason and not was:
+            action = ("keeping the last ring (on_backend_loss = keep_last_ring)"
+                      if self.on_backend_loss == KEEP_LAST_RING
+                      else "not polling its partitioned work")
+            LOG.warning("FENCED in group %s: %s; %s", group, reason, action)
+        elif was and not reason:
+            LOG.info("unfenced in group %s: polling partitioned work again", group)
+
+    def _runner(self, source: str) -> SourceRunner | None:
+        return next((r for r in self.runners if r.source.name == source), None)
+
+    # --- catch-up ------------------------------------------------------------
+    def _catch_up(self, namespace: str, gone: dict[str, Member]) -> None:
+        """Poll now, for the cycle in flight, what this member inherits from ``gone``."""
+        partition = self.partitions[namespace]
+        if self.fence_reason(partition):
+            return
+        me = partition.coordinator.member_id
+        now = time.time()
+        for runner in self.runners:
+            name = runner.source.name
+            with self._lock:
+                plan = self._plans.get((name, namespace))
+                if plan is None or not plan.start <= now < plan.start + runner.source.interval:
+                    continue
+                orphaned = {mid for mid, member in gone.items()
+                            if _completed(member, name) < plan.index}
+                current = partition.ring_at(plan.start)
+                extra = sorted(k for k in plan.keys
+                               if plan.ring.owner(k) in orphaned and current.owner(k) == me)
+                plan.ring = current
+            if not extra:
+                continue
+            LOG.info("catch-up: source %s cycle %d: polling %d resource(s) inherited from %s",
+                     name, plan.index, len(extra), ", ".join(sorted(orphaned)))
+            try:
+                stats = runner.catch_up(plan.index, plan.start, namespace, extra)
+            except Exception:
+                LOG.exception("catch-up of source %s failed", name)
+                continue
+            self.on_catch_up(stats)
+
+
+def _completed(member: Member, source: str) -> int:
+    done = member.data.get("last_completed_cycle") or {}
+    value = done.get(source) if isinstance(done, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
