@@ -48,3 +48,52 @@ def test_three_agents_split_500_resources_with_no_gap_and_no_overlap(
     for agent in agents:
         assert agent.proc.returncode == 0, agent.log()[-2000:]
         assert "Traceback" not in agent.log()
+
+
+def test_sub_groups_polling_the_same_meter_are_reported_and_can_be_refused(
+        zookeeper_server, zk_chroot, tmp_path: Path) -> None:
+    write_static_source(tmp_path / "polling.yaml", 20, interval=1)
+    url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=2"
+    agents = [
+        AgentProcess(tmp_path, "blue", url, tmp_path / "polling.yaml",
+                     extra="[polling]\npartitioning_group_prefix = blue\n"),
+        AgentProcess(tmp_path, "green", url, tmp_path / "polling.yaml",
+                     extra="[polling]\npartitioning_group_prefix = green\noverlap_fatal = true\n"),
+    ]
+    try:
+        assert wait_until(lambda: all("meter overlap" in a.log() for a in agents), 20), \
+            "\n".join(a.log()[-1500:] for a in agents)
+        assert "groups blue-synthetic and green-synthetic (namespace synthetic) both poll " \
+               "synthetic.constant" in agents[0].log()
+        assert "REFUSING" in agents[1].log()
+        refused_at = len(agents[1].samples())
+        assert wait_until(lambda: len(agents[0].samples()) > 40, 10)
+        assert len(agents[1].samples()) <= refused_at + 20  # at most the cycle in flight
+    finally:
+        for agent in agents:
+            agent.terminate()
+
+
+def test_compute_agents_join_a_group_only_with_workload_partitioning(
+        zookeeper_server, zk_chroot, tmp_path: Path) -> None:
+    from kazoo.client import KazooClient
+
+    (tmp_path / "polling.yaml").write_text(
+        "sources:\n  - name: host\n    interval: 1\n    meters: ['host.load.*']\n")
+    url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=2"
+    solo = AgentProcess(tmp_path, "solo", url, tmp_path / "polling.yaml", namespaces="compute")
+    shared = AgentProcess(tmp_path, "shared", url, tmp_path / "polling.yaml",
+                          namespaces="compute",
+                          extra="[compute]\nworkload_partitioning = true\n")
+    client = KazooClient(zookeeper_server.address)
+    client.start(10)
+    try:
+        members = f"{zk_chroot}/groups/compute/members"
+        assert wait_until(lambda: client.exists(members) and client.get_children(members), 15)
+        assert wait_until(lambda: len(solo.samples()) >= 3 and len(shared.samples()) >= 3, 15)
+        assert [s["member_id"] for s in shared.samples()][0] in client.get_children(members)
+        assert len(client.get_children(members)) == 1  # the solo agent joined nothing
+    finally:
+        client.stop()
+        solo.terminate()
+        shared.terminate()

@@ -31,6 +31,7 @@ from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 from zkpoll.partition import Partition
 from zkpoll.polling import options
 from zkpoll.polling.cycles import cycle_index, next_cycle, source_offset
+from zkpoll.polling.overlap import OverlapMonitor
 from zkpoll.polling.ownership import Ownership
 from zkpoll.polling.plugins import LoadedPlugins, load_plugins
 from zkpoll.polling.runner import CycleStats, SourceRunner
@@ -55,6 +56,8 @@ class Agent:
         self.coordinator: Coordinator | None = None
         self.partitions: dict[str, Partition] = {}   # namespace -> partition
         self.ownership = Ownership({}, 0.25)
+        self.monitors: list[OverlapMonitor] = []
+        self._refused: dict[str, frozenset[str]] = {}  # group -> meters refused there
         self.runners: list[SourceRunner] = []
         self.last_stats: dict[str, CycleStats] = {}
         self._executor: futures.ThreadPoolExecutor | None = None
@@ -140,7 +143,15 @@ class Agent:
         self.ownership.runners = list(self.runners)
         self.ownership.on_catch_up = self._log_cycle
         for ns, partition in self.partitions.items():
-            partition.join(self._member_data(ns))
+            data = self._member_data(ns)
+            partition.join(data)
+            monitor = OverlapMonitor(
+                self.coordinator, partition.group, ns,
+                {m for meters in data["meters"].values() for m in meters},
+                self.conf.polling.overlap_fatal,
+                lambda meters, group=partition.group: self._refuse(group, meters))
+            monitor.start()
+            self.monitors.append(monitor)
         for runner in self.runners:
             thread = threading.Thread(target=self._loop, args=(runner,),
                                       name=f"zkpoll-source-{runner.source.name}", daemon=True)
@@ -149,6 +160,12 @@ class Agent:
         LOG.info("agent %s polling %d source(s) in namespaces %s; partitioned: %s",
                  self.coordinator.member_id, len(self.runners), ", ".join(self.namespaces),
                  ", ".join(self.group_name(ns) for ns in self.partitions) or "none")
+
+    def _refuse(self, group: str, meters: frozenset[str]) -> None:
+        self._refused[group] = meters
+        refused = frozenset().union(*self._refused.values())
+        for runner in self.runners:
+            runner.refused_meters = refused
 
     def _member_data(self, namespace: str) -> dict[str, Any]:
         sources = {r.source.name: sorted(i.meter for i in r.pollsters if i.namespace == namespace)
@@ -237,6 +254,8 @@ class Agent:
         if self.coordinator is not None:
             self.coordinator.stop()
         self.ownership.close()
+        for monitor in self.monitors:
+            monitor.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         for publisher in self.publishers.values():

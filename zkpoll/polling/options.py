@@ -49,6 +49,11 @@ POLLING_OPTS = [
                       "source's interval). Past it the pollster's samples for that "
                       "cycle are lost, the timeout is logged and counted, and the "
                       "pollster is skipped while it is still running."),
+    cfg.BoolOpt("overlap_fatal", default=False,
+                help="Refuse to poll a meter that agents of another sub-group "
+                     "(another partitioning_group_prefix) of the same namespace also "
+                     "poll. Either way the overlap is logged at start and whenever "
+                     "membership changes."),
     cfg.IntOpt("max_parallel_pollsters", default=8, min=1, max=256,
                help="Pollsters run at once, across all sources."),
 ]

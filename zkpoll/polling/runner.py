@@ -70,6 +70,8 @@ class SourceRunner:
         self.batch_size = batch_size
         self._busy: dict[str, float] = {}  # meter -> start of a call still running
         self._busy_lock = threading.Lock()
+        #: meters not to poll (another sub-group polls them; overlap_fatal)
+        self.refused_meters: frozenset[str] = frozenset()
         # meter -> (cycle start, resources by key) of the latest cycle planned
         self._planned: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -122,6 +124,8 @@ class SourceRunner:
         calls: dict[futures.Future[list[Any]], str] = {}
         owned_cache: dict[tuple[str, tuple[str, ...]], Sequence[str] | None] = {}
         for info in self.pollsters:
+            if info.meter in self.refused_meters:
+                continue
             keyed = self._resources(info, context, stats)
             self._planned[info.meter] = (start, keyed)
             keys = tuple(keyed)

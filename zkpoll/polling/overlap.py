@@ -1,0 +1,109 @@
+"""Detect sub-groups of one namespace that poll the same meters.
+
+Agents with different ``partitioning_group_prefix`` values form separate
+groups and each splits only its own work, so a meter polled by two such
+groups is polled twice.  Every member publishes its meters per source in
+its member data; :class:`OverlapMonitor` compares ours with those of every
+other group of the same namespace at start, whenever our group changes,
+and every ``interval`` seconds (to see groups that appear).  With
+``[polling] overlap_fatal`` the overlapping meters are refused here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from zkpoll.coordination import Coordinator, Membership
+from zkpoll.exceptions import CoordinationError
+
+__all__ = ["OverlapMonitor", "find_overlaps", "member_meters"]
+
+LOG = logging.getLogger(__name__)
+
+
+def member_meters(membership: Membership, namespace: str) -> set[str]:
+    """Meters polled by the members of ``membership`` in ``namespace``."""
+    meters: set[str] = set()
+    for member in membership.members:
+        if member.data.get("namespace") != namespace:
+            continue
+        per_source = member.data.get("meters") or {}
+        if isinstance(per_source, dict):
+            for names in per_source.values():
+                if isinstance(names, list):
+                    meters.update(n for n in names if isinstance(n, str))
+    return meters
+
+
+def find_overlaps(coordinator: Coordinator, group: str, namespace: str,
+                  mine: Iterable[str], timeout: float = 5.0) -> dict[str, set[str]]:
+    """Other group of ``namespace`` -> the meters of ``mine`` it polls too."""
+    ours = set(mine)
+    overlaps: dict[str, set[str]] = {}
+    for other in coordinator.get_groups(timeout=timeout):
+        if other == group:
+            continue
+        common = ours & member_meters(coordinator.get_members(other, timeout=timeout),
+                                      namespace)
+        if common:
+            overlaps[other] = common
+    return overlaps
+
+
+class OverlapMonitor:
+    """Background check of one group against its sibling groups."""
+
+    def __init__(self, coordinator: Coordinator, group: str, namespace: str,
+                 meters: Iterable[str], fatal: bool,
+                 on_refused: Callable[[frozenset[str]], None], interval: float = 30.0) -> None:
+        self.coordinator = coordinator
+        self.group = group
+        self.namespace = namespace
+        self.meters = frozenset(meters)
+        self.fatal = fatal
+        self.on_refused = on_refused
+        self.interval = interval
+        self.overlaps: dict[str, set[str]] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"zkpoll-overlap-{group}")
+
+    def start(self) -> None:
+        """Check now and then in the background; re-check on every group change."""
+        self.coordinator.watch(self.group, lambda _membership: self._wake.set())
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.check()
+            except CoordinationError as exc:
+                LOG.debug("overlap check of group %s postponed: %s", self.group, exc)
+
+    def check(self) -> dict[str, set[str]]:
+        """Compare now; log a change of the overlaps; apply overlap_fatal."""
+        overlaps = find_overlaps(self.coordinator, self.group, self.namespace, self.meters)
+        if overlaps != self.overlaps:
+            for other, common in sorted(overlaps.items()):
+                LOG.error("meter overlap: groups %s and %s (namespace %s) both poll %s: "
+                          "these meters are polled twice%s", self.group, other,
+                          self.namespace, ", ".join(sorted(common)),
+                          "; REFUSING them here ([polling] overlap_fatal)" if self.fatal
+                          else "; fix the polling YAMLs or set [polling] overlap_fatal")
+            if not overlaps and self.overlaps:
+                LOG.info("meter overlap of group %s resolved", self.group)
+            self.overlaps = overlaps
+            if self.fatal:
+                self.on_refused(frozenset().union(*overlaps.values()))
+        return overlaps
