@@ -22,9 +22,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from zkpoll.coordination import Coordinator, HashRing, Member, Membership
+import mmh3
 
-__all__ = ["LostCallback", "Partition", "eligible_members"]
+from zkpoll.coordination import Coordinator, HashRing, Member, Membership
+from zkpoll.coordination.ring import SEED
+
+__all__ = ["LostCallback", "Partition", "eligible_members", "ring_epoch"]
 
 #: ``callback(gone)``: members whose node vanished, as they were last seen
 #: (their data holds ``last_completed_cycle``).
@@ -48,6 +51,13 @@ def eligible_members(membership: Membership, at: float) -> dict[str, float]:
         if active_at <= at < leave_at:
             result[member.member_id] = member.weight
     return result
+
+
+def ring_epoch(membership: Membership, at: float) -> str:
+    """A short id of the ring in force at ``at``, the same in every process."""
+    eligible = sorted(eligible_members(membership, at).items())
+    text = ";".join(f"{member}={weight:g}" for member, weight in eligible)
+    return format(mmh3.hash(text, SEED, signed=False), "08x")
 
 
 class Partition:

@@ -170,9 +170,12 @@ class Agent:
     def _member_data(self, namespace: str) -> dict[str, Any]:
         sources = {r.source.name: sorted(i.meter for i in r.pollsters if i.namespace == namespace)
                    for r in self.runners}
+        polled = {name: meters for name, meters in sources.items() if meters}
         return {"namespace": namespace, "weight": self.conf.coordination.weight,
-                "meters": {name: meters for name, meters in sources.items() if meters},
-                "last_completed_cycle": {}}
+                "meters": polled,
+                "intervals": {r.source.name: r.source.interval for r in self.runners
+                              if r.source.name in polled},
+                "last_completed_cycle": {}, "owned": {}, "fenced": None}
 
     def _loop(self, runner: SourceRunner) -> None:
         source = runner.source
@@ -209,8 +212,11 @@ class Agent:
         for ns, partition in self.partitions.items():
             if any(i.namespace == ns for i in runner.pollsters) and not stats.fenced:
                 data = partition.data or {}
-                done = dict(data.get("last_completed_cycle", {}), **{runner.source.name: index})
-                partition.update({"last_completed_cycle": done})
+                name = runner.source.name
+                partition.update({
+                    "last_completed_cycle": dict(data.get("last_completed_cycle", {}),
+                                                 **{name: index}),
+                    "owned": dict(data.get("owned", {}), **{name: stats.owned})})
         self._log_cycle(stats)
 
     def _log_cycle(self, stats: CycleStats) -> None:

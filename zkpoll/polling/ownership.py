@@ -122,6 +122,9 @@ class Ownership:
                 self._fenced.pop(group, None)
             else:
                 self._fenced[group] = reason
+        if bool(reason) != bool(was):
+            partition = next(p for p in self.partitions.values() if p.group == group)
+            partition.update({"fenced": reason})  # queued; published when it can be
         if reason and not was:
             action = ("keeping the last ring (on_backend_loss = keep_last_ring)"
                       if self.on_backend_loss == KEEP_LAST_RING
