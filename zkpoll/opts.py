@@ -10,6 +10,7 @@ import itertools
 
 from oslo_config import cfg
 
+from zkpoll.cmd._common import LOGGING_OPTS
 from zkpoll.cmd.polling import CLI_OPTS
 from zkpoll.coordination.loader import OPTS as COORDINATION_OPTS
 from zkpoll.polling import options
@@ -20,8 +21,9 @@ __all__ = ["list_opts"]
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """Return (group, options) pairs for every zkpoll option."""
     return [
-        ("DEFAULT", list(itertools.chain(options.DEFAULT_OPTS,
-                                         [o for o in CLI_OPTS if o.dest != "polling_namespaces"]))),
+        ("DEFAULT", list(itertools.chain(
+            options.DEFAULT_OPTS, LOGGING_OPTS,
+            [o for o in CLI_OPTS if o.dest != "polling_namespaces"]))),
         ("coordination", list(itertools.chain(COORDINATION_OPTS,
                                               options.AGENT_COORDINATION_OPTS))),
         ("polling", list(options.POLLING_OPTS)),

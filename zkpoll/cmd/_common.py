@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -9,14 +10,34 @@ from oslo_config import cfg
 
 from zkpoll.exceptions import ConfigError
 
-__all__ = ["check_all_options", "die", "setup_logging"]
+__all__ = ["LOGGING_OPTS", "JSONFormatter", "check_all_options", "die", "setup_logging"]
+
+LOGGING_OPTS = [
+    cfg.StrOpt("log_format", default="text", choices=[
+        ("text", "one human-readable line per record"),
+        ("json", "one JSON object per line: ts, level, logger, thread, message")],
+               help="Format of the log lines written to standard error."),
+]
 
 
-def setup_logging(debug: bool) -> None:
+class JSONFormatter(logging.Formatter):
+    """One JSON object per record, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": self.formatTime(record), "level": record.levelname,
+                 "logger": record.name, "thread": record.threadName,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(debug: bool, log_format: str = "text") -> None:
     """Log to stderr (journald keeps it), one line per record."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] "
-                               "%(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter() if log_format == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     if not debug:
         logging.getLogger("kazoo").setLevel(logging.WARNING)
         logging.getLogger("stevedore").setLevel(logging.WARNING)

@@ -16,7 +16,7 @@ from types import FrameType
 
 from oslo_config import cfg
 
-from zkpoll.cmd._common import check_all_options, die, setup_logging
+from zkpoll.cmd._common import LOGGING_OPTS, check_all_options, die, setup_logging
 from zkpoll.coordination import register_opts as register_coordination_opts
 from zkpoll.exceptions import ZkpollError
 from zkpoll.polling import options
@@ -40,6 +40,7 @@ CLI_OPTS = [
 def _parse(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf.register_cli_opts(CLI_OPTS)
+    conf.register_opts(LOGGING_OPTS)
     args = list(sys.argv[1:] if argv is None else argv)
     conf(_spread_namespaces(args), project="zkpoll", prog=PROG, version=__version__)
     return conf
@@ -67,7 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         conf = _parse(argv)
     except cfg.Error as exc:
         return die(PROG, str(exc))
-    setup_logging(conf.debug)
+    try:
+        log_format = conf.log_format
+    except (cfg.Error, ValueError) as exc:
+        return die(PROG, f"[DEFAULT] log_format: {exc}")
+    setup_logging(conf.debug, log_format)
     agent = Agent(conf, [ns for arg in conf.polling_namespaces for ns in arg.split(",") if ns])
     try:
         options.register_opts(conf)

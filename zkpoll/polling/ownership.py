@@ -82,10 +82,13 @@ class Ownership:
         self._note_fence(partition.group, reason)
         if reason and (self.on_backend_loss != KEEP_LAST_RING or not partition.registered()):
             return None
+        me = partition.coordinator.member_id
         with self._lock:
             ring = partition.ring_at(start)
             plan = self._plans.get((source, namespace))
             if plan is None or plan.start != start:
+                if plan is not None and plan.ring != ring:
+                    _log_ring_change(source, partition.group, me, plan.ring, ring, keys)
                 runner = self._runner(source)
                 interval = runner.source.interval if runner else 1
                 plan = _Plan(start, cycle_index(start + 1e-6, interval,
@@ -93,7 +96,7 @@ class Ownership:
                 self._plans[(source, namespace)] = plan
             plan.ring = ring
             plan.keys.update(keys)
-        return ring.owned_by(partition.coordinator.member_id, keys)
+        return ring.owned_by(me, keys)
 
     def fence_reason(self, partition: Partition) -> str | None:
         """Why this agent must not trust its view of ``partition`` now, or None."""
@@ -166,6 +169,19 @@ class Ownership:
                 LOG.exception("catch-up of source %s failed", name)
                 continue
             self.on_catch_up(stats)
+
+
+def _log_ring_change(source: str, group: str, me: str, old: HashRing, new: HashRing,
+                     keys: Sequence[str]) -> None:
+    """One INFO line per ring change: who came and went, what moved to/from us."""
+    moved = old.moved(new, keys) if len(old) and len(new) else []
+    gained = sum(1 for _, _, owner in moved if owner == me)
+    lost = sum(1 for _, owner, _ in moved if owner == me)
+    came = sorted(set(new.members) - set(old.members))
+    went = sorted(set(old.members) - set(new.members))
+    LOG.info("ring of group %s changed for source %s: %d member(s); joined: %s; left: %s; "
+             "%d resource(s) moved to this agent, %d away", group, source, len(new),
+             ", ".join(came) or "-", ", ".join(went) or "-", gained, lost)
 
 
 def _completed(member: Member, source: str) -> int:
