@@ -10,6 +10,7 @@ import itertools
 
 from oslo_config import cfg
 
+from zkpoll import api
 from zkpoll.cmd._common import LOGGING_OPTS
 from zkpoll.cmd.polling import CLI_OPTS
 from zkpoll.coordination.loader import OPTS as COORDINATION_OPTS
@@ -29,4 +30,5 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
         ("polling", list(options.POLLING_OPTS)),
         ("publisher", list(options.PUBLISHER_OPTS)),
         ("compute", list(options.COMPUTE_OPTS)),
+        ("api", list(api.OPTS)),
     ]

@@ -114,12 +114,28 @@ class Partition:
                  self.coordinator.member_id, _fmt(active_at), self.settle_time)
         return active_at
 
-    def announce_leave(self, wait: float | None = None) -> float:
-        """Announce a graceful leave; returns ``leave_at``.  Call :meth:`leave` after it."""
+    def announce_leave(self, wait: float | None = None,
+                       extra: Mapping[str, Any] | None = None) -> float:
+        """Announce a graceful leave; returns ``leave_at``.
+
+        An earlier announced ``leave_at`` is kept: moving it later would put
+        this member back into rings other agents may already have used.
+        """
+        with self._lock:
+            current = None if self._data is None else self._data.get("leave_at")
         leave_at = time.time() + self.settle_time
-        self.update({"leave_at": leave_at}, wait=wait)
+        if isinstance(current, (int, float)) and current <= leave_at:
+            leave_at = float(current)
+        self.update(dict(extra or {}, leave_at=leave_at), wait=wait)
         LOG.info("leaving group %s: last cycle starts before %s", self.group, _fmt(leave_at))
         return leave_at
+
+    def rejoin(self, wait: float | None = None) -> float:
+        """Undo an announced leave: active again from ``now + settle_time``."""
+        active_at = time.time() + self.settle_time
+        self.update({"active_at": active_at, "leave_at": None, "withdrawn": None}, wait=wait)
+        LOG.info("rejoining group %s: active from %s", self.group, _fmt(active_at))
+        return active_at
 
     def leave(self, wait: float | None = None) -> None:
         """Delete this member from the group now."""

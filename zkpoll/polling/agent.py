@@ -25,12 +25,14 @@ from typing import Any
 
 from oslo_config import cfg
 
+from zkpoll.api import ApiServer
 from zkpoll.coordination import Coordinator, get_coordinator
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 from zkpoll.partition import Partition
 from zkpoll.polling import options
 from zkpoll.polling.cycles import cycle_index, next_cycle, source_offset
+from zkpoll.polling.health import Health
 from zkpoll.polling.overlap import OverlapMonitor
 from zkpoll.polling.ownership import Ownership
 from zkpoll.polling.plugins import LoadedPlugins, load_plugins
@@ -58,6 +60,10 @@ class Agent:
         self.ownership = Ownership({}, 0.25)
         self.monitors: list[OverlapMonitor] = []
         self._refused: dict[str, frozenset[str]] = {}  # group -> meters refused there
+        self.health = Health([], 0)
+        self.api: ApiServer | None = None
+        self._health_lock = threading.Lock()
+        self._last_stand: str | None = None
         self.runners: list[SourceRunner] = []
         self.last_stats: dict[str, CycleStats] = {}
         self._executor: futures.ThreadPoolExecutor | None = None
@@ -96,6 +102,9 @@ class Agent:
                 publishers, self._executor, self._owned, self.conf, self._member_id,
                 timeout=min(pconf.pollster_timeout, source.interval),
                 batch_size=pconf.batch_size))
+        self.health = Health(list(self.publishers.values()), pconf.withdraw_after)
+        if self.conf.api.bind:
+            self.api = ApiServer(self, self.conf.api.bind)
         if not self.runners:
             raise ConfigError(f"{self.polling.path}: no source polls any loaded meter "
                               f"(namespaces {', '.join(self.namespaces)}; loaded meters: "
@@ -141,7 +150,7 @@ class Agent:
         cconf = self.conf.coordination
         self.ownership = Ownership(self.partitions, cconf.fence_margin, cconf.on_backend_loss)
         self.ownership.runners = list(self.runners)
-        self.ownership.on_catch_up = self._log_cycle
+        self.ownership.on_catch_up = self._on_catch_up
         for ns, partition in self.partitions.items():
             data = self._member_data(ns)
             partition.join(data)
@@ -152,6 +161,8 @@ class Agent:
                 lambda meters, group=partition.group: self._refuse(group, meters))
             monitor.start()
             self.monitors.append(monitor)
+        if self.api is not None:
+            self.api.start()
         for runner in self.runners:
             thread = threading.Thread(target=self._loop, args=(runner,),
                                       name=f"zkpoll-source-{runner.source.name}", daemon=True)
@@ -175,7 +186,7 @@ class Agent:
                 "meters": polled,
                 "intervals": {r.source.name: r.source.interval for r in self.runners
                               if r.source.name in polled},
-                "last_completed_cycle": {}, "owned": {}, "fenced": None}
+                "last_completed_cycle": {}, "owned": {}, "fenced": None, "withdrawn": None}
 
     def _loop(self, runner: SourceRunner) -> None:
         source = runner.source
@@ -209,6 +220,7 @@ class Agent:
             LOG.exception("source %s: cycle %d failed", runner.source.name, index)
             return
         self.last_stats[runner.source.name] = stats
+        self.health.record(stats, runner.source.interval)
         for ns, partition in self.partitions.items():
             if any(i.namespace == ns for i in runner.pollsters) and not stats.fenced:
                 data = partition.data or {}
@@ -218,6 +230,43 @@ class Agent:
                                                  **{name: index}),
                     "owned": dict(data.get("owned", {}), **{name: stats.owned})})
         self._log_cycle(stats)
+        self._check_health()
+
+    def _on_catch_up(self, stats: CycleStats) -> None:
+        self.health.record(stats, float("inf"))
+        self._log_cycle(stats)
+
+    # --- health withdrawal -------------------------------------------------------
+    def _check_health(self) -> None:
+        """Withdraw (the SIGTERM handoff, staying alive) when unhealthy; rejoin after."""
+        if not self.partitions or self._leave_at is not None:
+            return
+        with self._health_lock:
+            longest = max(r.source.interval for r in self.runners)
+            if self.health.withdrawn is not None:
+                if self.health.recovered(probation=longest * max(1, self.health.threshold)):
+                    LOG.warning("healthy again after withdrawal (%s): rejoining",
+                                self.health.withdrawn)
+                    for partition in self.partitions.values():
+                        partition.rejoin()
+                    self.health.mark_withdrawn(None)
+                return
+            reason = self.health.unhealthy()
+            if reason is None:
+                return
+            now = time.time()
+            if any(len(p.ring_at(now)) <= 1 for p in self.partitions.values()):
+                if reason != self._last_stand:
+                    LOG.error("unhealthy (%s) but the last active member: NOT withdrawing",
+                              reason)
+                    self._last_stand = reason
+                return
+            LOG.error("WITHDRAWING from %s: %s; handing the work over (same handoff as "
+                      "SIGTERM) and probing until healthy",
+                      ", ".join(p.group for p in self.partitions.values()), reason)
+            for partition in self.partitions.values():
+                partition.announce_leave(extra={"withdrawn": reason})
+            self.health.mark_withdrawn(reason)
 
     def _log_cycle(self, stats: CycleStats) -> None:
         level = logging.WARNING if stats.errors or stats.timeouts or stats.fenced else logging.INFO
@@ -266,7 +315,14 @@ class Agent:
             self._executor.shutdown(wait=False, cancel_futures=True)
         for publisher in self.publishers.values():
             publisher.close(timeout=5.0)
+        if self.api is not None:
+            self.api.stop()
         LOG.info("agent stopped")
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop (graceful or not) has begun."""
+        return self._leave_at is not None or self._stop.is_set()
 
     def _longest_timeout(self) -> float:
         return max((r.timeout for r in self.runners), default=1.0) + 1.0

@@ -8,6 +8,7 @@ import socket
 
 from oslo_config import cfg
 
+from zkpoll import api
 from zkpoll.exceptions import ConfigError
 from zkpoll.polling.sources import PollingConfig, load_polling_config
 
@@ -54,6 +55,14 @@ POLLING_OPTS = [
                      "(another partitioning_group_prefix) of the same namespace also "
                      "poll. Either way the overlap is logged at start and whenever "
                      "membership changes."),
+    cfg.IntOpt("withdraw_after", default=3, min=0,
+               help="Health-aware withdrawal: after this many consecutive cycles in "
+                    "which every publisher failed, or cycles overran their interval, a "
+                    "partitioned agent hands its work over exactly as on SIGTERM, keeps "
+                    "running, probes, and rejoins when healthy (http publishers are "
+                    "probed; otherwise it rejoins after this many of its longest "
+                    "intervals). It never withdraws as the last active member. 0 "
+                    "disables it."),
     cfg.IntOpt("max_parallel_pollsters", default=8, min=1, max=256,
                help="Pollsters run at once, across all sources."),
 ]
@@ -104,6 +113,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(PUBLISHER_OPTS, group="publisher")
     conf.register_opts(COMPUTE_OPTS, group="compute")
     conf.register_opts(AGENT_COORDINATION_OPTS, group="coordination")
+    conf.register_opts(api.OPTS, group="api")
 
 
 def check_timing(settle_time: float, heartbeat: float, session_timeout: float) -> None:

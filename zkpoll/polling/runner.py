@@ -48,6 +48,7 @@ class CycleStats:
     catch_up: bool = False
     duration: float = 0.0
     by_meter: dict[str, int] = field(default_factory=dict)
+    owned_keys: set[str] = field(default_factory=set)
 
 
 class SourceRunner:
@@ -139,6 +140,7 @@ class SourceRunner:
                 stats.fenced = True
                 continue
             stats.owned = max(stats.owned, len(owned))
+            stats.owned_keys.update(owned)
             if owned and self._claim(info.meter):
                 batch = [keyed[k] for k in owned]
                 calls[self.executor.submit(self._call, info, context, batch)] = info.meter

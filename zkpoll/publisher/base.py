@@ -184,6 +184,12 @@ class Publisher(abc.ABC):
     def close(self, timeout: float = 5.0) -> None:
         """Flush what is queued within ``timeout`` seconds and release resources."""
 
+    def probe(self) -> bool | None:
+        """Whether the destination accepts data now, or None when this
+        publisher cannot tell without publishing (the default).  Used to
+        rejoin after a health withdrawal."""
+        return None
+
     @property
     def stats(self) -> dict[str, int]:
         """Counters: ``published``, ``dropped``, ``errors``, ``queue_depth``."""

@@ -202,12 +202,7 @@ class HTTPPublisher(Publisher):
 
     def _post(self, body: bytes) -> tuple[int, str, float | None]:
         """POST ``body`` on a new connection: (status, description, Retry-After)."""
-        timeout = max(0.01, min(self.timeout, self._deadline - time.monotonic()))
-        if self._ssl is not None:
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=timeout, context=self._ssl)
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        conn = self._connection(max(0.01, min(self.timeout, self._deadline - time.monotonic())))
         with self._cond:
             self._conn = conn
         try:
@@ -222,6 +217,23 @@ class HTTPPublisher(Publisher):
         if detail.strip():
             reason += f": {detail.strip()!r}"
         return response.status, reason, _seconds(response.getheader("Retry-After"))
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._ssl is not None:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
+                                               context=self._ssl)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def probe(self) -> bool:
+        """POST an empty JSON array on a connection of its own: True on a 2xx answer."""
+        conn = self._connection(self.timeout)
+        try:
+            conn.request("POST", self._path, body=b"[]", headers=self._headers)
+            return 200 <= conn.getresponse().status < 300
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
 
     def _abort(self) -> None:
         """Cut the connection of the POST in flight, so the sender fails it now."""

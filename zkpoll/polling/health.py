@@ -1,0 +1,113 @@
+"""Per-source totals, and whether this agent can still do its share.
+
+:class:`Health` keeps the counters the metrics endpoint exposes and
+decides a *health withdrawal*: after ``threshold`` consecutive cycles in
+which every publisher failed (nothing delivered, something failed or was
+dropped), or in which a cycle overran its interval, the agent should hand
+its work over (the same handoff as SIGTERM) and rejoin once healthy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from zkpoll.polling.runner import CycleStats
+from zkpoll.publisher.base import Publisher
+
+__all__ = ["Health", "SourceTotals"]
+
+PUBLISHERS_FAILING = "every publisher failing"
+OVERRUNNING = "cycles overrunning their interval"
+
+
+@dataclass
+class SourceTotals:
+    """Cumulative counters of one source, and its latest cycle."""
+
+    cycles: int = 0
+    samples: int = 0
+    catch_up_samples: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    last: CycleStats | None = None
+    last_completed: int | None = None
+
+
+class Health:
+    """Totals per source and the withdrawal decision (thread-safe)."""
+
+    def __init__(self, publishers: Sequence[Publisher], threshold: int) -> None:
+        self.publishers = list(publishers)
+        self.threshold = threshold
+        self.totals: dict[str, SourceTotals] = {}
+        self._lock = threading.Lock()
+        self._last_counts = self._publisher_counts()
+        self._publish_streak = 0
+        self._overrun_streak = 0
+        self.withdrawn: str | None = None
+        self.withdrawn_at = 0.0
+
+    def _publisher_counts(self) -> list[tuple[int, int]]:
+        return [(s["published"], s["errors"] + s["dropped"])
+                for s in (p.stats for p in self.publishers)]
+
+    def record(self, stats: CycleStats, interval: float) -> None:
+        """Count one cycle (or catch-up) of a source."""
+        with self._lock:
+            totals = self.totals.setdefault(stats.source, SourceTotals())
+            totals.errors += stats.errors
+            totals.timeouts += stats.timeouts
+            if stats.catch_up:
+                totals.catch_up_samples += stats.samples
+                return
+            totals.cycles += 1
+            totals.samples += stats.samples
+            totals.last = stats
+            if not stats.fenced:
+                totals.last_completed = stats.index
+            self._overrun_streak = self._overrun_streak + 1 if stats.duration > interval else 0
+            counts = self._publisher_counts()
+            failing = bool(counts) and all(
+                published == old_published and failed > old_failed
+                for (published, failed), (old_published, old_failed)
+                in zip(counts, self._last_counts))
+            self._last_counts = counts
+            self._publish_streak = self._publish_streak + 1 if failing else 0
+
+    def unhealthy(self) -> str | None:
+        """Why this agent should withdraw now, or None (0 threshold: never)."""
+        if not self.threshold:
+            return None
+        with self._lock:
+            if self._publish_streak >= self.threshold:
+                return f"{PUBLISHERS_FAILING} for {self._publish_streak} consecutive cycles"
+            if self._overrun_streak >= self.threshold:
+                return f"{OVERRUNNING} for {self._overrun_streak} consecutive cycles"
+        return None
+
+    def recovered(self, probation: float) -> bool:
+        """While withdrawn: True once healthy again.
+
+        Publishers that can probe (http) decide; otherwise the agent rejoins
+        after ``probation`` seconds (it cannot measure overruns with no work).
+        """
+        if self.withdrawn is None:
+            return True
+        if self.withdrawn.startswith(PUBLISHERS_FAILING):
+            answers = [p.probe() for p in self.publishers]
+            if any(a is True for a in answers):
+                return True
+            if any(a is False for a in answers):
+                return False
+        return time.monotonic() - self.withdrawn_at >= probation
+
+    def mark_withdrawn(self, reason: str | None) -> None:
+        """Enter (reason) or leave (None) the withdrawn state; resets the streaks."""
+        with self._lock:
+            self.withdrawn = reason
+            self.withdrawn_at = time.monotonic()
+            self._publish_streak = self._overrun_streak = 0
+            self._last_counts = self._publisher_counts()

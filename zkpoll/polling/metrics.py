@@ -1,0 +1,149 @@
+"""The agent's self-metrics (Prometheus), ownership report and health problems.
+
+Everything is read from the agent's state when asked; nothing here is on
+the polling path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from zkpoll.coordination import SessionState
+from zkpoll.partition import ring_epoch
+
+if TYPE_CHECKING:
+    from zkpoll.polling.agent import Agent
+
+__all__ = ["AgentCollector", "ownership", "problems", "render"]
+
+
+class AgentCollector:
+    """A prometheus_client collector over one agent's state."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        agent = self.agent
+        yield from self._sources(agent)
+        yield from self._publishers(agent)
+        yield from self._membership(agent)
+
+    @staticmethod
+    def _sources(agent: Agent) -> Iterator[Metric]:
+        counters = {
+            "cycles": CounterMetricFamily("zkpoll_cycles", "Cycles run.", labels=["source"]),
+            "samples": CounterMetricFamily("zkpoll_samples_polled",
+                                           "Samples polled (catch-up included).",
+                                           labels=["source"]),
+            "catch_up_samples": CounterMetricFamily(
+                "zkpoll_catch_up_samples", "Samples polled for resources inherited from a "
+                "member that vanished mid-cycle.", labels=["source"]),
+            "errors": CounterMetricFamily("zkpoll_pollster_errors",
+                                          "Pollster and discovery errors.", labels=["source"]),
+            "timeouts": CounterMetricFamily("zkpoll_pollster_timeouts",
+                                            "Pollsters that missed their deadline.",
+                                            labels=["source"]),
+        }
+        duration = GaugeMetricFamily("zkpoll_cycle_duration_seconds",
+                                     "Duration of the latest cycle.", labels=["source"])
+        owned = GaugeMetricFamily("zkpoll_owned_resources",
+                                  "Resources this agent owned in its latest cycle.",
+                                  labels=["source"])
+        completed = GaugeMetricFamily("zkpoll_last_completed_cycle",
+                                      "Index of the latest cycle completed unfenced.",
+                                      labels=["source"])
+        for source, totals in sorted(agent.health.totals.items()):
+            for name, family in counters.items():
+                value = getattr(totals, name)
+                if name == "samples":
+                    value += totals.catch_up_samples
+                family.add_metric([source], value)
+            if totals.last is not None:
+                duration.add_metric([source], totals.last.duration)
+                owned.add_metric([source], totals.last.owned)
+            if totals.last_completed is not None:
+                completed.add_metric([source], totals.last_completed)
+        yield from counters.values()
+        yield from (duration, owned, completed)
+
+    @staticmethod
+    def _publishers(agent: Agent) -> Iterator[Metric]:
+        families = {
+            "published": CounterMetricFamily("zkpoll_samples_published",
+                                             "Samples delivered.", labels=["publisher"]),
+            "dropped": CounterMetricFamily("zkpoll_samples_dropped",
+                                           "Samples lost by a publisher.", labels=["publisher"]),
+            "errors": CounterMetricFamily("zkpoll_publisher_errors",
+                                          "Failed delivery attempts.", labels=["publisher"]),
+            "queue_depth": GaugeMetricFamily("zkpoll_publisher_queue_depth",
+                                             "Samples queued, not yet delivered or dropped.",
+                                             labels=["publisher"]),
+        }
+        for publisher in agent.publishers.values():
+            stats = publisher.stats
+            for name, family in families.items():
+                family.add_metric([publisher.redacted_url], stats[name])
+        yield from families.values()
+
+    @staticmethod
+    def _membership(agent: Agent) -> Iterator[Metric]:
+        state = GaugeMetricFamily("zkpoll_coordinator_state",
+                                  "1 for the coordinator's current session state.",
+                                  labels=["state"])
+        current = agent.coordinator.state if agent.coordinator else SessionState.STOPPED
+        for value in SessionState:
+            state.add_metric([value.value], 1.0 if value is current else 0.0)
+        members = GaugeMetricFamily("zkpoll_group_members", "Members in the group.",
+                                    labels=["group"])
+        active = GaugeMetricFamily("zkpoll_ring_members",
+                                   "Members in the ring in force now.", labels=["group"])
+        epoch = GaugeMetricFamily("zkpoll_ring_info", "The ring in force now (its epoch).",
+                                  labels=["group", "epoch"])
+        fenced = GaugeMetricFamily("zkpoll_fenced", "1 while fenced in the group.",
+                                   labels=["group"])
+        fenced_groups = agent.ownership.fenced_groups()
+        now = time.time()
+        for partition in agent.partitions.values():
+            membership = partition.membership
+            members.add_metric([partition.group], len(membership.members))
+            active.add_metric([partition.group], len(partition.ring_at(now)))
+            epoch.add_metric([partition.group, ring_epoch(membership, now)], 1.0)
+            fenced.add_metric([partition.group], 1.0 if partition.group in fenced_groups else 0)
+        withdrawn = GaugeMetricFamily("zkpoll_withdrawn",
+                                      "1 while withdrawn for health reasons.")
+        withdrawn.add_metric([], 1.0 if agent.health.withdrawn else 0.0)
+        yield from (state, members, active, epoch, fenced, withdrawn)
+
+
+def render(agent: Agent) -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    registry = CollectorRegistry()
+    registry.register(AgentCollector(agent))  # type: ignore[arg-type]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def ownership(agent: Agent) -> dict[str, Any]:
+    """What this agent owns per source in its latest cycle."""
+    sources = {}
+    for name, stats in sorted(agent.last_stats.items()):
+        sources[name] = {"cycle": stats.index, "cycle_start": stats.start,
+                         "fenced": stats.fenced, "resources": sorted(stats.owned_keys)}
+    return {"member_id": agent.coordinator.member_id if agent.coordinator else None,
+            "groups": [p.group for p in agent.partitions.values()], "sources": sources}
+
+
+def problems(agent: Agent) -> list[str]:
+    """Reasons this agent is not doing its share now (empty when healthy)."""
+    found = [f"fenced in {group}: {reason}"
+             for group, reason in agent.ownership.fenced_groups().items()]
+    if agent.health.withdrawn:
+        found.append(f"withdrawn: {agent.health.withdrawn}")
+    if agent.stopping:
+        found.append("stopping")
+    return found
