@@ -31,13 +31,13 @@ from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 from zkpoll.partition import Partition
 from zkpoll.polling import options
-from zkpoll.polling.cycles import cycle_index, next_cycle, source_offset
-from zkpoll.polling.health import Health
+from zkpoll.polling.cycles import next_cycle, source_offset
+from zkpoll.polling.health import Health, Withdrawal
 from zkpoll.polling.overlap import OverlapMonitor
 from zkpoll.polling.ownership import Ownership
 from zkpoll.polling.plugins import LoadedPlugins, load_plugins
 from zkpoll.polling.runner import CycleStats, SourceRunner
-from zkpoll.polling.sources import PollingConfig, Source
+from zkpoll.polling.sources import PollingConfig
 from zkpoll.publisher import load_publisher
 from zkpoll.publisher.base import Publisher
 
@@ -61,9 +61,8 @@ class Agent:
         self.monitors: list[OverlapMonitor] = []
         self._refused: dict[str, frozenset[str]] = {}  # group -> meters refused there
         self.health = Health([], 0)
+        self.withdrawal = Withdrawal(self.health, {}, 0.0)
         self.api: ApiServer | None = None
-        self._health_lock = threading.Lock()
-        self._last_stand: str | None = None
         self.runners: list[SourceRunner] = []
         self.last_stats: dict[str, CycleStats] = {}
         self._executor: futures.ThreadPoolExecutor | None = None
@@ -151,6 +150,9 @@ class Agent:
         self.ownership = Ownership(self.partitions, cconf.fence_margin, cconf.on_backend_loss)
         self.ownership.runners = list(self.runners)
         self.ownership.on_catch_up = self._on_catch_up
+        longest = max(r.source.interval for r in self.runners)
+        self.withdrawal = Withdrawal(self.health, self.partitions,
+                                     probation=longest * max(1, self.health.threshold))
         for ns, partition in self.partitions.items():
             data = self._member_data(ns)
             partition.join(data)
@@ -230,43 +232,12 @@ class Agent:
                                                  **{name: index}),
                     "owned": dict(data.get("owned", {}), **{name: stats.owned})})
         self._log_cycle(stats)
-        self._check_health()
+        if self.partitions and self._leave_at is None:
+            self.withdrawal.check()
 
     def _on_catch_up(self, stats: CycleStats) -> None:
         self.health.record(stats, float("inf"))
         self._log_cycle(stats)
-
-    # --- health withdrawal -------------------------------------------------------
-    def _check_health(self) -> None:
-        """Withdraw (the SIGTERM handoff, staying alive) when unhealthy; rejoin after."""
-        if not self.partitions or self._leave_at is not None:
-            return
-        with self._health_lock:
-            longest = max(r.source.interval for r in self.runners)
-            if self.health.withdrawn is not None:
-                if self.health.recovered(probation=longest * max(1, self.health.threshold)):
-                    LOG.warning("healthy again after withdrawal (%s): rejoining",
-                                self.health.withdrawn)
-                    for partition in self.partitions.values():
-                        partition.rejoin()
-                    self.health.mark_withdrawn(None)
-                return
-            reason = self.health.unhealthy()
-            if reason is None:
-                return
-            now = time.time()
-            if any(len(p.ring_at(now)) <= 1 for p in self.partitions.values()):
-                if reason != self._last_stand:
-                    LOG.error("unhealthy (%s) but the last active member: NOT withdrawing",
-                              reason)
-                    self._last_stand = reason
-                return
-            LOG.error("WITHDRAWING from %s: %s; handing the work over (same handoff as "
-                      "SIGTERM) and probing until healthy",
-                      ", ".join(p.group for p in self.partitions.values()), reason)
-            for partition in self.partitions.values():
-                partition.announce_leave(extra={"withdrawn": reason})
-            self.health.mark_withdrawn(reason)
 
     def _log_cycle(self, stats: CycleStats) -> None:
         level = logging.WARNING if stats.errors or stats.timeouts or stats.fenced else logging.INFO
@@ -326,8 +297,3 @@ class Agent:
 
     def _longest_timeout(self) -> float:
         return max((r.timeout for r in self.runners), default=1.0) + 1.0
-
-    def current_cycle(self, source: Source) -> int:
-        """Index of the cycle of ``source`` in flight now."""
-        return cycle_index(time.time(), source.interval,
-                           source_offset(source.name, source.interval))

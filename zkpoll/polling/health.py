@@ -9,15 +9,19 @@ its work over (the same handoff as SIGTERM) and rejoin once healthy.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from zkpoll.partition import Partition
 from zkpoll.polling.runner import CycleStats
 from zkpoll.publisher.base import Publisher
 
-__all__ = ["Health", "SourceTotals"]
+__all__ = ["Health", "SourceTotals", "Withdrawal"]
+
+LOG = logging.getLogger(__name__)
 
 PUBLISHERS_FAILING = "every publisher failing"
 OVERRUNNING = "cycles overrunning their interval"
@@ -111,3 +115,48 @@ class Health:
             self.withdrawn_at = time.monotonic()
             self._publish_streak = self._overrun_streak = 0
             self._last_counts = self._publisher_counts()
+
+
+class Withdrawal:
+    """Acts on :class:`Health`: withdraw from every group, and rejoin later.
+
+    Withdrawing is the SIGTERM handoff without exiting: ``leave_at`` is
+    announced (with a ``withdrawn`` reason in the member data), the agent
+    keeps running and probing, and rejoins with a fresh ``active_at``.
+    """
+
+    def __init__(self, health: Health, partitions: Mapping[str, Partition],
+                 probation: float) -> None:
+        self.health = health
+        self.partitions = dict(partitions)
+        self.probation = probation
+        self._lock = threading.Lock()
+        self._last_stand: str | None = None
+
+    def check(self) -> None:
+        """Called after each cycle: withdraw or rejoin when it is time."""
+        with self._lock:
+            if self.health.withdrawn is not None:
+                if self.health.recovered(self.probation):
+                    LOG.warning("healthy again after withdrawal (%s): rejoining",
+                                self.health.withdrawn)
+                    for partition in self.partitions.values():
+                        partition.rejoin()
+                    self.health.mark_withdrawn(None)
+                return
+            reason = self.health.unhealthy()
+            if reason is None:
+                return
+            now = time.time()
+            if any(len(p.ring_at(now)) <= 1 for p in self.partitions.values()):
+                if reason != self._last_stand:
+                    LOG.error("unhealthy (%s) but the last active member: NOT withdrawing",
+                              reason)
+                    self._last_stand = reason
+                return
+            LOG.error("WITHDRAWING from %s: %s; handing the work over (same handoff as "
+                      "SIGTERM) and probing until healthy",
+                      ", ".join(p.group for p in self.partitions.values()), reason)
+            for partition in self.partitions.values():
+                partition.announce_leave(extra={"withdrawn": reason})
+            self.health.mark_withdrawn(reason)
