@@ -28,6 +28,7 @@ from typing import Any
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KeeperState
 from kazoo.retry import KazooRetry
 from kazoo.security import make_digest_acl
@@ -43,6 +44,9 @@ __all__ = ["ZooKeeperCoordinator"]
 
 LOG = logging.getLogger(__name__)
 _OP_TIMEOUT = 10.0  # bound on any single ZooKeeper call made by the worker
+#: What a failed ZooKeeper call raises: kazoo errors, and kazoo's timeout of an
+#: async result, which is not a KazooException.
+_ZK_ERRORS = (KazooException, KazooTimeoutError)
 _STATES = {KazooState.CONNECTED: SessionState.CONNECTED,
            KazooState.SUSPENDED: SessionState.SUSPENDED,
            KazooState.LOST: SessionState.LOST}
@@ -177,7 +181,7 @@ class ZooKeeperCoordinator(Coordinator):
         try:
             self._client.stop()
             self._client.close()
-        except KazooException as exc:  # closing a broken client must not fail stop()
+        except _ZK_ERRORS as exc:  # closing a broken client must not fail stop()
             LOG.debug("kazoo stop: %s", exc)
         self._set_state(SessionState.STOPPED)
 
@@ -232,7 +236,7 @@ class ZooKeeperCoordinator(Coordinator):
     def get_members(self, group: str, timeout: float = 10.0) -> Membership:
         try:
             members = self._read_members(group, timeout, watch=False)
-        except KazooException as exc:
+        except _ZK_ERRORS as exc:
             raise CoordinatorUnreachable(f"cannot read group {group!r} from ZooKeeper at "
                                          f"{self._hosts}: {exc!r}") from exc
         with self._cond:
@@ -245,7 +249,7 @@ class ZooKeeperCoordinator(Coordinator):
                           .get(timeout=timeout))
         except NoNodeError:
             return []
-        except KazooException as exc:
+        except _ZK_ERRORS as exc:
             raise CoordinatorUnreachable(f"cannot list groups in ZooKeeper at "
                                          f"{self._hosts}: {exc!r}") from exc
 
@@ -360,7 +364,7 @@ class ZooKeeperCoordinator(Coordinator):
         self._beat_in_flight = True
         try:
             self._client.exists_async(self._root).rawlink(answered)
-        except KazooException:
+        except _ZK_ERRORS:
             self._beat_in_flight = False  # not connected: no contact to record
 
     def _member_path(self, group: str, member_id: str | None = None) -> str:
@@ -386,7 +390,7 @@ class ZooKeeperCoordinator(Coordinator):
                                 self._desired[group] = dict(data)
                     self._publish(path, data)
                     self._registered.add(group)
-            except KazooException as exc:
+            except _ZK_ERRORS as exc:
                 LOG.warning("could not publish member %s in %s: %r (retrying at the "
                             "next heartbeat)", self.member_id, group, exc)
                 return
@@ -425,7 +429,7 @@ class ZooKeeperCoordinator(Coordinator):
         """
         try:
             members = self._read_members(group, _OP_TIMEOUT, watch=True)
-        except KazooException as exc:
+        except _ZK_ERRORS as exc:
             LOG.warning("could not read group %s: %r (retrying at the next heartbeat)",
                         group, exc)
             return False

@@ -90,6 +90,8 @@ class OverlapMonitor:
                 self.check()
             except CoordinationError as exc:
                 LOG.debug("overlap check of group %s postponed: %s", self.group, exc)
+            except Exception:
+                LOG.exception("overlap check of group %s failed; retrying", self.group)
 
     def check(self) -> dict[str, set[str]]:
         """Compare now; log a change of the overlaps; apply overlap_fatal."""
