@@ -13,6 +13,7 @@ from oslo_config import cfg
 from zkpoll import api
 from zkpoll.cmd._common import LOGGING_OPTS
 from zkpoll.cmd.polling import CLI_OPTS
+from zkpoll.cmd.status import OPTS as STATUS_OPTS
 from zkpoll.coordination.loader import OPTS as COORDINATION_OPTS
 from zkpoll.polling import options
 
@@ -24,7 +25,7 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     return [
         ("DEFAULT", list(itertools.chain(
             options.DEFAULT_OPTS, LOGGING_OPTS,
-            [o for o in CLI_OPTS if o.dest != "polling_namespaces"]))),
+            [o for o in CLI_OPTS if o.dest != "polling_namespaces"], STATUS_OPTS))),
         ("coordination", list(itertools.chain(COORDINATION_OPTS,
                                               options.AGENT_COORDINATION_OPTS))),
         ("polling", list(options.POLLING_OPTS)),
