@@ -81,7 +81,7 @@ class MemberReport:
     version: str | None
     weight: float
     layout: int | None
-    state: str                   #: joining, active, leaving or fenced
+    state: str                   #: joining, active, leaving, withdrawn or fenced
     session: str                 #: live, "live, fenced" or "live, silent"
     detail: str                  #: why/when, for humans
     active_at: float | None
@@ -157,11 +157,13 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def member_state(member: Member, now: float) -> tuple[str, str]:
-    """(state, detail): fenced > leaving > joining > active."""
+    """(state, detail): fenced > withdrawn > leaving > joining > active."""
     data = member.data
     active_at, leave_at = _num(data.get("active_at")), _num(data.get("leave_at"))
     if data.get("fenced"):
         return "fenced", str(data["fenced"])
+    if data.get("withdrawn"):
+        return "withdrawn", f"health withdrawal: {data['withdrawn']}"
     if leave_at is not None:
         return "leaving", (f"leaves in {leave_at - now:.1f}s" if leave_at > now
                            else f"left the ring {now - leave_at:.1f}s ago, finishing")
@@ -207,8 +209,8 @@ def _member(member: Member, intervals: Mapping[str, float], now: float,
     sources = {name: _progress(member, name, intervals[name], now)
                for name in polled if name in intervals}
     where = {"group": group, "member": member.member_id}
-    if state == "fenced":
-        problems.append(Problem(Severity.WARNING, f"fenced: {detail}", **where))
+    if state in ("fenced", "withdrawn"):
+        problems.append(Problem(Severity.WARNING, f"{state}: {detail}", **where))
     for name, progress in sources.items():
         if progress.stale:
             last = "none" if progress.last_cycle is None else str(progress.last_cycle)

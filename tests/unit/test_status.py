@@ -80,6 +80,17 @@ def test_states_joining_leaving_fenced() -> None:
     assert report.groups[0].ring_members == ["a", "f", "l"]
 
 
+def test_a_health_withdrawal_is_reported_as_a_warning() -> None:
+    sick = Member("w", dict(member("w", leave_at=NOW - 30).data,
+                            withdrawn="every publisher failing for 3 consecutive cycles"))
+    assert member_state(sick, NOW) == (
+        "withdrawn", "health withdrawal: every publisher failing for 3 consecutive cycles")
+    report = build_report([group(member("a"), sick)], NOW)
+    assert report.severity is Severity.WARNING
+    assert problems(report, Severity.WARNING) == [
+        "withdrawn: health withdrawal: every publisher failing for 3 consecutive cycles"]
+
+
 @pytest.mark.parametrize(("last", "behind", "stale"), [
     (CYCLE, 0, False), (DONE, 0, False), (DONE - 1, 1, False),
     (DONE - 2, 2, True), (DONE - 50, 50, True)])
