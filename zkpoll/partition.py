@@ -170,8 +170,8 @@ class Partition:
         LOG.info("group %s: %d member(s); joined: %s; gone: %s", self.group,
                  len(membership.members), ", ".join(sorted(joined)) or "-",
                  ", ".join(sorted(gone)) or "-")
-        # Graceful leavers are included: they are in no ring past their
-        # leave_at and recorded their last cycle, so catch-up finds nothing.
+        # Graceful leavers are included; catch-up skips members that
+        # announced leave_at (see polling.ownership._announced_leave).
         lost = {m.member_id: m for m in previous.members if m.member_id in gone}
         lost.pop(self.coordinator.member_id, None)
         if lost:
