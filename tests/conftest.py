@@ -8,8 +8,11 @@
 - ``managed_zookeeper``: ``managed_zookeeper(**kwargs)`` starts a private
   ManagedZooKeeper (to stop, kill or break), closed after the test.
 - ``tcp_proxy``: ``tcp_proxy(host, port)`` returns a started TCPProxy.
+- ``redis_server``, ``memcached_server``: one server each for the whole run.
+- ``backend_url``: parametrized over zookeeper, redis and memcached; a URL
+  (no query) with a root/key prefix unique to the test.
 
-Without ZooKeeper installed these fixtures skip, or fail when ``CI=true``.
+Without a server installed these fixtures skip, or fail when ``CI=true``.
 When a test fails, the tail of the log of each server it used is shown.
 """
 
@@ -25,6 +28,8 @@ from kazoo.client import KazooClient
 
 from zkpoll.exceptions import ZkpollError
 from zkpoll.testing import (
+    ManagedMemcached,
+    ManagedRedis,
     ManagedZooKeeper,
     TCPProxy,
     ZooKeeperEnsemble,
@@ -179,3 +184,60 @@ def tcp_proxy() -> Iterator[Callable[[str, int], TCPProxy]]:
     yield make
     for proxy in proxies:
         proxy.stop()
+
+
+def _require_server(kind: type[ManagedRedis | ManagedMemcached]) -> None:
+    """Skip the test (fail it under CI=true) when ``kind``'s binary is missing."""
+    try:
+        kind.find_binary()
+    except ZkpollError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {kind.program} is unavailable: {exc}", pytrace=False)
+        pytest.skip(f"{exc} (or run `bash tests/run_tests.sh`, which installs it)")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ManagedRedis]:
+    """One redis-server for the whole run (tests use their own key prefix).
+
+    Do not stop it: to test an outage, start your own ManagedRedis.
+    """
+    _require_server(ManagedRedis)
+    server = ManagedRedis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def memcached_server() -> Iterator[ManagedMemcached]:
+    """One memcached for the whole run (tests use their own key prefix).
+
+    Do not stop it: to test an outage, start your own ManagedMemcached.
+    """
+    _require_server(ManagedMemcached)
+    server = ManagedMemcached()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+BACKENDS = ("zookeeper", "redis", "memcached")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest) -> str:
+    """A fresh backend URL without query, for each backend in turn.
+
+    The path (ZooKeeper root, Redis/Memcached key prefix) is unique to the
+    test, so tests never see each other's groups.  Append ``?timeout=...``.
+    """
+    if request.param == "zookeeper":
+        server = request.getfixturevalue("zookeeper_server")
+        return f"zookeeper://{server.address}{request.getfixturevalue('zk_chroot')}"
+    server = request.getfixturevalue(f"{request.param}_server")
+    return f"{server.url}/test-{uuid.uuid4().hex}"

@@ -29,20 +29,30 @@ NAMESPACE = "zkpoll.coordination.backends"
 OPTS = [
     cfg.StrOpt("backend_url", secret=True,
                help="URL of the coordination backend, for example "
-                    "zookeeper://zk1:2181,zk2:2181,zk3:2181/zkpoll?timeout=10. "
-                    "The path is the root of zkpoll's tree (default /zkpoll). "
-                    "Unset: standalone, this agent owns every resource, and "
-                    "only one agent may run with this configuration."),
+                    "zookeeper://zk1:2181,zk2:2181,zk3:2181/zkpoll?timeout=10, "
+                    "redis://:password@host:6379/0/zkpoll?timeout=10 or "
+                    "memcached://host:11211/zkpoll?timeout=10. The path is the "
+                    "root of zkpoll's tree or key prefix (default zkpoll; for "
+                    "Redis a leading number is the database). Unset: "
+                    "standalone, this agent owns every resource, and only one "
+                    "agent may run with this configuration."),
     cfg.FloatOpt("session_timeout", default=10.0, min=0.4,
                  help="Seconds without contact after which the backend "
                       "declares this agent dead and others take over its "
                       "work. ZooKeeper bounds it to 2-20 server ticks; the "
-                      "negotiated value is used. A 'timeout' query parameter "
-                      "in backend_url overrides this option."),
+                      "negotiated value is used. For Redis and Memcached it "
+                      "is the TTL of the member keys (Memcached: rounded up "
+                      "to whole seconds, plus 1) and must be greater than "
+                      "heartbeat_interval. A 'timeout' query parameter in "
+                      "backend_url overrides this option."),
     cfg.FloatOpt("heartbeat_interval", default=1.0, min=0.05,
-                 help="Seconds between the agent's own contact checks with "
-                      "the backend. Each answered check renews the agent's "
-                      "lease; must be well below session_timeout."),
+                 help="Seconds between the agent's heartbeats. Each answered "
+                      "heartbeat renews the agent's lease; for Redis and "
+                      "Memcached it also renews the TTL of the member keys and "
+                      "re-lists the watched groups. Must be well below "
+                      "session_timeout (Redis and Memcached refuse to start "
+                      "otherwise). A 'heartbeat' query parameter in "
+                      "backend_url overrides this option."),
     cfg.FloatOpt("retry_backoff", default=0.5, min=0.01,
                  help="First delay in seconds before reconnecting to the "
                       "backend; doubled on every failed attempt."),

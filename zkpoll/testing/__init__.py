@@ -1,6 +1,8 @@
-"""Test helpers for zkpoll and its plugins: real ZooKeeper servers, a breakable proxy.
+"""Test helpers for zkpoll and its plugins: real servers, a breakable proxy.
 
-They need the Debian ``zookeeper`` package (``apt-get install -y zookeeper``)::
+ZooKeeper needs the Debian ``zookeeper`` package (``apt-get install -y
+zookeeper``), :class:`ManagedRedis` ``redis-server`` and
+:class:`ManagedMemcached` ``memcached``::
 
     from kazoo.client import KazooClient
     from zkpoll.testing import ManagedZooKeeper, TCPProxy
@@ -14,7 +16,9 @@ They need the Debian ``zookeeper`` package (``apt-get install -y zookeeper``)::
 zkpoll's own pytest fixtures (``tests/conftest.py``) are built on these.
 """
 
+from zkpoll.testing.memcached import ManagedMemcached
 from zkpoll.testing.proxy import TCPProxy
+from zkpoll.testing.redis import ManagedRedis
 from zkpoll.testing.zookeeper import (
     DEFAULT_CLASSPATH,
     ManagedZooKeeper,
@@ -27,6 +31,8 @@ from zkpoll.testing.zookeeper import (
 
 __all__ = [
     "DEFAULT_CLASSPATH",
+    "ManagedMemcached",
+    "ManagedRedis",
     "ManagedZooKeeper",
     "TCPProxy",
     "ZooKeeperEnsemble",

@@ -1,0 +1,364 @@
+"""Shared base of the TTL-heartbeat backends (Redis, Memcached).
+
+A member is alive while its key ``<prefix>/groups/<group>/members/<id>``
+exists; the key carries the member data and a TTL of one member timeout.
+A backend only implements :class:`MemberStore` (a few bounded round trips);
+everything else lives here, once.
+
+One thread ("zkpoll-heartbeat") makes every call of the worker: each
+heartbeat interval it renews the TTL of this member's keys in one round
+trip, makes the keys match what the caller asked for (join/update/leave),
+and re-lists every watched group (level-triggered: an expiry has no event).
+A store that pushes changes (Redis pub/sub) wakes it in between.
+
+Session: it lasts while every key of ours is renewed in time.  The lease is
+the start of the last fully answered renewal + the member timeout.  A
+renewal that finds a key gone, or a lease that runs out while the store is
+unreachable, means LOST; the next contact starts a new session under a
+fresh member id (registration hooks applied again), with retries backed off
+from ``retry_backoff`` to ``max_retry_interval`` once the lease is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures
+from typing import Any
+
+from zkpoll.coordination._store import MemberStore, member_timeouts
+from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination.loader import make_member_id
+from zkpoll.coordination.ring import LAYOUT
+from zkpoll.coordination.url import BackendURL
+from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable, NotJoined
+from zkpoll.version import __version__
+
+__all__ = ["HeartbeatCoordinator"]
+
+LOG = logging.getLogger(__name__)
+
+
+class HeartbeatCoordinator(Coordinator):
+    """Membership by keys with a TTL, renewed by a heartbeat thread (module docstring)."""
+
+    store_class: type[MemberStore]
+
+    def __init__(self, url: BackendURL, opts: Any, member_id: str) -> None:
+        super().__init__(member_id)
+        self._name = member_id.split(".", 1)[0]
+        self._timeout, self._interval = member_timeouts(url, opts)
+        self._backoff = (opts.retry_backoff, opts.max_retry_interval)
+        self._retry_delay = opts.retry_backoff
+        self._store = self.store_class(url, min(5.0, max(0.5, self._timeout / 2)))
+        self._cond = threading.Condition()
+        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._desired: dict[str, dict[str, Any]] = {}   # group -> data we want published
+        self._wanted_gen: dict[str, int] = {}
+        self._applied_gen: dict[str, int] = {}
+        self._snapshots: dict[str, Membership] = {}
+        self._registered: set[str] = set()   # groups with a key in this session (worker)
+        self._stale: list[tuple[str, str]] = []  # keys of a lost session to delete (worker)
+        self._dirty: set[str] = set()        # watched groups to re-list (worker)
+        self._lost = False                   # next contact starts a new session (worker)
+        self._session = 0
+        self._last_contact = float("-inf")
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._reader = futures.ThreadPoolExecutor(2, thread_name_prefix="zkpoll-read")
+
+    # --- session ------------------------------------------------------------
+    @property
+    def last_contact(self) -> float:
+        return self._last_contact
+
+    @property
+    def session_timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def client_id(self) -> tuple[int, bytes]:
+        """``(session number, member id)``, shaped like kazoo's, for tests and tools."""
+        return self._session, self.member_id.encode()
+
+    def _set_state(self, state: SessionState) -> None:
+        super()._set_state(state)
+        with self._cond:
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        """The one place where backend exceptions become zkpoll's."""
+        try:
+            yield
+        except self._store.errors as exc:
+            kind = (CoordinatorUnreachable if isinstance(exc, self._store.unreachable)
+                    else CoordinationError)
+            raise kind(f"{what}: {self._store.name} at {self._store.address}: "
+                       f"{exc!r}") from exc
+
+    # --- lifecycle ------------------------------------------------------------
+    def start(self, timeout: float | None = None) -> None:
+        self._stop.clear()
+        targets = [self._run] + ([self._listen] if self._store.pushes else [])
+        for target, name in zip(targets, ("zkpoll-heartbeat", "zkpoll-changes")):
+            self._threads.append(threading.Thread(target=target, name=name, daemon=True))
+            self._threads[-1].start()
+        if timeout is not None and not self._wait_for(
+                lambda: self._state is SessionState.CONNECTED, timeout):
+            raise CoordinatorUnreachable(
+                f"cannot reach {self._store.name} at {self._store.address} within "
+                f"{timeout:g}s (still retrying in the background)")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            groups = list(self._desired)
+        for group in groups:
+            try:
+                self.leave(group, wait=timeout if self._state is SessionState.CONNECTED else None)
+            except CoordinationError:
+                LOG.warning("could not remove member %s from %s before stopping; it "
+                            "disappears when its key expires", self.member_id, group)
+        self._stop.set()
+        self._events.put(("stop",))
+        for thread in self._threads:
+            thread.join(timeout)
+        self._reader.shutdown(wait=False)
+        with contextlib.suppress(*self._store.errors):
+            self._store.close()
+        self._set_state(SessionState.STOPPED)
+
+    # --- membership -------------------------------------------------------------
+    def join(self, group: str, data: Mapping[str, Any] | None = None,
+             wait: float | None = None) -> None:
+        base = {"host": socket.gethostname(), "pid": os.getpid(), "version": __version__,
+                "weight": 1, "layout": LAYOUT}
+        self._request(group, dict(base, **(data or {})), wait, replace=True)
+
+    def update(self, group: str, data: Mapping[str, Any], wait: float | None = None) -> None:
+        with self._cond:
+            if group not in self._desired:
+                raise NotJoined(f"{self.member_id} has not joined group {group!r}")
+        self._request(group, dict(data), wait, replace=False)
+
+    def leave(self, group: str, wait: float | None = None) -> None:
+        with self._cond:
+            if self._desired.pop(group, None) is None:
+                return
+        self._request(group, None, wait, replace=True)
+
+    def _request(self, group: str, data: dict[str, Any] | None, wait: float | None,
+                 replace: bool) -> None:
+        json.dumps(data)  # fail early, in the caller, on data that cannot be published
+        with self._cond:
+            if data is not None and replace:
+                self._desired[group] = data
+            elif data is not None:
+                self._desired[group].update(data)
+            gen = self._wanted_gen[group] = self._wanted_gen.get(group, 0) + 1
+        self._events.put(("reconcile",))
+        if wait is not None and not self._wait_for(
+                lambda: self._applied_gen.get(group, 0) >= gen, wait):
+            raise CoordinatorUnreachable(
+                f"membership change of {self.member_id} in {group!r} not confirmed by "
+                f"{self._store.name} at {self._store.address} within {wait:g}s (will retry)")
+
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+    def get_members(self, group: str, timeout: float = 10.0) -> Membership:
+        members = self._read(lambda: self._store.members(group), timeout, f"read {group!r}")
+        with self._cond:
+            version = self._snapshots.get(group, Membership(group)).version
+        return Membership(group, _members(members), version)
+
+    def get_groups(self, timeout: float = 10.0) -> list[str]:
+        return sorted(self._read(self._store.groups, timeout, "list groups"))
+
+    def _read(self, call: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Run a read on the reader pool: the caller waits ``timeout`` s at most."""
+        try:
+            future = self._reader.submit(call)
+        except RuntimeError as exc:  # the pool is shut down
+            raise CoordinationError(f"{what}: the coordinator is stopped") from exc
+        with self._translated(what):
+            try:
+                return future.result(timeout)
+            except futures.TimeoutError as exc:
+                raise CoordinatorUnreachable(f"{what}: no answer from {self._store.name} at "
+                                             f"{self._store.address} within {timeout:g}s") \
+                    from exc
+
+    def _watch_started(self, group: str) -> None:
+        self._events.put(("changed", group))
+
+    def _replay(self, group: str, callback: Any) -> None:
+        self._events.put(("replay", group, callback))
+
+    # --- threads ------------------------------------------------------------------
+    def _listen(self) -> None:
+        """Turn the store's pushed changes into worker events; resubscribe with backoff."""
+        delay = self._backoff[0]
+        while not self._stop.is_set():
+            try:
+                for group in self._store.changes(self._stop):
+                    self._events.put(("changed", group))
+                    delay = self._backoff[0]
+            except self._store.errors as exc:
+                LOG.debug("change notifications from %s interrupted: %r", self._store.name, exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self._backoff[1])
+
+    def _run(self) -> None:
+        next_beat = 0.0
+        while True:
+            try:
+                events = [self._events.get(timeout=max(0.0, next_beat - time.monotonic()))]
+            except queue.Empty:
+                events = []
+            with contextlib.suppress(queue.Empty):
+                while True:  # coalesce whatever else is queued
+                    events.append(self._events.get_nowait())
+            if any(e[0] == "stop" for e in events):
+                return
+            watched = set(self.watched_groups)
+            for event in events:
+                if event[0] == "changed":
+                    self._dirty |= watched if event[1] is None else {event[1]} & watched
+                elif event[0] == "replay" and event[1] in self._snapshots:
+                    self._call_all([event[2]], self._snapshots[event[1]])
+            try:
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self._interval
+                    self._beat()
+                if self._state is SessionState.CONNECTED:
+                    self._apply()
+            except CoordinationError as exc:
+                next_beat = time.monotonic() + self._failed(exc)
+            except Exception:  # the worker must survive anything; retried next beat
+                LOG.exception("coordinator worker error; retrying")
+
+    def _beat(self) -> None:
+        """Renew every key of ours in one round trip (or ping in a new session)."""
+        keys = [] if self._lost else [(g, self.member_id) for g in sorted(self._registered)]
+        started = time.monotonic()
+        with self._translated("heartbeat"):
+            if keys:
+                alive = self._store.touch(keys, self._timeout)
+            else:
+                self._store.ping()
+                alive = []
+        if not all(alive):
+            self._key_gone()
+        elif self._lost:
+            self._new_session()
+        self._last_contact = started
+        self._retry_delay = self._backoff[0]
+        self._dirty |= set(self.watched_groups)
+        self._set_state(SessionState.CONNECTED)
+
+    def _failed(self, exc: CoordinationError) -> float:
+        """Record a failed exchange; return the delay before the next attempt."""
+        LOG.debug("%s", exc)
+        if self._state is SessionState.CONNECTED:
+            LOG.warning("%s; member %s suspended", exc, self.member_id)
+            self._set_state(SessionState.SUSPENDED)
+        if self._state is SessionState.SUSPENDED and self.lease_remaining() <= 0:
+            self._set_state(SessionState.LOST)
+            self._lost = True
+        if self.lease_remaining() > 0:
+            return self._interval  # the keys may still live: keep renewing
+        delay, self._retry_delay = self._retry_delay, min(self._retry_delay * 2,
+                                                          self._backoff[1])
+        return delay
+
+    def _key_gone(self) -> None:
+        """The server answered but dropped a key of ours: start a new session now."""
+        LOG.warning("member %s: key gone from %s", self.member_id, self._store.name)
+        self._set_state(SessionState.LOST)
+        self._new_session()
+
+    def _new_session(self) -> None:
+        old, self.member_id = self.member_id, make_member_id(self._name)
+        self._stale += [(group, old) for group in self._registered]
+        self._registered.clear()
+        self._session += 1
+        self._lost = False
+        with self._cond:
+            self._applied_gen.clear()
+            self._cond.notify_all()
+        LOG.warning("member %s lost its session: re-registering as %s", old, self.member_id)
+
+    def _apply(self) -> None:
+        """Make our keys match the requests, drop stale keys, re-list dirty groups."""
+        with self._cond:
+            todo = {g: (dict(self._desired[g]) if g in self._desired else None, gen)
+                    for g, gen in self._wanted_gen.items() if self._applied_gen.get(g, 0) < gen}
+        for group, (data, gen) in todo.items():
+            with self._translated(f"publish member {self.member_id} in {group!r}"):
+                if data is None:
+                    self._store.remove(group, self.member_id)
+                    self._registered.discard(group)
+                elif group in self._registered:
+                    if not self._store.replace(group, self.member_id, _encode(data),
+                                               self._timeout):
+                        self._key_gone()
+                        self._set_state(SessionState.CONNECTED)
+                        self._apply()  # re-register everything, now
+                        return
+                else:  # first publication in this session
+                    data = self._registration_data(group, data)
+                    with self._cond:
+                        if group in self._desired:
+                            self._desired[group] = dict(data)
+                    self._store.register(group, self.member_id, _encode(data), self._timeout)
+                    self._registered.add(group)
+                    LOG.info("member %s registered in %s", self.member_id, group)
+            with self._cond:
+                self._applied_gen[group] = max(self._applied_gen.get(group, 0), gen)
+                self._cond.notify_all()
+        while self._stale:
+            with self._translated("remove a stale member"):
+                self._store.remove(*self._stale[0])
+            self._stale.pop(0)
+        for group in sorted(self._dirty):
+            self._refresh(group)
+            self._dirty.discard(group)
+
+    def _refresh(self, group: str) -> None:
+        with self._translated(f"read {group!r}"):
+            members = _members(self._store.members(group))
+        with self._cond:
+            previous = self._snapshots.get(group, Membership(group))
+            snapshot = Membership(group, members, previous.version + 1)
+            if snapshot.same_members(previous) and group in self._snapshots:
+                return
+            self._snapshots[group] = snapshot
+        if snapshot.member_ids != previous.member_ids:
+            LOG.info("group %s: %d member(s) [%s] (was %d)", group, len(snapshot.members),
+                     ", ".join(snapshot.member_ids), len(previous.members))
+        self._notify(snapshot)
+
+
+def _encode(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True).encode()
+
+
+def _members(raw: Mapping[str, bytes]) -> tuple[Member, ...]:
+    result = []
+    for member_id, payload in raw.items():
+        try:
+            data = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            LOG.warning("member %s has undecodable data; treating it as empty", member_id)
+            data = {}
+        result.append(Member(member_id, data if isinstance(data, dict) else {}))
+    return tuple(result)

@@ -1,0 +1,99 @@
+"""The storage interface of the TTL-heartbeat backends, and their URL helpers.
+
+A backend (``redis.py``, ``memcached.py``) implements :class:`MemberStore`:
+a handful of calls, each one bounded round trip (or a few) to its server.
+:class:`~zkpoll.coordination._heartbeat.HeartbeatCoordinator` builds the
+whole coordinator contract on top of it.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from zkpoll.coordination.url import OPTION, BackendURL, redact
+from zkpoll.exceptions import ConfigError
+
+__all__ = ["MemberStore", "host_port", "member_timeouts"]
+
+LOG = logging.getLogger(__name__)
+
+
+def host_port(url: BackendURL, default_port: int) -> tuple[str, int]:
+    """The single ``host:port`` of ``url`` (127.0.0.1 and ``default_port`` if absent)."""
+    if len(url.hosts) > 1:
+        raise ConfigError(f"{OPTION}: {url.scheme} takes one server, not "
+                          f"{len(url.hosts)}, in {redact(url.raw)!r}")
+    host, _, port = (url.hosts[0] if url.hosts else "").rpartition(":")
+    if not host or port.endswith("]"):  # no port given (or a bare IPv6 literal)
+        host, port = (url.hosts[0] if url.hosts else ""), ""
+    return host.strip("[]") or "127.0.0.1", int(port) if port else default_port
+
+
+def member_timeouts(url: BackendURL, opts: Any) -> tuple[float, float]:
+    """Return ``(member timeout, heartbeat interval)``; refuse timeout <= heartbeat."""
+    timeout = url.float_param("timeout", opts.session_timeout)
+    heartbeat = url.float_param("heartbeat", opts.heartbeat_interval)
+    t_src = (f"'timeout' in {OPTION}" if "timeout" in url.query
+             else "[coordination] session_timeout")
+    h_src = (f"'heartbeat' in {OPTION}" if "heartbeat" in url.query
+             else "[coordination] heartbeat_interval")
+    if not timeout > heartbeat:
+        raise ConfigError(f"{url.scheme}: the member timeout ({timeout:g} s, {t_src}) must "
+                          f"be greater than the heartbeat interval ({heartbeat:g} s, {h_src})")
+    if timeout < 3 * heartbeat:
+        LOG.warning("%s: fewer than 3 heartbeats (%g s) per member timeout (%g s): one late "
+                    "heartbeat drops this member", url.scheme, heartbeat, timeout)
+    return timeout, heartbeat
+
+
+class MemberStore(abc.ABC):
+    """What a TTL-heartbeat backend implements: each call is one bounded exchange.
+
+    Calls raise the backend's own exceptions (``errors``; ``unreachable`` is
+    the subset meaning "no answer"); the coordinator translates them.
+    """
+
+    name = "backend"
+    address = ""
+    errors: tuple[type[BaseException], ...] = (OSError,)
+    unreachable: tuple[type[BaseException], ...] = (OSError,)
+    pushes = False  #: True when :meth:`changes` reports changes
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """One round trip that proves the server answers."""
+
+    @abc.abstractmethod
+    def register(self, group: str, member_id: str, payload: bytes, ttl: float) -> None:
+        """Write the member key with a TTL of at least ``ttl`` s and index it."""
+
+    @abc.abstractmethod
+    def replace(self, group: str, member_id: str, payload: bytes, ttl: float) -> bool:
+        """Overwrite an existing member key (TTL renewed); False if it is gone."""
+
+    @abc.abstractmethod
+    def touch(self, keys: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        """Renew the TTL of each ``(group, member id)`` key; False where it is gone."""
+
+    @abc.abstractmethod
+    def remove(self, group: str, member_id: str) -> None:
+        """Delete the member key and its index entry (no error if absent)."""
+
+    @abc.abstractmethod
+    def members(self, group: str) -> dict[str, bytes]:
+        """Payload of every live member by id (dead ids are dropped from the index)."""
+
+    @abc.abstractmethod
+    def groups(self) -> list[str]:
+        """Names of every group ever joined under this prefix."""
+
+    def changes(self, stop: threading.Event) -> Iterator[str | None]:
+        """Yield a changed group's name (None: anything may have changed) until ``stop``."""
+        return iter(())
+
+    def close(self) -> None:
+        """Release connections."""

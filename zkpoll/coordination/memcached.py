@@ -1,0 +1,138 @@
+"""Memcached membership backend (pymemcache): member keys with a TTL, polled.
+
+URL: ``memcached://host:port[/prefix]?timeout=S&heartbeat=S``; the path is
+the key prefix (default ``zkpoll``).  Keys (group and id URL-quoted)::
+
+    <prefix>/groups/<group>/members/<id>   member data (JSON), TTL ceil(timeout) + 1 s
+    <prefix>/groups/<group>/index          JSON list of member ids, updated by CAS
+    <prefix>/groups                        JSON list of group names, updated by CAS
+
+Memcached cannot list keys nor push changes: peers see a change at their
+next heartbeat's re-listing.  Its clock ticks once a second and a TTL is
+whole seconds, so an item may expire up to 1 s before its TTL: the TTL is
+``ceil(timeout) + 1`` so that a key never expires earlier than ``timeout``
+after its renewal, and a dead member disappears within ``ceil(timeout) + 1``
+s plus one heartbeat.  Index keys never expire; keep memcached from
+evicting them (the default 64 MB is ample).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from urllib.parse import quote
+
+from pymemcache.client.base import PooledClient
+from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
+
+from zkpoll.coordination._heartbeat import HeartbeatCoordinator
+from zkpoll.coordination._store import MemberStore, host_port
+from zkpoll.coordination.url import BackendURL
+
+__all__ = ["MemcachedCoordinator", "MemcachedStore"]
+
+LOG = logging.getLogger(__name__)
+_CAS_ATTEMPTS = 50
+
+
+class IndexContention(MemcacheError):
+    """An index key kept changing under our compare-and-swap."""
+
+
+def _expire(ttl: float) -> int:
+    return math.ceil(ttl) + 1
+
+
+def _ids(raw: bytes | None, key: str) -> set[str]:
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        LOG.warning("memcached key %s is not a JSON list; rebuilding it", key)
+        value = []
+    return {str(v) for v in value} if isinstance(value, list) else set()
+
+
+class MemcachedStore(MemberStore):
+    """Member keys in one memcached server (see module docstring)."""
+
+    name = "Memcached"
+    errors = (MemcacheError, OSError)
+    unreachable = (MemcacheUnexpectedCloseError, OSError)
+
+    def __init__(self, url: BackendURL, op_timeout: float) -> None:
+        host, port = host_port(url, 11211)
+        self._prefix = quote(url.path.strip("/"), safe="/") or "zkpoll"
+        self.address = f"{host}:{port}"
+        self._client = PooledClient((host, port), connect_timeout=op_timeout,
+                                    timeout=op_timeout, default_noreply=False,
+                                    max_pool_size=4)
+
+    def _key(self, group: str, member_id: str) -> str:
+        return f"{self._prefix}/groups/{quote(group, safe='')}/members/{quote(member_id, safe='')}"
+
+    def _index(self, group: str) -> str:
+        return f"{self._prefix}/groups/{quote(group, safe='')}/index"
+
+    def _edit(self, key: str, change: Callable[[set[str]], set[str]]) -> None:
+        """Apply ``change`` to the id list at ``key`` by compare-and-swap."""
+        for _ in range(_CAS_ATTEMPTS):
+            raw, token = self._client.gets(key)
+            old = _ids(raw, key)
+            new = change(set(old))
+            if raw is not None and new == old:
+                return
+            payload = json.dumps(sorted(new)).encode()
+            if raw is None:
+                if self._client.add(key, payload, expire=0):
+                    return
+            elif self._client.cas(key, payload, token, expire=0):
+                return
+        raise IndexContention(f"{key} changed {_CAS_ATTEMPTS} times under our CAS")
+
+    def ping(self) -> None:
+        self._client.version()
+
+    def register(self, group: str, member_id: str, payload: bytes, ttl: float) -> None:
+        self._client.set(self._key(group, member_id), payload, expire=_expire(ttl))
+        self._edit(self._index(group), lambda ids: ids | {member_id})
+        self._edit(f"{self._prefix}/groups", lambda groups: groups | {group})
+
+    def replace(self, group: str, member_id: str, payload: bytes, ttl: float) -> bool:
+        return bool(self._client.replace(self._key(group, member_id), payload,
+                                         expire=_expire(ttl)))
+
+    def touch(self, keys: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        return [bool(self._client.touch(self._key(g, m), expire=_expire(ttl)))
+                for g, m in keys]
+
+    def remove(self, group: str, member_id: str) -> None:
+        self._client.delete(self._key(group, member_id))
+        self._edit(self._index(group), lambda ids: ids - {member_id})
+
+    def members(self, group: str) -> dict[str, bytes]:
+        index = self._index(group)
+        ids = _ids(self._client.get(index), index)
+        if not ids:
+            return {}
+        keys = {self._key(group, i): i for i in ids}
+        found = self._client.get_many(list(keys))
+        alive = {keys[k]: bytes(v) for k, v in found.items() if v is not None}
+        dead = ids - set(alive)
+        if dead:  # expired: ids are never reused, so dropping them cannot race a writer
+            self._edit(index, lambda current: current - dead)
+        return alive
+
+    def groups(self) -> list[str]:
+        key = f"{self._prefix}/groups"
+        return sorted(_ids(self._client.get(key), key))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class MemcachedCoordinator(HeartbeatCoordinator):
+    """Membership in memcached; see :mod:`zkpoll.coordination._heartbeat` for the semantics."""
+
+    store_class = MemcachedStore

@@ -1,0 +1,132 @@
+"""Redis membership backend (redis-py): member keys with a TTL, changes pushed.
+
+URL: ``redis://[[user]:password@]host:port[/db][/prefix]?timeout=S&heartbeat=S``.
+A first path segment of digits is the database number (default 0); the
+rest of the path is the key prefix (default ``zkpoll``).  Keys::
+
+    <prefix>/groups/<group>/members/<id>   member data (JSON), SET ... PX <timeout>
+    <prefix>/groups/<group>/index          SET of member ids (readers drop dead ones)
+    <prefix>/groups                        SET of group names
+    <prefix>/changes                       pub/sub channel: a group name per change
+
+A member key and its index entry are written in one MULTI/EXEC
+transaction, and every join, update and leave publishes the group on the
+channel, so peers re-list at once; expiries are caught by the heartbeat's
+re-listing.  No server configuration is needed (no keyspace notifications).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from zkpoll.coordination._heartbeat import HeartbeatCoordinator
+from zkpoll.coordination._store import MemberStore, host_port
+from zkpoll.coordination.url import OPTION, BackendURL, redact
+from zkpoll.exceptions import ConfigError
+
+__all__ = ["RedisCoordinator", "RedisStore"]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class RedisStore(MemberStore):
+    """Member keys in one Redis server (see module docstring)."""
+
+    name = "Redis"
+    errors = (redis.RedisError, OSError)
+    unreachable = (redis.ConnectionError, redis.TimeoutError, OSError)
+    pushes = True
+
+    def __init__(self, url: BackendURL, op_timeout: float) -> None:
+        host, port = host_port(url, 6379)
+        segments = [s for s in url.path.split("/") if s]
+        db = int(segments.pop(0)) if segments and segments[0].isdigit() else 0
+        if "db" in url.query:
+            if not url.query["db"].isdigit():
+                raise ConfigError(f"{OPTION}: db={url.query['db']!r} in {redact(url.raw)!r} "
+                                  "must be a database number")
+            db = int(url.query["db"])
+        self._prefix = "/".join(segments) or "zkpoll"
+        self._channel = f"{self._prefix}/changes"
+        self.address = f"{host}:{port}/{db}"
+        self._client = redis.Redis(
+            host=host, port=port, db=db, username=url.username, password=url.password,
+            socket_timeout=op_timeout, socket_connect_timeout=op_timeout,
+            retry=Retry(NoBackoff(), 0))  # the coordinator retries, with its own backoff
+
+    def _key(self, group: str, member_id: str) -> str:
+        return f"{self._prefix}/groups/{group}/members/{member_id}"
+
+    def _index(self, group: str) -> str:
+        return f"{self._prefix}/groups/{group}/index"
+
+    def ping(self) -> None:
+        self._client.ping()
+
+    def register(self, group: str, member_id: str, payload: bytes, ttl: float) -> None:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.set(self._key(group, member_id), payload, px=_ms(ttl))
+        pipe.sadd(self._index(group), member_id)
+        pipe.sadd(f"{self._prefix}/groups", group)
+        pipe.publish(self._channel, group)
+        pipe.execute()
+
+    def replace(self, group: str, member_id: str, payload: bytes, ttl: float) -> bool:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.set(self._key(group, member_id), payload, px=_ms(ttl), xx=True)
+        pipe.publish(self._channel, group)
+        return bool(pipe.execute()[0])
+
+    def touch(self, keys: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        pipe = self._client.pipeline(transaction=False)
+        for group, member_id in keys:
+            pipe.pexpire(self._key(group, member_id), _ms(ttl))
+        return [bool(found) for found in pipe.execute()]
+
+    def remove(self, group: str, member_id: str) -> None:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(self._key(group, member_id))
+        pipe.srem(self._index(group), member_id)
+        pipe.publish(self._channel, group)
+        pipe.execute()
+
+    def members(self, group: str) -> dict[str, bytes]:
+        ids = sorted(m.decode() for m in self._client.smembers(self._index(group)))
+        if not ids:
+            return {}
+        values = self._client.mget([self._key(group, i) for i in ids])
+        dead = [i for i, value in zip(ids, values) if value is None]
+        if dead:  # expired: ids are never reused, so dropping them cannot race a writer
+            self._client.srem(self._index(group), *dead)
+        return {i: value for i, value in zip(ids, values) if value is not None}
+
+    def groups(self) -> list[str]:
+        return [g.decode() for g in self._client.smembers(f"{self._prefix}/groups")]
+
+    def changes(self, stop: threading.Event) -> Iterator[str | None]:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self._channel)
+            yield None  # (re)subscribed: anything may have changed meanwhile
+            while not stop.is_set():
+                message = pubsub.get_message(timeout=0.2)
+                if message is not None and message.get("type") == "message":
+                    yield bytes(message["data"]).decode("utf-8", "replace")
+        finally:
+            pubsub.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class RedisCoordinator(HeartbeatCoordinator):
+    """Membership in Redis; see :mod:`zkpoll.coordination._heartbeat` for the semantics."""
+
+    store_class = RedisStore
