@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The one command that runs the whole zkpoll test suite, on a fresh Debian
 # machine too: installs what is missing (system packages, a .venv with the
-# package and its test tools), then runs pytest with the given arguments.
+# package, its test tools and the plugins of plugins/), then runs pytest.
 #
-#   bash tests/run_tests.sh                    # everything
-#   bash tests/run_tests.sh tests/unit -x -q   # any pytest arguments
+#   bash tests/run_tests.sh                    # tests/ and every plugins/*/tests
+#   bash tests/run_tests.sh tests/unit -x -q   # any pytest arguments, unchanged
 #
 # Needs root or sudo only when a system package is missing. Exits with
 # pytest's code (5, "no tests collected", is a failure too).
@@ -16,6 +16,9 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.zkpoll-installed
 PACKAGES=(zookeeper redis-server memcached)
+shopt -s nullglob
+PLUGINS=(plugins/*/)   # each a separately installable plugin with its own tests/
+shopt -u nullglob
 
 step() { printf '==> %s\n' "$*"; }
 
@@ -51,17 +54,32 @@ install_system_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 }
 
+# True when setup.cfg or setup.py, ours or a plugin's, changed after the stamp.
+stale_metadata() {
+    local dir
+    for dir in . "${PLUGINS[@]}"; do
+        if [ "${dir%/}/setup.cfg" -nt "$STAMP" ] || [ "${dir%/}/setup.py" -nt "$STAMP" ]; then
+            return 0
+        fi
+    done
+    return 1
+}
+
 install_python_packages() {
     if [ ! -x "$VENV/bin/python" ]; then
         step "virtualenv: creating $VENV"
         "$PYTHON" -m venv "$VENV"
     fi
-    if [ -e "$STAMP" ] && [ "$STAMP" -nt setup.cfg ] && [ "$STAMP" -nt setup.py ]; then
-        step "python packages: up to date ($STAMP newer than setup.cfg)"
+    if [ -e "$STAMP" ] && ! stale_metadata; then
+        step "python packages: up to date ($STAMP newer than every setup.cfg)"
         return
     fi
-    step "python packages: pip install -e '.[test,bench,lint]'"
-    "$VENV/bin/python" -m pip install -q -e '.[test,bench,lint]'
+    local args=(-e '.[test,bench,lint]') plugin
+    for plugin in "${PLUGINS[@]}"; do
+        args+=(-e "$plugin")
+    done
+    step "python packages: pip install ${args[*]}"
+    "$VENV/bin/python" -m pip install -q "${args[@]}"
     touch "$STAMP"
 }
 
@@ -77,4 +95,7 @@ run_pytest() {
 
 install_system_packages
 install_python_packages
+if [ "$#" -eq 0 ]; then
+    set -- tests "${PLUGINS[@]/%/tests}"
+fi
 run_pytest "$@"

@@ -15,7 +15,7 @@ from zkpoll.cmd._common import LOGGING_OPTS
 from zkpoll.cmd.polling import CLI_OPTS
 from zkpoll.cmd.status import OPTS as STATUS_OPTS
 from zkpoll.coordination.loader import OPTS as COORDINATION_OPTS
-from zkpoll.polling import options
+from zkpoll.polling import dynamic, options
 
 __all__ = ["list_opts"]
 
@@ -28,7 +28,7 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
             [o for o in CLI_OPTS if o.dest != "polling_namespaces"], STATUS_OPTS))),
         ("coordination", list(itertools.chain(COORDINATION_OPTS,
                                               options.AGENT_COORDINATION_OPTS))),
-        ("polling", list(options.POLLING_OPTS)),
+        ("polling", list(itertools.chain(options.POLLING_OPTS, dynamic.OPTS))),
         ("publisher", list(options.PUBLISHER_OPTS)),
         ("compute", list(options.COMPUTE_OPTS)),
         ("api", list(api.OPTS)),

@@ -13,8 +13,12 @@ PUBLIC = {
                             "parse_backend_url", "register_opts"],
     "zkpoll.polling": ["Discovery", "PollingConfig", "PollingContext", "Pollster", "Source",
                        "load_polling_config", "resource_key"],
-    "zkpoll.testing": ["DEFAULT_CLASSPATH", "ManagedZooKeeper", "TCPProxy", "ZooKeeperEnsemble",
-                       "expire_session", "find_installation", "four_letter_word", "free_port"],
+    "zkpoll.testing": ["DEFAULT_CLASSPATH", "ManagedMemcached", "ManagedRedis", "ManagedZooKeeper",
+                       "TCPProxy", "ZooKeeperEnsemble", "expire_session", "find_installation",
+                       "four_letter_word", "free_port"],
+    "zkpoll.testing.plugins": ["PollsterContract", "SilentServer", "discover", "make_context",
+                               "make_test_plugins", "poll", "redis_server", "require_server",
+                               "require_zookeeper", "silent_server", "zookeeper_server"],
 }
 
 

@@ -5,7 +5,9 @@ name), discoveries in ``zkpoll.discover.<namespace>``.  Load failures are
 a decision, not an accident: a plugin that raises
 :class:`~zkpoll.exceptions.PluginOptOut` is skipped quietly (DEBUG); any
 other failure is logged at ERROR with the entry point and counted in
-:attr:`LoadedPlugins.failures`.
+:attr:`LoadedPlugins.failures`.  Dynamic pollsters (:mod:`zkpoll.polling.dynamic`)
+are added after the entry points; an invalid definition is a failure too,
+keyed ``dynamic:<file>:<name>``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 import stevedore
 
 from zkpoll.exceptions import PluginOptOut
+from zkpoll.polling import dynamic
 from zkpoll.polling.plugin_base import Discovery, Pollster
 
-__all__ = ["LoadedPlugins", "PollsterInfo", "load_plugins"]
+__all__ = ["LoadedPlugins", "PollsterInfo", "load_plugins", "register_extensions"]
 
 LOG = logging.getLogger(__name__)
 
@@ -59,26 +62,66 @@ def _manager(namespace: str, conf: Any, plugins: LoadedPlugins) -> stevedore.Ext
                                       on_load_failure_callback=on_failure)
 
 
+def register_extensions(plugins: LoadedPlugins, namespace: str, pollsters: Iterable[Any],
+                        discoveries: Iterable[Any]) -> None:
+    """Add loaded stevedore extensions of ``namespace`` to ``plugins``.
+
+    Objects that are not a Pollster (Discovery) are counted as failures; a
+    meter already provided by an earlier namespace keeps its first provider.
+    :func:`zkpoll.testing.plugins.make_test_plugins` calls this too, so
+    in-memory extensions get the same checks as installed ones.
+    """
+    for ext in pollsters:
+        if not isinstance(ext.obj, Pollster):
+            plugins.failures[f"zkpoll.poll.{namespace}:{ext.name}"] = "not a Pollster"
+            LOG.error("plugin %s is not a zkpoll Pollster; DISABLED", ext.name)
+        elif ext.name in plugins.pollsters:
+            LOG.warning("meter %s is provided by namespaces %s and %s; using %s",
+                        ext.name, plugins.pollsters[ext.name].namespace, namespace,
+                        plugins.pollsters[ext.name].namespace)
+        else:
+            plugins.pollsters[ext.name] = PollsterInfo(ext.name, namespace, ext.obj)
+    for ext in discoveries:
+        if not isinstance(ext.obj, Discovery):
+            plugins.failures[f"zkpoll.discover.{namespace}:{ext.name}"] = "not a Discovery"
+            LOG.error("plugin %s is not a zkpoll Discovery; DISABLED", ext.name)
+        else:
+            plugins.discoveries.setdefault(ext.name, ext.obj)
+
+
+def _add_dynamic(plugins: LoadedPlugins, conf: Any, namespaces: list[str]) -> None:
+    """Add the dynamic (YAML-defined) pollsters of the loaded namespaces."""
+    loaded = dynamic.load_dynamic_pollsters(conf, namespaces)
+    plugins.failures.update(loaded.failures)
+    for namespace, pollster in loaded.pollsters:
+        other = plugins.pollsters.get(pollster.meter)
+        if other is not None:
+            key = f"dynamic:{pollster.definition.path}:{pollster.meter}"
+            plugins.failures[key] = f"meter already provided by namespace {other.namespace}"
+            LOG.error("dynamic pollster %s (%s) is DISABLED: meter %s is already provided by "
+                      "namespace %s", pollster.meter, pollster.definition.path,
+                      pollster.meter, other.namespace)
+            continue
+        plugins.pollsters[pollster.meter] = PollsterInfo(pollster.meter, namespace, pollster)
+    for name, discovery in loaded.discoveries.items():
+        plugins.discoveries.setdefault(name, discovery)
+
+
 def load_plugins(conf: Any, namespaces: Iterable[str]) -> LoadedPlugins:
-    """Load the pollsters and discoveries of ``namespaces`` (e.g. central, compute)."""
+    """Load the pollsters and discoveries of ``namespaces`` (e.g. central, compute).
+
+    Dynamic pollsters defined in ``[polling] pollsters_definitions_dirs``
+    are added to the namespaces they belong to (HTTP: ``central``, host
+    commands: ``compute``, unless their ``namespaces`` key says otherwise)
+    when those namespaces are loaded.
+    """
+    namespaces = list(namespaces)
     plugins = LoadedPlugins()
     for ns in namespaces:
-        for ext in _manager(f"zkpoll.poll.{ns}", conf, plugins):
-            if not isinstance(ext.obj, Pollster):
-                plugins.failures[f"zkpoll.poll.{ns}:{ext.name}"] = "not a Pollster"
-                LOG.error("plugin %s is not a zkpoll Pollster; DISABLED", ext.name)
-            elif ext.name in plugins.pollsters:
-                LOG.warning("meter %s is provided by namespaces %s and %s; using %s",
-                            ext.name, plugins.pollsters[ext.name].namespace, ns,
-                            plugins.pollsters[ext.name].namespace)
-            else:
-                plugins.pollsters[ext.name] = PollsterInfo(ext.name, ns, ext.obj)
-        for ext in _manager(f"zkpoll.discover.{ns}", conf, plugins):
-            if not isinstance(ext.obj, Discovery):
-                plugins.failures[f"zkpoll.discover.{ns}:{ext.name}"] = "not a Discovery"
-                LOG.error("plugin %s is not a zkpoll Discovery; DISABLED", ext.name)
-            else:
-                plugins.discoveries.setdefault(ext.name, ext.obj)
+        register_extensions(plugins, ns, _manager(f"zkpoll.poll.{ns}", conf, plugins),
+                            _manager(f"zkpoll.discover.{ns}", conf, plugins))
+    if conf is not None:
+        _add_dynamic(plugins, conf, namespaces)
     LOG.info("loaded %d pollster(s) and %d discovery plugin(s) from %s; %d failed, "
              "%d opted out", len(plugins.pollsters), len(plugins.discoveries),
              ", ".join(namespaces), len(plugins.failures), len(plugins.opted_out))

@@ -1,0 +1,307 @@
+"""A test kit for pollster and discovery plugins (needs pytest).
+
+Test a plugin without installing it, and check it against the plugin
+contract::
+
+    from zkpoll.testing.plugins import PollsterContract, make_test_plugins, poll
+
+    plugins = make_test_plugins(pollsters={"my.meter": MyPollster},
+                                discoveries={"mine": MyDiscovery})
+    samples = poll(plugins.pollsters["my.meter"].pollster, ["res-1"])
+
+    class TestMyMeter(PollsterContract):
+        meter, sample_type, unit = "my.meter", "gauge", "B"
+        pollster_class = MyPollster
+
+        @pytest.fixture
+        def resources(self, my_server):           # live resources
+            return [my_server.address]
+
+        @pytest.fixture
+        def unresponsive_resources(self, silent_server):   # for the timeout check
+            return [silent_server.address]
+
+Fixtures for a plugin's ``conftest.py`` (import them there):
+``zookeeper_server`` and ``redis_server`` (one real server each for the
+session, as zkpoll's own tests use; skipped when not installed, failed
+under ``CI=true``) and ``silent_server`` (accepts TCP connections, never
+answers).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import pytest
+import stevedore
+from stevedore.extension import Extension
+
+from zkpoll.exceptions import ZkpollError
+from zkpoll.polling.plugin_base import Discovery, PollingContext, Pollster, resource_key
+from zkpoll.polling.plugins import LoadedPlugins, register_extensions
+from zkpoll.sample import Sample
+from zkpoll.testing._server import ManagedServer
+from zkpoll.testing.redis import ManagedRedis
+from zkpoll.testing.zookeeper import ManagedZooKeeper, find_installation
+
+__all__ = [
+    "PollsterContract",
+    "SilentServer",
+    "discover",
+    "make_context",
+    "make_test_plugins",
+    "poll",
+    "redis_server",
+    "require_server",
+    "require_zookeeper",
+    "silent_server",
+    "zookeeper_server",
+]
+
+#: Seconds a plugin may overrun its timeout before a check fails.
+GRACE = 1.0
+
+
+def make_context(conf: Any = None, *, timeout: float = 5.0, source: str = "test",
+                 cycle_start: float | None = None,
+                 cache: dict[str, Any] | None = None) -> PollingContext:
+    """A :class:`PollingContext` as the agent builds it for one cycle."""
+    return PollingContext(conf, {} if cache is None else cache, source,
+                          time.time() if cycle_start is None else cycle_start, timeout)
+
+
+def _extension(name: str, plugin: Any, conf: Any) -> Extension[Any]:
+    obj = plugin(conf) if isinstance(plugin, type) else plugin
+    return Extension(name, None, type(obj), obj)  # type: ignore[arg-type]
+
+
+def make_test_plugins(pollsters: Mapping[str, Any] | None = None,
+                      discoveries: Mapping[str, Any] | None = None, *,
+                      namespace: str = "central", conf: Any = None) -> LoadedPlugins:
+    """Build what the agent loads from entry points, from in-memory plugins.
+
+    ``pollsters`` maps meter names, ``discoveries`` discovery names, to a
+    plugin class (instantiated with ``conf``) or instance.  They go through
+    stevedore's ``make_test_instance`` and the agent's own checks, so an
+    object that is not a Pollster lands in ``failures`` as it would when
+    installed.
+    """
+    def manager(items: Mapping[str, Any] | None) -> stevedore.ExtensionManager:
+        extensions = [_extension(n, p, conf) for n, p in (items or {}).items()]
+        return stevedore.ExtensionManager.make_test_instance(extensions, namespace=namespace)
+
+    plugins = LoadedPlugins()
+    register_extensions(plugins, namespace, manager(pollsters), manager(discoveries))
+    return plugins
+
+
+def _run(call: Any, timeout: float, what: str) -> Any:
+    """Run ``call()`` in a thread; fail the test if it takes over ``timeout + GRACE``."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"zkpoll-test-{what}", daemon=True)
+    thread.start()
+    thread.join(timeout + GRACE)
+    if thread.is_alive():
+        pytest.fail(f"{what} still running {timeout + GRACE:.1f}s after it started "
+                    f"(timeout {timeout:.1f}s): it blocks beyond the polling timeout")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def poll(pollster: Pollster, resources: list[Any], *, context: PollingContext | None = None,
+         timeout: float = 5.0) -> list[Sample]:
+    """Call ``get_samples`` as the agent does; check the deadline and each sample.
+
+    Fails the test if the call outlives ``timeout`` (plus :data:`GRACE`) or
+    returns something that is not a valid :class:`Sample`.
+    """
+    context = context or make_context(timeout=timeout)
+    samples = _run(lambda: list(pollster.get_samples(context, list(resources)) or ()),
+                   context.timeout or timeout, f"{type(pollster).__name__}.get_samples")
+    for sample in samples:
+        assert isinstance(sample, Sample), f"{sample!r} is not a zkpoll Sample"
+        sample.validate()
+    return samples
+
+
+def discover(discovery: Discovery, param: str | None = None, *,
+             context: PollingContext | None = None, timeout: float = 5.0) -> list[Any]:
+    """Call ``discover`` with a deadline; check every resource has an id."""
+    context = context or make_context(timeout=timeout)
+    found = _run(lambda: list(discovery.discover(context, param)), context.timeout or timeout,
+                 f"{type(discovery).__name__}.discover")
+    for resource in found:
+        resource_key(resource)  # ValueError when it has no id
+    return found
+
+
+class PollsterContract:
+    """Base class of a pytest class that checks one pollster against the contract.
+
+    Set :attr:`meter`, :attr:`sample_type`, :attr:`unit` and
+    :attr:`pollster_class` (or override the ``pollster`` fixture), and
+    override the ``resources`` fixture with live resources.  Override
+    ``unresponsive_resources`` (e.g. with ``silent_server``) to check the
+    timeout; :meth:`resource_of` when sample ids are not the resource ids.
+    """
+
+    meter: ClassVar[str]
+    sample_type: ClassVar[str]
+    unit: ClassVar[str]
+    pollster_class: ClassVar[type[Pollster]]
+    #: Whether every live resource gives at least one sample.
+    sample_per_resource: ClassVar[bool] = True
+    #: Polling timeout of the checks with live resources (seconds).
+    timeout: ClassVar[float] = 5.0
+    #: Polling timeout of the check with unresponsive resources (seconds).
+    short_timeout: ClassVar[float] = 0.5
+
+    @pytest.fixture
+    def pollster(self) -> Pollster:
+        return self.pollster_class(None)
+
+    @pytest.fixture
+    def resources(self) -> list[Any]:
+        pytest.skip(f"{type(self).__name__} gives no live resources")
+
+    @pytest.fixture
+    def unresponsive_resources(self) -> list[Any]:
+        return []
+
+    def resource_of(self, sample: Sample) -> str:
+        """The resource id (partitioning key) a sample belongs to."""
+        return sample.resource_id
+
+    def _poll(self, pollster: Pollster, resources: list[Any],
+              timeout: float | None = None) -> list[Sample]:
+        return poll(pollster, resources, context=make_context(timeout=timeout or self.timeout))
+
+    def test_samples_have_the_declared_meter_type_and_unit(
+            self, pollster: Pollster, resources: list[Any]) -> None:
+        samples = self._poll(pollster, resources)
+        assert samples, f"{self.meter}: no sample for {resources}"
+        for sample in samples:
+            assert (sample.name, sample.type, sample.unit) == \
+                (self.meter, self.sample_type, self.unit), sample
+
+    def test_resource_ids_are_stable(self, pollster: Pollster, resources: list[Any]) -> None:
+        first = {s.resource_id for s in self._poll(pollster, resources)}
+        again = {s.resource_id for s in self._poll(pollster, list(reversed(resources)))}
+        assert first == again
+
+    def test_polls_exactly_the_resources_given(self, pollster: Pollster,
+                                               resources: list[Any]) -> None:
+        given = {resource_key(r) for r in resources}
+        polled = {self.resource_of(s) for s in self._poll(pollster, resources)}
+        assert polled <= given, f"samples for resources not given: {polled - given}"
+        if self.sample_per_resource:
+            assert polled == given, f"no sample for {given - polled}"
+        for resource in resources:
+            alone = {self.resource_of(s) for s in self._poll(pollster, [resource])}
+            assert alone <= {resource_key(resource)}, alone
+
+    def test_no_resources_no_samples(self, pollster: Pollster) -> None:
+        assert self._poll(pollster, []) == []
+
+    def test_returns_within_the_timeout(self, pollster: Pollster,
+                                        unresponsive_resources: list[Any]) -> None:
+        if not unresponsive_resources:
+            pytest.skip("no unresponsive_resources fixture")
+        started = time.monotonic()
+        try:
+            self._poll(pollster, unresponsive_resources, self.short_timeout)
+        except Exception:  # noqa: BLE001, S110 - raising is allowed, blocking is not
+            pass
+        assert time.monotonic() - started <= self.short_timeout + GRACE
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(128)  # the kernel completes handshakes; nobody reads
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return self._sock.getsockname()[1]
+
+    @property
+    def address(self) -> str:
+        """``"127.0.0.1:<port>"``."""
+        return f"{self.host}:{self.port}"
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    """A :class:`SilentServer` for one test."""
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def _unavailable(what: str, exc: ZkpollError) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {what} is unavailable: {exc}", pytrace=False)
+    pytest.skip(f"{exc} (or run `bash tests/run_tests.sh`, which installs it)")
+
+
+def require_zookeeper() -> None:
+    """Skip the test when ZooKeeper cannot run here (fail it when ``CI=true``)."""
+    try:
+        find_installation()
+    except ZkpollError as exc:
+        _unavailable("ZooKeeper", exc)
+
+
+def require_server(kind: type[ManagedServer]) -> None:
+    """Skip the test when ``kind`` (e.g. ManagedRedis) is not installed (fail under CI)."""
+    try:
+        kind.find_binary()
+    except ZkpollError as exc:
+        _unavailable(kind.program, exc)
+
+
+@pytest.fixture(scope="session")
+def zookeeper_server() -> Iterator[ManagedZooKeeper]:
+    """One standalone ZooKeeper (tickTime 200 ms, all 4lw commands) for the session."""
+    require_zookeeper()
+    server = ManagedZooKeeper()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ManagedRedis]:
+    """One ``redis-server`` (no persistence) for the session."""
+    require_server(ManagedRedis)
+    server = ManagedRedis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
