@@ -26,6 +26,7 @@ import mmh3
 
 from zkpoll.coordination import Coordinator, HashRing, Member, Membership
 from zkpoll.coordination.ring import SEED
+from zkpoll.exceptions import CoordinationError
 
 __all__ = ["LostCallback", "Partition", "eligible_members", "ring_epoch"]
 
@@ -79,6 +80,7 @@ class Partition:
         self._rings: dict[frozenset[tuple[str, float]], HashRing] = {}
         self._cancel_watch: Any = None
         self._lost_callbacks: list[LostCallback] = []
+        self._confirmed: dict[str, int] = {}  # source -> newest cycle confirmed polled
         coordinator.set_registration_hook(group, self._on_registration)
 
     def on_members_lost(self, callback: LostCallback) -> None:
@@ -92,6 +94,7 @@ class Partition:
         old one expired) must not become active without a settle period."""
         now = time.time()
         with self._lock:
+            self._confirmed.clear()  # a new session: nothing is confirmed in it yet
             own = self._data if self._data is not None else data
             active_at = max(float(own.get("active_at") or 0.0), now + self.settle_time)
             own["active_at"] = active_at
@@ -153,6 +156,31 @@ class Partition:
                 return
             self._data.update(data)
         self.coordinator.update(self.group, data, wait=wait)
+
+    def announce_cycle(self, source: str, index: int, timeout: float) -> bool:
+        """Write-ahead: have the backend confirm that we poll cycle ``index`` of
+        ``source`` before we do (``polling_cycle`` in our member data).
+
+        Survivors catch up a vanished member's cycle only when it never
+        announced it, so a member cut off from the backend either gets this
+        confirmed (and polls; nobody re-polls) or does not (and does not
+        poll; the survivors will).  False when not confirmed in ``timeout``.
+        """
+        with self._lock:
+            if self._data is None:
+                return False
+            if self._confirmed.get(source, -1) >= index:
+                return True
+            cycles = dict(self._data.get("polling_cycle") or {}, **{source: index})
+        try:
+            self.update({"polling_cycle": cycles}, wait=timeout)
+        except CoordinationError as exc:
+            LOG.warning("group %s: cycle %d of %s not confirmed by the backend (%s): not "
+                        "polling it", self.group, index, source, exc)
+            return False
+        with self._lock:
+            self._confirmed[source] = max(index, self._confirmed.get(source, -1))
+        return True
 
     @property
     def data(self) -> dict[str, Any] | None:

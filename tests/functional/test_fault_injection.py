@@ -73,9 +73,11 @@ STEADY_CYCLES = 2       # complete cycles with every initial agent before a faul
 class Fleet:
     """The agents of one test, their polls, a member watch and a fault timeline."""
 
-    def __init__(self, workdir: Path, hosts: str, root: str) -> None:
+    def __init__(self, workdir: Path, hosts: str, root: str,
+                 session_timeout: float = SESSION_TIMEOUT) -> None:
         self.workdir = workdir
         self.root = root
+        self.session_timeout = session_timeout
         self.url = self.url_for(hosts)
         self.polling = workdir / "polling.yaml"
         self.ids = write_static_source(self.polling, RESOURCES, interval=INTERVAL)
@@ -88,7 +90,7 @@ class Fleet:
         self.watch = MemberWatch(hosts, root)
 
     def url_for(self, hosts: str) -> str:
-        return f"zookeeper://{hosts}{self.root}?timeout={SESSION_TIMEOUT:g}"
+        return f"zookeeper://{hosts}{self.root}?timeout={self.session_timeout:g}"
 
     # --- agents --------------------------------------------------------------
     def start(self, name: str, hosts: str | None = None) -> AgentProcess:
@@ -260,8 +262,8 @@ def make_fleet(tmp_path: Path) -> Iterator[Callable[[str, str], Fleet]]:
     """Factory: ``make_fleet(hosts, root)``; every agent is stopped (or killed) after the test."""
     fleets: list[Fleet] = []
 
-    def make(hosts: str, root: str) -> Fleet:
-        fleet = Fleet(tmp_path, hosts, root)
+    def make(hosts: str, root: str, session_timeout: float = SESSION_TIMEOUT) -> Fleet:
+        fleet = Fleet(tmp_path, hosts, root, session_timeout)
         fleets.append(fleet)
         return fleet
 
@@ -471,25 +473,31 @@ def test_sigstop_for_two_session_timeouts_fences_then_rejoins(
     fleet.finish(failures)
 
 
+@pytest.mark.parametrize(("phase", "session_timeout"), [(0.4, SESSION_TIMEOUT), (1.5, 2.0)])
 def test_zookeeper_connection_blackholed_fences_then_rejoins(
-        zookeeper_server, zk_chroot, tcp_proxy, make_fleet) -> None:
+        zookeeper_server, zk_chroot, tcp_proxy, make_fleet, phase: float,
+        session_timeout: float) -> None:
     """One agent reaches ZooKeeper through a proxy blackholed for 2 x the session timeout.
 
-    The cut comes 0.4 s into a cycle: the victim's lease still holds at the
-    next cycle start (1.6 s later) while its session expires in the middle
-    of that next cycle.  The agent keeps running throughout.
+    At phase 0.4 (timeout 3 s) the victim's lease still holds at the next
+    cycle start while its session expires in the middle of that next cycle.
+    At phase 1.5 (timeout 2 s) the cut comes 0.5 s before a cycle start: its
+    view is still fresh then, and its session expires inside that very
+    cycle, so only the write-ahead confirmation of the cycle keeps the
+    victim and the survivors' catch-up from both polling it.  The agent
+    keeps running throughout.
     """
-    fleet = make_fleet(zookeeper_server.address, zk_chroot)
+    fleet = make_fleet(zookeeper_server.address, zk_chroot, session_timeout)
     proxy = tcp_proxy(zookeeper_server.host, zookeeper_server.port)
     agents = [fleet.start(f"agent{i}") for i in range(INITIAL - 1)]
     victim = fleet.start(f"agent{INITIAL - 1}", hosts=proxy.address)
     agents.append(victim)
     first = fleet.wait_steady([a.name for a in agents])
     victim_member = member_ids_of(fleet.polls(), victim.name)[0]
-    fleet.at_phase(0.4)
+    fleet.at_phase(phase)
     t_cut = fleet.note(f"blackhole {victim.name}'s ZooKeeper connection ({victim_member})")
     proxy.cut("blackhole")
-    time.sleep(2 * SESSION_TIMEOUT)
+    time.sleep(2 * session_timeout)
     proxy.restore()
     t_restore = fleet.note(f"restore {victim.name}'s ZooKeeper connection")
     wait_rejoined(fleet, victim, victim_member)
@@ -503,19 +511,22 @@ def test_zookeeper_connection_blackholed_fences_then_rejoins(
 # --- ZooKeeper itself fails ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("phase", [0.2, 1.0])
 def test_ensemble_leader_killed_without_gap_or_duplicate(zookeeper_ensemble,
-                                                         make_fleet) -> None:
-    """kill -9 of the ZooKeeper leader 0.2 s into a cycle.
+                                                         make_fleet, phase: float) -> None:
+    """kill -9 of the ZooKeeper leader 0.2 s or 1.0 s into a cycle.
 
     Every client loses its server during the election (the followers drop
-    their clients too) and reconnects with its session intact; the agents
-    have 1.8 s until the next cycle start to hear from ZooKeeper again.
+    their clients too) and reconnects with its session intact.  At 1.0 s
+    some agents are still reconnecting at the next cycle start: fenced,
+    they skip it, and must poll their own share of it once they hear from
+    ZooKeeper again in the same session (nobody else takes it over).
     """
     fleet = make_fleet(zookeeper_ensemble.hosts, f"/test-{uuid.uuid4().hex}")
     agents = fleet.start_initial()
     first = fleet.wait_steady([a.name for a in agents])
     leader = zookeeper_ensemble.leader()
-    fleet.at_phase(0.2)
+    fleet.at_phase(phase)
     t_kill = fleet.note(f"kill -9 ZooKeeper leader (server {leader})")
     zookeeper_ensemble.kill(leader)
     new_leader = zookeeper_ensemble.leader(timeout=30)

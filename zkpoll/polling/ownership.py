@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -64,12 +64,18 @@ class Ownership:
         self._plans: dict[tuple[str, str], _Plan] = {}
         self._fenced: dict[str, str] = {}  # group -> reason, while fenced
         self._pool = futures.ThreadPoolExecutor(1, thread_name_prefix="zkpoll-catchup")
+        self._skipped: dict[tuple[str, str], tuple[float, str]] = {}  # -> (start, member id)
+        self._resume_wake = threading.Event()
+        self._closed = False
+        threading.Thread(target=self._resume_loop, daemon=True, name="zkpoll-resume").start()
         for namespace, partition in self.partitions.items():
             partition.on_members_lost(
                 lambda gone, ns=namespace: self._pool.submit(self._catch_up, ns, gone))
 
     def close(self) -> None:
-        """Stop the catch-up thread."""
+        """Stop the catch-up and resume threads."""
+        self._closed = True
+        self._resume_wake.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- the filter ----------------------------------------------------------
@@ -81,14 +87,26 @@ class Ownership:
         reason = self.fence_reason(partition)
         self._note_fence(partition.group, reason)
         if reason and (self.on_backend_loss != KEEP_LAST_RING or not partition.registered()):
+            self._skip(source, namespace, start)
             return None
+        plan = self._plan(source, namespace, partition, keys, start)
+        owned = plan.ring.owned_by(partition.coordinator.member_id, keys)
+        if owned and not reason and not partition.announce_cycle(
+                source, plan.index, self._confirm_timeout(partition)):
+            self._skip(source, namespace, start)
+            return None
+        return owned
+
+    def _plan(self, source: str, namespace: str, partition: Partition, keys: Iterable[str],
+              start: float) -> _Plan:
+        """Record (under the lock catch-up reads) the ring this cycle is planned with."""
         me = partition.coordinator.member_id
         with self._lock:
             ring = partition.ring_at(start)
             plan = self._plans.get((source, namespace))
             if plan is None or plan.start != start:
                 if plan is not None and plan.ring != ring:
-                    _log_ring_change(source, partition.group, me, plan.ring, ring, keys)
+                    _log_ring_change(source, partition.group, me, plan.ring, ring, list(keys))
                 runner = self._runner(source)
                 interval = runner.source.interval if runner else 1
                 plan = _Plan(start, cycle_index(start + 1e-6, interval,
@@ -96,7 +114,69 @@ class Ownership:
                 self._plans[(source, namespace)] = plan
             plan.ring = ring
             plan.keys.update(keys)
-        return ring.owned_by(me, keys)
+            return plan
+
+    def _confirm_timeout(self, partition: Partition) -> float:
+        lease = partition.coordinator.lease_remaining(
+            partition.coordinator.session_timeout * self.fence_margin)
+        return max(0.05, min(1.0, lease))
+
+    # --- resume a cycle skipped while fenced ---------------------------------
+    def _skip(self, source: str, namespace: str, start: float) -> None:
+        partition = self.partitions[namespace]
+        with self._lock:
+            self._skipped[(source, namespace)] = (start, partition.coordinator.member_id)
+        self._resume_wake.set()
+
+    def _resume_loop(self) -> None:
+        """Poll our own share of a cycle skipped while fenced, once unfenced in
+        the same session (nobody took it over: that needs our session to expire)."""
+        while not self._closed:
+            self._resume_wake.wait()
+            self._resume_wake.clear()
+            while not self._closed and self._resume_once():
+                time.sleep(0.05)
+
+    def _resume_once(self) -> bool:
+        """One pass; True while some skipped cycle is still in flight."""
+        now = time.time()
+        with self._lock:
+            skipped = dict(self._skipped)
+        waiting = False
+        for (source, namespace), (start, member_id) in skipped.items():
+            runner = self._runner(source)
+            partition = self.partitions[namespace]
+            if runner is None or not start <= now < start + runner.source.interval \
+                    or partition.coordinator.member_id != member_id:
+                self._forget_skip(source, namespace, start)
+                continue
+            if self.fence_reason(partition):
+                waiting = True
+                continue
+            self._forget_skip(source, namespace, start)
+            keys = runner.planned_keys(namespace, start)
+            plan = self._plan(source, namespace, partition, keys, start)
+            owned = plan.ring.owned_by(member_id, keys)
+            if owned and partition.announce_cycle(source, plan.index,
+                                                  self._confirm_timeout(partition)):
+                LOG.info("resuming: source %s cycle %d: polling our %d resource(s) skipped "
+                         "while fenced", source, plan.index, len(owned))
+                self._run_catch_up(runner, plan, namespace, owned)
+        return waiting
+
+    def _forget_skip(self, source: str, namespace: str, start: float) -> None:
+        with self._lock:
+            if self._skipped.get((source, namespace), (None,))[0] == start:
+                del self._skipped[(source, namespace)]
+
+    def _run_catch_up(self, runner: SourceRunner, plan: _Plan, namespace: str,
+                      keys: Sequence[str]) -> None:
+        try:
+            stats = runner.catch_up(plan.index, plan.start, namespace, keys)
+        except Exception:
+            LOG.exception("catch-up of source %s failed", runner.source.name)
+            return
+        self.on_catch_up(stats)
 
     def fence_reason(self, partition: Partition) -> str | None:
         """Why this agent must not trust its view of ``partition`` now, or None."""
@@ -154,7 +234,7 @@ class Ownership:
                 if plan is None or not plan.start <= now < plan.start + runner.source.interval:
                     continue
                 orphaned = {mid for mid, member in gone.items()
-                            if _completed(member, name) < plan.index
+                            if _started(member, name) < plan.index
                             and not _announced_leave(member)}
                 current = partition.ring_at(plan.start)
                 extra = sorted(k for k in plan.keys
@@ -164,12 +244,7 @@ class Ownership:
                 continue
             LOG.info("catch-up: source %s cycle %d: polling %d resource(s) inherited from %s",
                      name, plan.index, len(extra), ", ".join(sorted(orphaned)))
-            try:
-                stats = runner.catch_up(plan.index, plan.start, namespace, extra)
-            except Exception:
-                LOG.exception("catch-up of source %s failed", name)
-                continue
-            self.on_catch_up(stats)
+            self._run_catch_up(runner, plan, namespace, extra)
 
 
 def _log_ring_change(source: str, group: str, me: str, old: HashRing, new: HashRing,
@@ -196,8 +271,14 @@ def _announced_leave(member: Member) -> bool:
     return isinstance(leave_at, (int, float)) and not isinstance(leave_at, bool)
 
 
-def _completed(member: Member, source: str) -> int:
-    done = member.data.get("last_completed_cycle") or {}
-    value = done.get(source) if isinstance(done, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+def _started(member: Member, source: str) -> int:
+    """The newest cycle of ``source`` the member announced it polls
+    (``polling_cycle``, confirmed before polling), else its last completed one."""
+    best = -1
+    for key in ("polling_cycle", "last_completed_cycle"):
+        cycles = member.data.get(key) or {}
+        value = cycles.get(source) if isinstance(cycles, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            best = max(best, value)
+    return best
 

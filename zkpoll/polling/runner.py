@@ -148,6 +148,15 @@ class SourceRunner:
         stats.duration = time.monotonic() - began
         return stats
 
+    def planned_keys(self, namespace: str, start: float) -> list[str]:
+        """Keys of ``namespace`` planned for the cycle starting at ``start``."""
+        keys: dict[str, None] = {}
+        for info in self.pollsters:
+            planned = self._planned.get(info.meter)
+            if info.namespace == namespace and planned is not None and planned[0] == start:
+                keys.update(dict.fromkeys(planned[1]))
+        return list(keys)
+
     def catch_up(self, index: int, start: float, namespace: str, keys: Sequence[str]) -> CycleStats:
         """Poll ``keys`` of ``namespace`` for cycle ``index`` now (inherited orphans).
 
