@@ -18,7 +18,6 @@ When a test fails, the tail of the log of each server it used is shown.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,15 +25,29 @@ from typing import Any
 import pytest
 from kazoo.client import KazooClient
 
-from zkpoll.exceptions import ZkpollError
 from zkpoll.testing import (
     ManagedMemcached,
-    ManagedRedis,
     ManagedZooKeeper,
     TCPProxy,
     ZooKeeperEnsemble,
-    find_installation,
 )
+
+# zookeeper_server, redis_server and the require_* helpers come from the kit
+# plugin authors use (one definition; loaded as a plugin so it is not
+# imported before pytest can rewrite its asserts).
+pytest_plugins = ["zkpoll.testing.plugins"]
+
+
+def require_zookeeper() -> None:
+    from zkpoll.testing.plugins import require_zookeeper as kit_require
+
+    kit_require()
+
+
+def require_server(kind: type[ManagedMemcached]) -> None:
+    from zkpoll.testing.plugins import require_server as kit_require
+
+    kit_require(kind)
 
 LOG_TAIL_LINES = 60
 
@@ -86,31 +99,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                  value.log_text(tail=LOG_TAIL_LINES)))
 
 
-def _require_zookeeper() -> None:
-    """Skip the test (fail it under CI=true) when ZooKeeper cannot run here."""
-    try:
-        find_installation()
-    except ZkpollError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and ZooKeeper is unavailable: {exc}", pytrace=False)
-        pytest.skip(f"{exc} (or run `bash tests/run_tests.sh`, which installs it)")
-
-
-@pytest.fixture(scope="session")
-def zookeeper_server() -> Iterator[ManagedZooKeeper]:
-    """One standalone ZooKeeper (tickTime 200 ms) for the whole test run.
-
-    Do not stop it: to test an outage, start your own ManagedZooKeeper.
-    """
-    _require_zookeeper()
-    server = ManagedZooKeeper()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.fixture
 def zk_chroot(zookeeper_server: ManagedZooKeeper) -> Iterator[str]:
     """A root path (``/test-<hex>``) that exists on ``zookeeper_server`` for one test."""
@@ -136,7 +124,7 @@ def zk_hosts(zookeeper_server: ManagedZooKeeper, zk_chroot: str) -> str:
 
 @pytest.fixture(scope="module")
 def _module_ensemble() -> Iterator[ZooKeeperEnsemble]:
-    _require_zookeeper()
+    require_zookeeper()
     ensemble = ZooKeeperEnsemble(size=3)
     try:
         ensemble.start()
@@ -161,7 +149,7 @@ def managed_zookeeper() -> Iterator[ZooKeeperFactory]:
 
     For tests that stop, kill or restart their server; all are closed after.
     """
-    _require_zookeeper()
+    require_zookeeper()
     factory = ZooKeeperFactory()
     yield factory
     factory.close()
@@ -186,38 +174,13 @@ def tcp_proxy() -> Iterator[Callable[[str, int], TCPProxy]]:
         proxy.stop()
 
 
-def _require_server(kind: type[ManagedRedis | ManagedMemcached]) -> None:
-    """Skip the test (fail it under CI=true) when ``kind``'s binary is missing."""
-    try:
-        kind.find_binary()
-    except ZkpollError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {kind.program} is unavailable: {exc}", pytrace=False)
-        pytest.skip(f"{exc} (or run `bash tests/run_tests.sh`, which installs it)")
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[ManagedRedis]:
-    """One redis-server for the whole run (tests use their own key prefix).
-
-    Do not stop it: to test an outage, start your own ManagedRedis.
-    """
-    _require_server(ManagedRedis)
-    server = ManagedRedis()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.fixture(scope="session")
 def memcached_server() -> Iterator[ManagedMemcached]:
     """One memcached for the whole run (tests use their own key prefix).
 
     Do not stop it: to test an outage, start your own ManagedMemcached.
     """
-    _require_server(ManagedMemcached)
+    require_server(ManagedMemcached)
     server = ManagedMemcached()
     try:
         server.start()
