@@ -24,29 +24,26 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from typing import Any
 
+from zkpoll.coordination._desired import DesiredStateCoordinator
 from zkpoll.coordination._store import MemberStore, member_timeouts
-from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination.base import Member, Membership, SessionState
 from zkpoll.coordination.loader import make_member_id
-from zkpoll.coordination.ring import LAYOUT
 from zkpoll.coordination.url import BackendURL
-from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable, NotJoined
-from zkpoll.version import __version__
+from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable
 
 __all__ = ["HeartbeatCoordinator"]
 
 LOG = logging.getLogger(__name__)
 
 
-class HeartbeatCoordinator(Coordinator):
+class HeartbeatCoordinator(DesiredStateCoordinator):
     """Membership by keys with a TTL, renewed by a heartbeat thread (module docstring)."""
 
     store_class: type[MemberStore]
@@ -58,11 +55,7 @@ class HeartbeatCoordinator(Coordinator):
         self._backoff = (opts.retry_backoff, opts.max_retry_interval)
         self._retry_delay = opts.retry_backoff
         self._store = self.store_class(url, min(5.0, max(0.5, self._timeout / 2)))
-        self._cond = threading.Condition()
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
-        self._desired: dict[str, dict[str, Any]] = {}   # group -> data we want published
-        self._wanted_gen: dict[str, int] = {}
-        self._applied_gen: dict[str, int] = {}
         self._snapshots: dict[str, Membership] = {}
         self._registered: set[str] = set()   # groups with a key in this session (worker)
         self._stale: list[tuple[str, str]] = []  # keys of a lost session to delete (worker)
@@ -87,11 +80,6 @@ class HeartbeatCoordinator(Coordinator):
     def client_id(self) -> tuple[int, bytes]:
         """``(session number, member id)``, shaped like kazoo's, for tests and tools."""
         return self._session, self.member_id.encode()
-
-    def _set_state(self, state: SessionState) -> None:
-        super()._set_state(state)
-        with self._cond:
-            self._cond.notify_all()
 
     @contextlib.contextmanager
     def _translated(self, what: str) -> Iterator[None]:
@@ -136,43 +124,12 @@ class HeartbeatCoordinator(Coordinator):
         self._set_state(SessionState.STOPPED)
 
     # --- membership -------------------------------------------------------------
-    def join(self, group: str, data: Mapping[str, Any] | None = None,
-             wait: float | None = None) -> None:
-        base = {"host": socket.gethostname(), "pid": os.getpid(), "version": __version__,
-                "weight": 1, "layout": LAYOUT}
-        self._request(group, dict(base, **(data or {})), wait, replace=True)
-
-    def update(self, group: str, data: Mapping[str, Any], wait: float | None = None) -> None:
-        with self._cond:
-            if group not in self._desired:
-                raise NotJoined(f"{self.member_id} has not joined group {group!r}")
-        self._request(group, dict(data), wait, replace=False)
-
-    def leave(self, group: str, wait: float | None = None) -> None:
-        with self._cond:
-            if self._desired.pop(group, None) is None:
-                return
-        self._request(group, None, wait, replace=True)
-
-    def _request(self, group: str, data: dict[str, Any] | None, wait: float | None,
-                 replace: bool) -> None:
-        json.dumps(data)  # fail early, in the caller, on data that cannot be published
-        with self._cond:
-            if data is not None and replace:
-                self._desired[group] = data
-            elif data is not None:
-                self._desired[group].update(data)
-            gen = self._wanted_gen[group] = self._wanted_gen.get(group, 0) + 1
+    def _wake_worker(self) -> None:
         self._events.put(("reconcile",))
-        if wait is not None and not self._wait_for(
-                lambda: self._applied_gen.get(group, 0) >= gen, wait):
-            raise CoordinatorUnreachable(
-                f"membership change of {self.member_id} in {group!r} not confirmed by "
-                f"{self._store.name} at {self._store.address} within {wait:g}s (will retry)")
 
-    def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout)
+    @property
+    def _where(self) -> str:
+        return f"{self._store.name} at {self._store.address}"
 
     def get_members(self, group: str, timeout: float = 10.0) -> Membership:
         members = self._read(lambda: self._store.members(group), timeout, f"read {group!r}")
@@ -292,16 +249,12 @@ class HeartbeatCoordinator(Coordinator):
         self._registered.clear()
         self._session += 1
         self._lost = False
-        with self._cond:
-            self._applied_gen.clear()
-            self._cond.notify_all()
+        self._forget_applied()
         LOG.warning("member %s lost its session: re-registering as %s", old, self.member_id)
 
     def _apply(self) -> None:
         """Make our keys match the requests, drop stale keys, re-list dirty groups."""
-        with self._cond:
-            todo = {g: (dict(self._desired[g]) if g in self._desired else None, gen)
-                    for g, gen in self._wanted_gen.items() if self._applied_gen.get(g, 0) < gen}
+        todo = self._pending()
         for group, (data, gen) in todo.items():
             with self._translated(f"publish member {self.member_id} in {group!r}"):
                 if data is None:
@@ -322,9 +275,7 @@ class HeartbeatCoordinator(Coordinator):
                     self._store.register(group, self.member_id, _encode(data), self._timeout)
                     self._registered.add(group)
                     LOG.info("member %s registered in %s", self.member_id, group)
-            with self._cond:
-                self._applied_gen[group] = max(self._applied_gen.get(group, 0), gen)
-                self._cond.notify_all()
+            self._mark_applied(group, gen)
         while self._stale:
             with self._translated("remove a stale member"):
                 self._store.remove(*self._stale[0])

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
-import socket
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
@@ -33,12 +30,11 @@ from kazoo.protocol.states import KeeperState
 from kazoo.retry import KazooRetry
 from kazoo.security import make_digest_acl
 
-from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination._desired import DesiredStateCoordinator
+from zkpoll.coordination.base import Member, Membership, SessionState
 from zkpoll.coordination.loader import make_member_id
-from zkpoll.coordination.ring import LAYOUT
 from zkpoll.coordination.url import BackendURL
-from zkpoll.exceptions import CoordinatorUnreachable, NotJoined
-from zkpoll.version import __version__
+from zkpoll.exceptions import CoordinatorUnreachable
 
 __all__ = ["ZooKeeperCoordinator"]
 
@@ -74,7 +70,7 @@ def _kazoo_client(url: BackendURL, opts: Any, timeout: float) -> KazooClient:
                        connection_retry=retry, command_retry=None, **kwargs)
 
 
-class ZooKeeperCoordinator(Coordinator):
+class ZooKeeperCoordinator(DesiredStateCoordinator):
     """Membership in ZooKeeper through EPHEMERAL znodes (see module docstring).
 
     :param url: the parsed ``backend_url``
@@ -95,10 +91,6 @@ class ZooKeeperCoordinator(Coordinator):
         self._capture_negotiated_timeout()
         self._client.add_listener(self._on_kazoo_state)
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
-        self._cond = threading.Condition()
-        self._desired: dict[str, dict[str, Any]] = {}   # group -> data we want published
-        self._wanted_gen: dict[str, int] = {}           # group -> generation asked for
-        self._applied_gen: dict[str, int] = {}          # group -> generation written
         self._session_id: int | None = None
         self._last_contact = float("-inf")
         self._beat_in_flight = False
@@ -130,11 +122,6 @@ class ZooKeeperCoordinator(Coordinator):
     def client_id(self) -> tuple[int, bytes] | None:
         """kazoo's (session id, password) of the current session, for tests."""
         return self._client.client_id
-
-    def _set_state(self, state: SessionState) -> None:
-        super()._set_state(state)
-        with self._cond:
-            self._cond.notify_all()
 
     def _capture_negotiated_timeout(self) -> None:
         """Record the server-negotiated session timeout (kazoo only logs it)."""
@@ -186,52 +173,12 @@ class ZooKeeperCoordinator(Coordinator):
         self._set_state(SessionState.STOPPED)
 
     # --- membership -----------------------------------------------------------
-    def join(self, group: str, data: Mapping[str, Any] | None = None,
-             wait: float | None = None) -> None:
-        base = {"host": socket.gethostname(), "pid": os.getpid(), "version": __version__,
-                "weight": 1, "layout": LAYOUT}
-        base.update(data or {})
-        self._request(group, base, wait, replace=True)
-
-    def update(self, group: str, data: Mapping[str, Any], wait: float | None = None) -> None:
-        with self._cond:
-            if group not in self._desired:
-                raise NotJoined(f"{self.member_id} has not joined group {group!r}")
-        self._request(group, dict(data), wait, replace=False)
-
-    def leave(self, group: str, wait: float | None = None) -> None:
-        with self._cond:
-            if self._desired.pop(group, None) is None:
-                return
-            self._wanted_gen[group] = self._wanted_gen.get(group, 0) + 1
-            gen = self._wanted_gen[group]
+    def _wake_worker(self) -> None:
         self._events.put(("reconcile",))
-        self._wait_applied(group, gen, wait)
 
-    def _request(self, group: str, data: dict[str, Any], wait: float | None,
-                 replace: bool) -> None:
-        json.dumps(data)  # fail early, in the caller, on data that cannot be published
-        with self._cond:
-            if replace:
-                self._desired[group] = data
-            else:
-                self._desired[group].update(data)
-            self._wanted_gen[group] = self._wanted_gen.get(group, 0) + 1
-            gen = self._wanted_gen[group]
-        self._events.put(("reconcile",))
-        self._wait_applied(group, gen, wait)
-
-    def _wait_applied(self, group: str, gen: int, wait: float | None) -> None:
-        if wait is None:
-            return
-        if not self._wait_for(lambda: self._applied_gen.get(group, 0) >= gen, wait):
-            raise CoordinatorUnreachable(
-                f"membership change of {self.member_id} in {group!r} not confirmed by "
-                f"ZooKeeper at {self._hosts} within {wait:g}s (will retry)")
-
-    def _wait_for(self, predicate: Any, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout)
+    @property
+    def _where(self) -> str:
+        return f"ZooKeeper at {self._hosts}"
 
     def get_members(self, group: str, timeout: float = 10.0) -> Membership:
         try:
@@ -331,17 +278,14 @@ class ZooKeeperCoordinator(Coordinator):
             return set(self.watched_groups)  # level-triggered: re-list after any reconnect
         self._set_state(_STATES[state])
         if state is KazooState.LOST:
-            with self._cond:
-                self._applied_gen.clear()
+            self._forget_applied()
         return set()
 
     def _new_session(self) -> None:
         old = self.member_id
         self.member_id = make_member_id(self._name)
         self._registered.clear()
-        with self._cond:
-            self._applied_gen.clear()
-            self._cond.notify_all()
+        self._forget_applied()
         LOG.warning("ZooKeeper session expired: member %s re-registers as %s",
                     old, self.member_id)
 
@@ -372,11 +316,7 @@ class ZooKeeperCoordinator(Coordinator):
 
     def _reconcile(self) -> None:
         """Make our znodes match what the caller asked for."""
-        with self._cond:
-            todo = {g: (dict(self._desired[g]) if g in self._desired else None,
-                        self._wanted_gen.get(g, 0)) for g in self._wanted_gen
-                    if self._applied_gen.get(g, 0) < self._wanted_gen.get(g, 0)}
-        for group, (data, gen) in todo.items():
+        for group, (data, gen) in self._pending().items():
             path = self._member_path(group)
             try:
                 if data is None:
@@ -394,9 +334,7 @@ class ZooKeeperCoordinator(Coordinator):
                 LOG.warning("could not publish member %s in %s: %r (retrying at the "
                             "next heartbeat)", self.member_id, group, exc)
                 return
-            with self._cond:
-                self._applied_gen[group] = max(self._applied_gen.get(group, 0), gen)
-                self._cond.notify_all()
+            self._mark_applied(group, gen)
 
     def _publish(self, path: str, data: dict[str, Any]) -> None:
         payload = json.dumps(data, sort_keys=True).encode()

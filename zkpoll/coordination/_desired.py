@@ -1,0 +1,109 @@
+"""Desired-state membership, shared by the ZooKeeper and heartbeat backends.
+
+Callers record what this member wants (join, update, leave); a backend
+worker thread makes it true and marks each change applied, again after a
+new session.  ``wait`` blocks the caller until the backend confirmed.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from zkpoll.coordination.base import Coordinator, SessionState
+from zkpoll.coordination.ring import LAYOUT
+from zkpoll.exceptions import CoordinatorUnreachable, NotJoined
+from zkpoll.version import __version__
+
+__all__ = ["DesiredStateCoordinator"]
+
+
+class DesiredStateCoordinator(Coordinator):
+    """A coordinator whose worker reconciles ``_desired`` with the backend.
+
+    Subclasses implement :meth:`_wake_worker` and :attr:`_where` (for
+    messages), and in their worker publish ``_pending()`` changes and call
+    :meth:`_mark_applied`.
+    """
+
+    def __init__(self, member_id: str) -> None:
+        super().__init__(member_id)
+        self._cond = threading.Condition()
+        self._desired: dict[str, dict[str, Any]] = {}   # group -> data we want published
+        self._wanted_gen: dict[str, int] = {}           # group -> generation asked for
+        self._applied_gen: dict[str, int] = {}          # group -> generation applied
+
+    @abc.abstractmethod
+    def _wake_worker(self) -> None:
+        """Tell the worker there is something to reconcile."""
+
+    @property
+    @abc.abstractmethod
+    def _where(self) -> str:
+        """The backend, for messages (``ZooKeeper at h1:2181``)."""
+
+    def _set_state(self, state: SessionState) -> None:
+        super()._set_state(state)
+        with self._cond:
+            self._cond.notify_all()
+
+    def join(self, group: str, data: Mapping[str, Any] | None = None,
+             wait: float | None = None) -> None:
+        base = {"host": socket.gethostname(), "pid": os.getpid(), "version": __version__,
+                "weight": 1, "layout": LAYOUT}
+        self._request(group, dict(base, **(data or {})), wait, replace=True)
+
+    def update(self, group: str, data: Mapping[str, Any], wait: float | None = None) -> None:
+        with self._cond:
+            if group not in self._desired:
+                raise NotJoined(f"{self.member_id} has not joined group {group!r}")
+        self._request(group, dict(data), wait, replace=False)
+
+    def leave(self, group: str, wait: float | None = None) -> None:
+        with self._cond:
+            if self._desired.pop(group, None) is None:
+                return
+        self._request(group, None, wait, replace=True)
+
+    def _request(self, group: str, data: dict[str, Any] | None, wait: float | None,
+                 replace: bool) -> None:
+        json.dumps(data)  # fail early, in the caller, on data that cannot be published
+        with self._cond:
+            if data is not None and replace:
+                self._desired[group] = data
+            elif data is not None:
+                self._desired[group].update(data)
+            gen = self._wanted_gen[group] = self._wanted_gen.get(group, 0) + 1
+        self._wake_worker()
+        if wait is not None and not self._wait_for(
+                lambda: self._applied_gen.get(group, 0) >= gen, wait):
+            raise CoordinatorUnreachable(
+                f"membership change of {self.member_id} in {group!r} not confirmed by "
+                f"{self._where} within {wait:g}s (will retry)")
+
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+    def _pending(self) -> dict[str, tuple[dict[str, Any] | None, int]]:
+        """Group -> (data to publish, or None to delete; generation) not yet applied."""
+        with self._cond:
+            return {g: (dict(self._desired[g]) if g in self._desired else None, gen)
+                    for g, gen in self._wanted_gen.items()
+                    if self._applied_gen.get(g, 0) < gen}
+
+    def _mark_applied(self, group: str, gen: int) -> None:
+        with self._cond:
+            self._applied_gen[group] = max(self._applied_gen.get(group, 0), gen)
+            self._cond.notify_all()
+
+    def _forget_applied(self) -> None:
+        """A new session: every desired change must be applied again."""
+        with self._cond:
+            self._applied_gen.clear()
+            self._cond.notify_all()
