@@ -29,7 +29,7 @@ from zkpoll.api import ApiServer
 from zkpoll.coordination import Coordinator, get_coordinator
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
-from zkpoll.partition import Partition
+from zkpoll.partition import Partition, ring_epoch
 from zkpoll.polling import options
 from zkpoll.polling.cycles import next_cycle, source_offset
 from zkpoll.polling.health import Health, Withdrawal
@@ -250,8 +250,8 @@ class Agent:
     def _ring_summary(self, start: float) -> str:
         if not self.partitions:
             return "standalone"
-        return ", ".join(f"{p.group}: {len(p.ring_at(start))} member(s)"
-                         for p in self.partitions.values())
+        return ", ".join(f"group {p.group} ring {ring_epoch(p.membership, start)} with "
+                         f"{len(p.ring_at(start))} member(s)" for p in self.partitions.values())
 
     def stop(self, graceful: bool = True) -> None:
         """Stop polling; with ``graceful``, hand the work over without gap or duplicate."""
