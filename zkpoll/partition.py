@@ -81,6 +81,7 @@ class Partition:
         self._cancel_watch: Any = None
         self._lost_callbacks: list[LostCallback] = []
         self._confirmed: dict[str, int] = {}  # source -> newest cycle confirmed polled
+        self._confirmed_at = 0.0               # wall time of the newest confirmation
         coordinator.set_registration_hook(group, self._on_registration)
 
     def on_members_lost(self, callback: LostCallback) -> None:
@@ -141,9 +142,21 @@ class Partition:
         return active_at
 
     def leave(self, wait: float | None = None) -> None:
-        """Delete this member from the group now."""
+        """Delete this member from the group.
+
+        Peers decide whether to re-poll a vanished member's cycle from the
+        ``polling_cycle`` it confirmed; a confirmation made just before the
+        delete could reach them after it.  So the delete waits until our
+        newest confirmation is ``settle_time`` old: the same bound on watch
+        delays that joins rely on.
+        """
         with self._lock:
+            linger = self._confirmed_at + self.settle_time - time.time()
             self._data = None
+        if linger > 0:
+            LOG.info("group %s: leaving in %.1fs, once every peer has seen our last "
+                     "cycle claim", self.group, linger)
+            time.sleep(min(linger, self.settle_time))
         self.coordinator.leave(self.group, wait=wait)
         if self._cancel_watch is not None:
             self._cancel_watch()
@@ -180,6 +193,7 @@ class Partition:
             return False
         with self._lock:
             self._confirmed[source] = max(index, self._confirmed.get(source, -1))
+            self._confirmed_at = time.time()
         return True
 
     @property
@@ -198,8 +212,8 @@ class Partition:
         LOG.info("group %s: %d member(s); joined: %s; gone: %s", self.group,
                  len(membership.members), ", ".join(sorted(joined)) or "-",
                  ", ".join(sorted(gone)) or "-")
-        # Graceful leavers are included; catch-up skips members that
-        # announced leave_at (see polling.ownership._announced_leave).
+        # Graceful leavers are included: they confirmed every cycle they
+        # polled (polling_cycle) before leaving, so catch-up finds nothing.
         lost = {m.member_id: m for m in previous.members if m.member_id in gone}
         lost.pop(self.coordinator.member_id, None)
         if lost:

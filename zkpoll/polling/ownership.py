@@ -234,8 +234,7 @@ class Ownership:
                 if plan is None or not plan.start <= now < plan.start + runner.source.interval:
                     continue
                 orphaned = {mid for mid, member in gone.items()
-                            if _started(member, name) < plan.index
-                            and not _announced_leave(member)}
+                            if _started(member, name) < plan.index}
                 current = partition.ring_at(plan.start)
                 extra = sorted(k for k in plan.keys
                                if plan.ring.owner(k) in orphaned and current.owner(k) == me)
@@ -258,17 +257,6 @@ def _log_ring_change(source: str, group: str, me: str, old: HashRing, new: HashR
     LOG.info("ring of group %s changed for source %s: %d member(s); joined: %s; left: %s; "
              "%d resource(s) moved to this agent, %d away", group, source, len(new),
              ", ".join(came) or "-", ", ".join(went) or "-", gained, lost)
-
-
-def _announced_leave(member: Member) -> bool:
-    """A member that announced ``leave_at`` left gracefully: it polled every
-    cycle starting before it.  Its final ``last_completed_cycle`` write and
-    its removal arrive together and peers rarely read the former, so it is
-    not evidence; trusting the announcement avoids re-polling its last
-    cycle.  (If it crashed inside its settle window, that cycle's share is
-    a gap: the price of never duplicating a graceful handoff.)"""
-    leave_at = member.data.get("leave_at")
-    return isinstance(leave_at, (int, float)) and not isinstance(leave_at, bool)
 
 
 def _started(member: Member, source: str) -> int:

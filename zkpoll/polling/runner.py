@@ -47,7 +47,6 @@ class CycleStats:
     fenced: bool = False
     catch_up: bool = False
     duration: float = 0.0
-    by_meter: dict[str, int] = field(default_factory=dict)
     owned_keys: set[str] = field(default_factory=set)
 
 
@@ -242,7 +241,6 @@ class SourceRunner:
             LOG.error("source %s: pollster %s returned %d invalid sample(s) (not a Sample, "
                       "bad type or resource_id); dropped", self.source.name, meter, bad)
         stats.samples += len(good)
-        stats.by_meter[meter] = len(good)
         return good
 
     def _publish(self, meter: str, samples: list[Sample], stats: CycleStats) -> None:
