@@ -9,7 +9,6 @@ again on the same port), not :meth:`ManagedServer.close`.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import socket
@@ -22,31 +21,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from zkpoll.exceptions import ZkpollError
-from zkpoll.testing.zookeeper import free_port
+
+# One process/directory registry and atexit backstop for every managed server.
+from zkpoll.testing.zookeeper import _kill, _live_processes, _temp_dirs, free_port
 
 if TYPE_CHECKING:
     from typing import Self
 
 __all__ = ["ManagedServer"]
-
-_live: set[subprocess.Popen[bytes]] = set()
-_dirs: set[Path] = set()
-
-
-@atexit.register
-def _cleanup_at_exit() -> None:  # backstop for tests that die without cleaning up
-    for process in list(_live):
-        _kill(process)
-    for path in list(_dirs):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    _live.discard(process)
-
 
 class ManagedServer:
     """Base class: subclasses name the program and how to start and probe it."""
@@ -61,7 +43,7 @@ class ManagedServer:
     def __init__(self, port: int | None = None) -> None:
         self._port = port or free_port()
         self._dir = Path(tempfile.mkdtemp(prefix=f"zkpoll-{self.program}-"))
-        _dirs.add(self._dir)
+        _temp_dirs.add(self._dir)
         self._process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -122,7 +104,7 @@ class ManagedServer:
                 self._process = subprocess.Popen(
                     command, cwd=self._dir, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, start_new_session=True)
-            _live.add(self._process)
+            _live_processes.add(self._process)
         deadline = time.monotonic() + timeout
         while not (self.running and self.answers()):
             if not self.running or time.monotonic() >= deadline:
@@ -158,7 +140,7 @@ class ManagedServer:
         """Kill the server and delete its directory."""
         self.kill()
         shutil.rmtree(self._dir, ignore_errors=True)
-        _dirs.discard(self._dir)
+        _temp_dirs.discard(self._dir)
 
     def log_text(self, tail: int | None = None) -> str:
         """The server's output, or its last ``tail`` lines."""
