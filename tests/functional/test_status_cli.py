@@ -38,15 +38,24 @@ def write_conf(path: Path, url: str | None) -> Path:
     return path
 
 
-def healthy(conf: Path, agents: list[AgentProcess], resources: int) -> dict[str, Any] | None:
-    """The JSON report once every agent is an active member with a stable split."""
+def healthy(conf: Path, agents: list[AgentProcess], resources: int,
+            interval: float) -> dict[str, Any] | None:
+    """The JSON report once every agent is an active member with a stable split.
+
+    "Active" is judged at the report's ``now``; the cycle in flight may have
+    started before the last member's ``active_at``, so also wait until one
+    whole ``interval`` has passed since then: the in-flight ring is the full one.
+    """
     code, doc = status_json(conf)
     if code != 0 or len(doc["groups"]) != 1:
         return None
     group = doc["groups"][0]
-    pids = {m["pid"] for m in group["members"] if m["state"] == "active"}
+    active = [m for m in group["members"] if m["state"] == "active"]
+    pids = {m["pid"] for m in active}
     stable = [s["total"] for s in group["sources"]] == [resources]
-    return doc if pids == {a.proc.pid for a in agents} and stable else None
+    settled = bool(active) and max(m["active_at"] or 0.0 for m in active) <= (
+        time.time() - interval)
+    return doc if pids == {a.proc.pid for a in agents} and stable and settled else None
 
 
 def polled_by(agents: list[AgentProcess], resource: str, start: float) -> set[str]:
@@ -78,7 +87,7 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
 
         def ready() -> bool:
             nonlocal report
-            report = healthy(conf, agents, 60)
+            report = healthy(conf, agents, 60, 2)
             return report is not None
         assert wait_until(ready, 40, interval=0.5), status(conf).stdout
         assert report is not None and report["status"] == "ok" and report["problems"] == []
@@ -100,7 +109,8 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
         code, owner = status_json(conf, "owner", "res-00007", "--source", "static")
         assert code == 0
         [row] = owner["owners"]
-        assert row["owner"] in group["ring_members"] and row["successor"] != row["owner"]
+        assert row["owner"] in group["ring_members"]
+        assert row["successor"] in group["ring_members"] and row["successor"] != row["owner"]
         assert wait_until(lambda: polled_by(agents, "res-00007", row["next_start"]), 15)
         assert polled_by(agents, "res-00007", row["cycle_start"]) == {row["owner"]}
         assert polled_by(agents, "res-00007", row["next_start"]) == {row["next_owner"]}
@@ -139,7 +149,7 @@ def test_a_stopped_agent_is_reported_stale(zookeeper_server, zk_chroot, tmp_path
     agents = [AgentProcess(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml")
               for i in range(2)]
     try:
-        assert wait_until(lambda: healthy(conf, agents, 20) is not None, 40, interval=0.5), \
+        assert wait_until(lambda: healthy(conf, agents, 20, 1) is not None, 40, interval=0.5), \
             status(conf).stdout
         agents[0].proc.send_signal(signal.SIGSTOP)
         found: dict[str, Any] = {}
