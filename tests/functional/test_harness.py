@@ -220,7 +220,7 @@ def test_failed_start_reports_the_log(
         managed_zookeeper: ZooKeeperFactory, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
     monkeypatch.setenv("ZKPOLL_ZOOKEEPER_CLASSPATH", str(tmp_path))  # no jar in it
-    with pytest.raises(ZkpollError, match="(?s)not running.*QuorumPeerMain"):
+    with pytest.raises(ZkpollError, match="(?s)exited with code 1.*QuorumPeerMain"):
         managed_zookeeper()
 
 

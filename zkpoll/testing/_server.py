@@ -1,44 +1,83 @@
 """A server process on 127.0.0.1 for tests: own temp dir, own log, free port.
 
-:class:`ManagedServer` is the shared shape of :class:`ManagedRedis` and
-:class:`ManagedMemcached`: ``start()``, ``stop()``, ``kill()``, ``close()``,
-``host``, ``port``, ``url`` and ``log_text()``.  The port and the directory
-survive :meth:`ManagedServer.stop` and :meth:`ManagedServer.kill` (start it
-again on the same port), not :meth:`ManagedServer.close`.
+:class:`ManagedServer` is the shared shape of :class:`ManagedZooKeeper`,
+:class:`ManagedRedis` and :class:`ManagedMemcached`: ``start()``,
+``stop()``, ``kill()``, ``restart()``, ``close()``, ``host``, ``port``,
+``url`` and ``log_text()``. The port and the directory survive
+:meth:`ManagedServer.stop` and :meth:`ManagedServer.kill` (start it again on
+the same port and data), not :meth:`ManagedServer.close`.
+
+Every server process and directory is also registered here, and an
+``atexit`` hook kills and removes whatever a crashed test left behind.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from zkpoll.exceptions import ZkpollError
 
-# One process/directory registry and atexit backstop for every managed server.
-from zkpoll.testing.zookeeper import _kill, _live_processes, _temp_dirs, free_port
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated
     from typing import Self
 
-__all__ = ["ManagedServer"]
+__all__ = ["ManagedServer", "free_port", "free_ports"]
+
+_POLL_INTERVAL = 0.02
+
+# Backstop for tests that die without cleaning up (see _cleanup_at_exit).
+_live_processes: set[subprocess.Popen[bytes]] = set()
+_temp_dirs: set[Path] = set()
+
+
+@atexit.register
+def _cleanup_at_exit() -> None:
+    for process in list(_live_processes):
+        _kill(process)
+    for path in list(_temp_dirs):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    _live_processes.discard(process)
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on 127.0.0.1 right now."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct free ports (all held open while choosing)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
 
 class ManagedServer:
     """Base class: subclasses name the program and how to start and probe it."""
 
-    program = ""          #: binary looked up on PATH
+    program = ""          #: binary looked up on PATH; also names the dir and log
     env_var = ""          #: environment variable that overrides the binary
     package = ""          #: Debian package that provides it
     scheme = ""           #: URL scheme of :attr:`url`
     probe = b""           #: request sent to check that the server answers
     answer = b""          #: prefix of the expected reply
+    start_timeout = 15.0  #: default seconds :meth:`start` waits for an answer
 
     def __init__(self, port: int | None = None) -> None:
         self._port = port or free_port()
@@ -47,7 +86,7 @@ class ManagedServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url} {'running' if self.running else 'stopped'}>"
+        return f"<{type(self).__name__} {self.address} {'running' if self.running else 'stopped'}>"
 
     def __enter__(self) -> Self:
         self.start()
@@ -76,42 +115,68 @@ class ManagedServer:
         return self._port
 
     @property
+    def address(self) -> str:
+        """``"127.0.0.1:<port>"``."""
+        return f"{self.host}:{self.port}"
+
+    @property
     def url(self) -> str:
         """``<scheme>://127.0.0.1:<port>``, a ``[coordination] backend_url``."""
-        return f"{self.scheme}://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.address}"
 
     @property
     def running(self) -> bool:
+        """True while the server process is alive (answering or not)."""
         return self._process is not None and self._process.poll() is None
 
     @property
     def log_path(self) -> Path:
         return self._dir / f"{self.program}.log"
 
-    def command(self, binary: str) -> list[str]:
-        """The command line that runs the server in the foreground."""
+    def command(self) -> list[str]:
+        """The command line that runs the server in the foreground (in its directory)."""
         raise NotImplementedError
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
         """Start the server (no-op if running) and wait until it answers.
 
         :raises ZkpollError: not installed, or not answering within ``timeout``
-            s (the message holds the log tail).
+            s (default :attr:`start_timeout`); the message holds the log tail.
         """
-        if not self.running:
-            command = self.command(self.find_binary())
-            with open(self.log_path, "ab") as log:
-                self._process = subprocess.Popen(
-                    command, cwd=self._dir, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True)
-            _live_processes.add(self._process)
+        self.launch()
+        try:
+            self.wait_ready(self.start_timeout if timeout is None else timeout)
+        except ZkpollError:
+            self.kill()
+            raise
+
+    def launch(self) -> None:
+        """Start the server process without waiting; no-op if it runs."""
+        if self.running:
+            return
+        command = self.command()
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                command, cwd=self._dir, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        _live_processes.add(self._process)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until :meth:`answers` is true.
+
+        :raises ZkpollError: the process exited, or ``timeout`` seconds
+            passed; the message holds the log tail.
+        """
         deadline = time.monotonic() + timeout
-        while not (self.running and self.answers()):
-            if not self.running or time.monotonic() >= deadline:
-                self.kill()
-                raise ZkpollError(f"{self!r} did not start; last log lines:\n"
-                                  f"{self.log_text(tail=30)}")
-            time.sleep(0.02)
+        while not self.answers():
+            if not self.running:
+                code = None if self._process is None else self._process.poll()
+                raise ZkpollError(f"{self!r} exited with code {code}; last log lines:\n"
+                                  f"{self.log_text(tail=40)}")
+            if time.monotonic() >= deadline:
+                raise ZkpollError(f"{self!r} not answering after {timeout:.0f} s; last log "
+                                  f"lines:\n{self.log_text(tail=40)}")
+            time.sleep(_POLL_INTERVAL)
 
     def answers(self, timeout: float = 1.0) -> bool:
         """True if something on our port answers :attr:`probe` as expected."""
@@ -135,6 +200,11 @@ class ManagedServer:
         """Kill the server at once (SIGKILL), like a crashed host."""
         if self._process is not None:
             _kill(self._process)
+
+    def restart(self, timeout: float | None = None) -> None:
+        """Stop the server gracefully and start it again on the same port and data."""
+        self.stop()
+        self.start(timeout)
 
     def close(self) -> None:
         """Kill the server and delete its directory."""

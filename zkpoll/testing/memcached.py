@@ -24,7 +24,7 @@ class ManagedMemcached(ManagedServer):
     probe = b"version\r\n"
     answer = b"VERSION"
 
-    def command(self, binary: str) -> list[str]:
+    def command(self) -> list[str]:
         user = ["-u", "root"] if os.geteuid() == 0 else []  # memcached refuses root otherwise
-        return [binary, "-l", self.host, "-p", str(self.port), "-U", "0", "-m", "64", "-v",
+        return [self.find_binary(), "-l", self.host, "-p", str(self.port), "-U", "0", "-m", "64", "-v",
                 *user]

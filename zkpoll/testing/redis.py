@@ -25,7 +25,7 @@ class ManagedRedis(ManagedServer):
     probe = b"PING\r\n"
     answer = b"+PONG"
 
-    def command(self, binary: str) -> list[str]:
-        return [binary, "--port", str(self.port), "--bind", self.host, "--save", "",
+    def command(self) -> list[str]:
+        return [self.find_binary(), "--port", str(self.port), "--bind", self.host, "--save", "",
                 "--appendonly", "no", "--dir", str(self._dir), "--daemonize", "no",
                 "--protected-mode", "no"]

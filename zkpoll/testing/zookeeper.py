@@ -13,21 +13,17 @@ ports. Two environment variables override what is found on the machine:
 The short default ``tickTime`` of 200 ms lets a client ask for session
 timeouts from 0.4 s up to 60 s. Every process and temporary directory is
 removed by :meth:`ManagedZooKeeper.close` (or the ``with`` block), and an
-``atexit`` hook kills whatever a crashed test left behind.
+``atexit`` hook kills whatever a crashed test left behind (see
+:mod:`zkpoll.testing._server`, the lifecycle shared with Redis and Memcached).
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
-from contextlib import ExitStack, suppress
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -36,6 +32,7 @@ from kazoo.exceptions import KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 
 from zkpoll.exceptions import ZkpollError
+from zkpoll.testing._server import ManagedServer, free_port, free_ports
 
 if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated
     from typing import Self
@@ -76,25 +73,6 @@ log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] %
 """
 _POLL_INTERVAL = 0.05
 
-# Backstop for tests that die without cleaning up (see _cleanup_at_exit).
-_live_processes: set[subprocess.Popen[bytes]] = set()
-_temp_dirs: set[Path] = set()
-
-
-@atexit.register
-def _cleanup_at_exit() -> None:
-    for process in list(_live_processes):
-        _kill(process)
-    for path in list(_temp_dirs):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    _live_processes.discard(process)
-
 
 def find_installation() -> tuple[str, str]:
     """Return ``(java binary, classpath)`` to run a ZooKeeper server.
@@ -118,20 +96,6 @@ def find_installation() -> tuple[str, str]:
         raise ZkpollError(
             f"cannot run a ZooKeeper server: missing {', '.join(missing)}; {fix}")
     return java, classpath
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    return _free_ports(1)[0]
-
-
-def _free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct free ports (all held open while choosing)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def four_letter_word(host: str, port: int, cmd: str, timeout: float = 2.0) -> str:
@@ -175,7 +139,7 @@ def expire_session(hosts: str, client_id: tuple[int, bytes],
         f"session {client_id[0]:#x} on {hosts} still alive after {timeout:.0f} s")
 
 
-class ManagedZooKeeper:
+class ManagedZooKeeper(ManagedServer):
     """One ZooKeeper server process on 127.0.0.1, standalone by default.
 
     Use it as a context manager, or call :meth:`start` and :meth:`close`.
@@ -185,123 +149,46 @@ class ManagedZooKeeper:
     :meth:`restart`, not :meth:`close`.
     """
 
+    program = "zookeeper"
+    package = "zookeeper"
+    scheme = "zookeeper"
+    start_timeout = 30.0
+
     def __init__(self, *, tick_time: int = 200, max_session_timeout: int = 60_000,
                  client_port: int | None = None, server_id: int | None = None,
                  peers: Mapping[int, tuple[int, int]] | None = None) -> None:
         if (server_id is None) != (peers is None):
             raise ValueError("server_id and peers go together")
+        super().__init__(client_port)
         self.tick_time = tick_time
         self.max_session_timeout = max_session_timeout
         self.server_id = server_id
         self.peers = dict(peers or {})
-        self._port = client_port or free_port()
-        self._dir = Path(tempfile.mkdtemp(prefix="zkpoll-zookeeper-"))
-        _temp_dirs.add(self._dir)
-        self._process: subprocess.Popen[bytes] | None = None
 
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<ManagedZooKeeper {self.address} {state}>"
+    @classmethod
+    def find_binary(cls) -> str:
+        """The ``java`` binary; :raises ZkpollError: Java or a jar is missing."""
+        return find_installation()[0]
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None,
-                 exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def address(self) -> str:
-        """``"127.0.0.1:<port>"``, a kazoo ``hosts`` string."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        """True while the server process is alive (serving or not)."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def log_path(self) -> Path:
-        return self._dir / "zookeeper.log"
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the server and wait until it serves clients.
-
-        :raises ZkpollError: ZooKeeper is not installed, or the server did not
-            serve within ``timeout`` seconds (the message holds its log tail).
-        """
-        self.launch()
-        try:
-            self.wait_serving(timeout)
-        except ZkpollError:
-            self.kill()
-            raise
-
-    def launch(self) -> None:
-        """Start the server process without waiting; no-op if it runs."""
-        if self.running:
-            return
+    def command(self) -> list[str]:
         java, classpath = find_installation()
         self._write_config()
         log4j_config = (self._dir / "log4j.properties").as_uri()
-        command = [java, *_JVM_FLAGS, f"-Dlog4j.configuration={log4j_config}",
-                   "-cp", classpath, _MAIN_CLASS, str(self._dir / "zoo.cfg")]
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                command, cwd=self._dir, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
-        _live_processes.add(self._process)
+        return [java, *_JVM_FLAGS, f"-Dlog4j.configuration={log4j_config}",
+                "-cp", classpath, _MAIN_CLASS, str(self._dir / "zoo.cfg")]
 
-    def wait_serving(self, timeout: float = 30.0) -> None:
-        """Wait until this server answers ``srvr`` with a ``Mode:``.
+    def answers(self, timeout: float = 1.0) -> bool:
+        """True once this server, not another one on our port, serves clients.
 
-        That is stronger than ``ruok``, which a member of an ensemble answers
-        ``imok`` before it has joined a quorum.
-
-        :raises ZkpollError: the process died, another server holds the port,
-            or ``timeout`` seconds passed; the message holds the log tail.
-        """
-        deadline = time.monotonic() + timeout
-        while not self._is_serving():
-            if not self.running:
-                raise ZkpollError(
-                    f"ZooKeeper {self.address} is not running (exit code "
-                    f"{self._exit_code()}); last log lines:\n{self.log_text(tail=40)}")
-            if time.monotonic() >= deadline:
-                raise ZkpollError(
-                    f"ZooKeeper {self.address} not serving after {timeout:.0f} s; "
-                    f"last log lines:\n{self.log_text(tail=40)}")
-            time.sleep(_POLL_INTERVAL)
-
-    def mode(self) -> str | None:
-        """``"standalone"``, ``"leader"`` or ``"follower"``; None if not serving."""
-        try:
-            answer = four_letter_word(self.host, self.port, "srvr", timeout=1.0)
-        except OSError:
-            return None
-        for line in answer.splitlines():
-            if line.startswith("Mode:"):
-                return line.partition(":")[2].strip()
-        return None
-
-    def _is_serving(self) -> bool:
-        """True once this server, not another one on the same port, serves.
+        It answers ``srvr`` with a ``Mode:``, which is stronger than ``ruok``
+        (an ensemble member answers ``imok`` before it has joined a quorum).
 
         :raises ZkpollError: another ZooKeeper answers on our port.
         """
-        if self.mode() is None:
+        if self.mode(timeout) is None:
             return False
         try:
-            conf = four_letter_word(self.host, self.port, "conf", timeout=1.0)
+            conf = four_letter_word(self.host, self.port, "conf", timeout=timeout)
         except OSError:
             return False
         data_dir = f"dataDir={self._dir / 'data'}/"
@@ -309,43 +196,16 @@ class ManagedZooKeeper:
             raise ZkpollError(f"{self.address} is already used by another ZooKeeper:\n{conf}")
         return True
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        if self._process is None or not self.running:
-            return
-        self._process.terminate()
-        with suppress(subprocess.TimeoutExpired):
-            self._process.wait(timeout)
-        _kill(self._process)
-
-    def kill(self) -> None:
-        """Kill the server at once (SIGKILL), like a crashed host."""
-        if self._process is not None:
-            _kill(self._process)
-
-    def restart(self, timeout: float = 30.0) -> None:
-        """Stop the server gracefully and start it again on the same port and data."""
-        self.stop()
-        self.start(timeout)
-
-    def close(self) -> None:
-        """Kill the server and delete its directory (data and log)."""
-        self.kill()
-        shutil.rmtree(self._dir, ignore_errors=True)
-        _temp_dirs.discard(self._dir)
-
-    def log_text(self, tail: int | None = None) -> str:
-        """The server's log (stdout, stderr and log4j), or its last ``tail`` lines."""
+    def mode(self, timeout: float = 1.0) -> str | None:
+        """``"standalone"``, ``"leader"`` or ``"follower"``; None if not serving."""
         try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        if tail is None:
-            return text
-        return "\n".join(text.splitlines()[-tail:])
-
-    def _exit_code(self) -> int | None:
-        return None if self._process is None else self._process.poll()
+            answer = four_letter_word(self.host, self.port, "srvr", timeout=timeout)
+        except OSError:
+            return None
+        for line in answer.splitlines():
+            if line.startswith("Mode:"):
+                return line.partition(":")[2].strip()
+        return None
 
     def _write_config(self) -> None:
         data_dir = self._dir / "data"
@@ -383,7 +243,7 @@ class ZooKeeperEnsemble:
         if size < 2:
             raise ValueError(f"an ensemble needs at least 2 servers, not {size}; "
                              "use ManagedZooKeeper for one")
-        ports = _free_ports(3 * size)
+        ports = free_ports(3 * size)
         peers = {i + 1: (ports[3 * i + 1], ports[3 * i + 2]) for i in range(size)}
         self.servers = [
             ManagedZooKeeper(tick_time=tick_time, max_session_timeout=max_session_timeout,
@@ -413,7 +273,7 @@ class ZooKeeperEnsemble:
             server.launch()
         deadline = time.monotonic() + timeout
         for server in self.servers:
-            server.wait_serving(max(deadline - time.monotonic(), 0.0))
+            server.wait_ready(max(deadline - time.monotonic(), 0.0))
 
     def start_one(self, index: int, timeout: float = 30.0) -> None:
         """Start server ``index`` again and wait until it serves."""
