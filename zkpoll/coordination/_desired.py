@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 import os
 import socket
 import threading
@@ -17,10 +18,12 @@ from typing import Any
 
 from zkpoll.coordination.base import Coordinator, SessionState
 from zkpoll.coordination.ring import LAYOUT
-from zkpoll.exceptions import CoordinatorUnreachable, NotJoined
+from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable, NotJoined
 from zkpoll.version import __version__
 
 __all__ = ["DesiredStateCoordinator"]
+
+LOG = logging.getLogger(__name__)
 
 
 class DesiredStateCoordinator(Coordinator):
@@ -85,6 +88,28 @@ class DesiredStateCoordinator(Coordinator):
             raise CoordinatorUnreachable(
                 f"membership change of {self.member_id} in {group!r} not confirmed by "
                 f"{self._where} within {wait:g}s (will retry)")
+
+    def _wait_connected(self, timeout: float | None) -> None:
+        """For ``start()``: :raises CoordinatorUnreachable: not connected in ``timeout`` s."""
+        if timeout is not None and not self._wait_for(
+                lambda: self._state is SessionState.CONNECTED, timeout):
+            raise CoordinatorUnreachable(f"cannot reach {self._where} within {timeout:g}s "
+                                         "(still retrying in the background)")
+
+    def _leave_all(self, timeout: float, expiry: str) -> None:
+        """For ``stop()``: leave every group, waiting for it while connected.
+
+        A leave that is not confirmed is logged (the member disappears when
+        ``expiry``), never raised: stopping must not fail.
+        """
+        with self._cond:
+            groups = list(self._desired)
+        for group in groups:
+            try:
+                self.leave(group, wait=timeout if self._state is SessionState.CONNECTED else None)
+            except CoordinationError:
+                LOG.warning("could not remove member %s from %s before stopping; it "
+                            "disappears when %s", self.member_id, group, expiry)
 
     def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         with self._cond:

@@ -99,21 +99,10 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
         for target, name in zip(targets, ("zkpoll-heartbeat", "zkpoll-changes")):
             self._threads.append(threading.Thread(target=target, name=name, daemon=True))
             self._threads[-1].start()
-        if timeout is not None and not self._wait_for(
-                lambda: self._state is SessionState.CONNECTED, timeout):
-            raise CoordinatorUnreachable(
-                f"cannot reach {self._store.name} at {self._store.address} within "
-                f"{timeout:g}s (still retrying in the background)")
+        self._wait_connected(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            groups = list(self._desired)
-        for group in groups:
-            try:
-                self.leave(group, wait=timeout if self._state is SessionState.CONNECTED else None)
-            except CoordinationError:
-                LOG.warning("could not remove member %s from %s before stopping; it "
-                            "disappears when its key expires", self.member_id, group)
+        self._leave_all(timeout, "its key expires")
         self._stop.set()
         self._events.put(("stop",))
         for thread in self._threads:

@@ -146,21 +146,10 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
                                         daemon=True)
         self._thread.start()
         self._client.start_async()
-        if timeout is not None and not self._wait_for(
-                lambda: self._state is SessionState.CONNECTED, timeout):
-            raise CoordinatorUnreachable(
-                f"cannot reach ZooKeeper at {self._hosts} within {timeout:g}s "
-                "(still retrying in the background)")
+        self._wait_connected(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            groups = list(self._desired)
-        for group in groups:
-            try:
-                self.leave(group, wait=timeout if self._state is SessionState.CONNECTED else None)
-            except CoordinatorUnreachable:
-                LOG.warning("could not remove member %s from %s before stopping; "
-                            "it disappears when the session expires", self.member_id, group)
+        self._leave_all(timeout, "the session expires")
         self._stopping = True
         self._events.put(("stop",))
         if self._thread is not None:
