@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 import pytest
@@ -70,6 +71,37 @@ def test_zookeeper_scheme_selects_the_kazoo_backend() -> None:
     assert isinstance(coordinator, ZooKeeperCoordinator)
     assert coordinator.session_timeout == 4.0
     assert coordinator.state is SessionState.CONNECTING
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), [
+    ({"zookeeper_digest_auth": "alice-without-colon"},
+     r"zookeeper_digest_auth: expected 'user:password' \(the value is not shown\)"),
+    ({"zookeeper_digest_auth": ":secret"}, r"zookeeper_digest_auth: expected 'user:password'"),
+    ({"zookeeper_sasl_mechanism": "DIGEST-MD5", "zookeeper_username": "alice"},
+     r"DIGEST-MD5 needs zookeeper_username and zookeeper_password"),
+    ({"zookeeper_use_ssl": True, "zookeeper_ca": "/nonexistent/ca.pem"},
+     r"\[coordination\] zookeeper_ca: cannot read '/nonexistent/ca.pem'"),
+])
+def test_bad_zookeeper_credentials_name_the_option(overrides: dict, fragment: str) -> None:
+    conf = make_conf("zookeeper://127.0.0.1:1/r")
+    for name, value in overrides.items():
+        conf.set_override(name, value, "coordination")
+    with pytest.raises(ConfigError, match=fragment) as info:
+        get_coordinator(conf)
+    assert "secret" not in str(info.value)
+
+
+def test_sasl_without_pure_sasl_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "puresasl" else real(name, *a))
+    conf = make_conf("zookeeper://127.0.0.1:1/r")
+    for name, value in {"zookeeper_sasl_mechanism": "DIGEST-MD5", "zookeeper_username": "a",
+                        "zookeeper_password": "b"}.items():
+        conf.set_override(name, value, "coordination")
+    with pytest.raises(ConfigError, match=r"needs the pure-sasl package: pip install "
+                                          r"'zkpoll\[sasl\]'"):
+        get_coordinator(conf)
 
 
 def test_no_backend_url_is_standalone_and_says_so(caplog: pytest.LogCaptureFixture) -> None:

@@ -16,25 +16,36 @@ lease (:attr:`last_contact`).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import os
 import queue
 import threading
 import time
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import (
+    AuthFailedError,
+    ConnectionDropped,
+    KazooException,
+    NoAuthError,
+    NodeExistsError,
+    NoNodeError,
+    SessionClosedRequireSaslError,
+)
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KeeperState
 from kazoo.retry import KazooRetry
 from kazoo.security import make_digest_acl
 
 from zkpoll.coordination._desired import DesiredStateCoordinator
+from zkpoll.coordination._repeated import RepeatedFailure
 from zkpoll.coordination.base import Member, Membership, SessionState
 from zkpoll.coordination.loader import make_member_id
 from zkpoll.coordination.url import BackendURL
-from zkpoll.exceptions import CoordinatorUnreachable
+from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 
 __all__ = ["ZooKeeperCoordinator"]
 
@@ -51,23 +62,44 @@ _STATES = {KazooState.CONNECTED: SessionState.CONNECTED,
 def _kazoo_client(url: BackendURL, opts: Any, timeout: float) -> KazooClient:
     kwargs: dict[str, Any] = {}
     if opts.zookeeper_use_ssl or url.query.get("ssl", "").lower() in ("1", "true", "yes"):
+        for name in ("zookeeper_ca", "zookeeper_certfile", "zookeeper_keyfile"):
+            _check_readable(name, getattr(opts, name))
         kwargs.update(use_ssl=True, ca=opts.zookeeper_ca, certfile=opts.zookeeper_certfile,
                       keyfile=opts.zookeeper_keyfile,
                       keyfile_password=opts.zookeeper_keyfile_password,
                       verify_certs=opts.zookeeper_verify_certs,
                       check_hostname=opts.zookeeper_check_hostname)
     if opts.zookeeper_sasl_mechanism:
+        _check_sasl(opts)
         kwargs["sasl_options"] = {"mechanism": opts.zookeeper_sasl_mechanism,
                                   "username": opts.zookeeper_username,
                                   "password": opts.zookeeper_password}
     if opts.zookeeper_digest_auth:
-        user, _, password = opts.zookeeper_digest_auth.partition(":")
+        user, colon, password = opts.zookeeper_digest_auth.partition(":")
+        if not (user and colon):
+            raise ConfigError("[coordination] zookeeper_digest_auth: expected "
+                              "'user:password' (the value is not shown)")
         kwargs["auth_data"] = [("digest", opts.zookeeper_digest_auth)]
         kwargs["default_acl"] = [make_digest_acl(user, password, all=True)]
     retry = KazooRetry(max_tries=-1, delay=opts.retry_backoff, backoff=2,
                        max_delay=opts.max_retry_interval, ignore_expire=False)
     return KazooClient(hosts=",".join(url.hosts), timeout=timeout, read_only=False,
                        connection_retry=retry, command_retry=None, **kwargs)
+
+
+def _check_readable(option: str, path: str | None) -> None:
+    if path and not os.access(path, os.R_OK):
+        raise ConfigError(f"[coordination] {option}: cannot read {path!r}")
+
+
+def _check_sasl(opts: Any) -> None:
+    mechanism = opts.zookeeper_sasl_mechanism
+    if importlib.util.find_spec("puresasl") is None:  # kazoo imports it only for SASL
+        raise ConfigError(f"[coordination] zookeeper_sasl_mechanism = {mechanism} needs the "
+                          "pure-sasl package: pip install 'zkpoll[sasl]'")
+    if mechanism == "DIGEST-MD5" and not (opts.zookeeper_username and opts.zookeeper_password):
+        raise ConfigError("[coordination] zookeeper_sasl_mechanism = DIGEST-MD5 needs "
+                          "zookeeper_username and zookeeper_password")
 
 
 class ZooKeeperCoordinator(DesiredStateCoordinator):
@@ -99,6 +131,8 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         self._watchers_kz: dict[str, Any] = {}
         self._dirty: set[str] = set()  # watched groups to re-list (worker thread only)
         self._registered: set[str] = set()  # groups published in this session (worker only)
+        self._failures = RepeatedFailure(LOG)  # worker only
+        self._auth_failures = RepeatedFailure(LOG)  # kazoo's connection thread only
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -133,7 +167,16 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
             return
 
         def _connect(*args: Any, **kwargs: Any) -> Any:
-            read_timeout, connect_timeout = original(*args, **kwargs)
+            try:
+                read_timeout, connect_timeout = original(*args, **kwargs)
+            except (AuthFailedError, SessionClosedRequireSaslError) as exc:
+                # kazoo gives up for good on these (its connection thread
+                # stops or dies): retry with backoff instead, so the agent
+                # recovers once the credentials or the server are fixed.
+                self._auth_failures.failed("authenticate to ZooKeeper", self._explain(
+                    exc, self._root))
+                raise ConnectionDropped(f"authentication refused: {exc!r}") from exc
+            self._auth_failures.succeeded("authenticate to ZooKeeper")
             self._negotiated = read_timeout * 1.5 / 1000.0  # kazoo: read = 2/3 negotiated
             return read_timeout, connect_timeout
 
@@ -173,8 +216,8 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         try:
             members = self._read_members(group, timeout, watch=False)
         except _ZK_ERRORS as exc:
-            raise CoordinatorUnreachable(f"cannot read group {group!r} from ZooKeeper at "
-                                         f"{self._hosts}: {exc!r}") from exc
+            raise CoordinatorUnreachable(f"cannot read group {group!r}: " + self._explain(
+                exc, f"{self._root}/groups/{group}")) from exc
         with self._cond:
             version = self._snapshots.get(group, Membership(group)).version
         return Membership(group, tuple(members.values()), version)
@@ -186,8 +229,8 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         except NoNodeError:
             return []
         except _ZK_ERRORS as exc:
-            raise CoordinatorUnreachable(f"cannot list groups in ZooKeeper at "
-                                         f"{self._hosts}: {exc!r}") from exc
+            raise CoordinatorUnreachable("cannot list groups: " + self._explain(
+                exc, f"{self._root}/groups")) from exc
 
     def _watch_started(self, group: str) -> None:
         self._events.put(("children", group))
@@ -320,10 +363,28 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
                     self._publish(path, data)
                     self._registered.add(group)
             except _ZK_ERRORS as exc:
-                LOG.warning("could not publish member %s in %s: %r (retrying at the "
-                            "next heartbeat)", self.member_id, group, exc)
+                self._failures.failed(f"publish member {self.member_id} in group {group}",
+                                      self._explain(exc, path))
                 return
+            self._failures.succeeded(f"publish member {self.member_id} in group {group}")
             self._mark_applied(group, gen)
+
+    def _explain(self, exc: BaseException, path: str) -> str:
+        """What a failed call means, for the operator."""
+        if isinstance(exc, NoAuthError):
+            return (f"ZooKeeper at {self._hosts} refused access to {path} (NoAuth): its ACL "
+                    "does not admit this agent's credentials; check [coordination] "
+                    "zookeeper_digest_auth (or the SASL options) against the ACL of the "
+                    "nodes under the backend_url path")
+        if isinstance(exc, (AuthFailedError, SessionClosedRequireSaslError)):
+            return (f"ZooKeeper at {self._hosts} rejected this agent's authentication "
+                    f"({type(exc).__name__}); check [coordination] zookeeper_sasl_mechanism, "
+                    "zookeeper_username and zookeeper_password against the server's "
+                    "authentication settings")
+        if isinstance(exc, NodeExistsError):
+            return (f"{path} still belongs to an older session; waiting until ZooKeeper "
+                    "expires it")
+        return f"ZooKeeper at {self._hosts}: {exc!r}"
 
     def _publish(self, path: str, data: dict[str, Any]) -> None:
         payload = json.dumps(data, sort_keys=True).encode()
@@ -357,9 +418,10 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         try:
             members = self._read_members(group, _OP_TIMEOUT, watch=True)
         except _ZK_ERRORS as exc:
-            LOG.warning("could not read group %s: %r (retrying at the next heartbeat)",
-                        group, exc)
+            self._failures.failed(f"read group {group}",
+                                  self._explain(exc, f"{self._root}/groups/{group}"))
             return False
+        self._failures.succeeded(f"read group {group}")
         with self._cond:
             previous = self._snapshots.get(group, Membership(group))
             snapshot = Membership(group, tuple(members.values()), previous.version + 1)

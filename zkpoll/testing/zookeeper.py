@@ -145,8 +145,10 @@ class ManagedZooKeeper(ManagedServer):
     Use it as a context manager, or call :meth:`start` and :meth:`close`.
     ``server_id`` and ``peers`` (server id to ``(quorum port, election
     port)``) make it a member of an ensemble; :class:`ZooKeeperEnsemble`
-    builds those. The data directory survives :meth:`stop`, :meth:`kill` and
-    :meth:`restart`, not :meth:`close`.
+    builds those. ``sasl_users`` (user name to password) makes the server
+    require SASL DIGEST-MD5 authentication from every client. The data
+    directory survives :meth:`stop`, :meth:`kill` and :meth:`restart`, not
+    :meth:`close`.
     """
 
     program = "zookeeper"
@@ -156,10 +158,12 @@ class ManagedZooKeeper(ManagedServer):
 
     def __init__(self, *, tick_time: int = 200, max_session_timeout: int = 60_000,
                  client_port: int | None = None, server_id: int | None = None,
-                 peers: Mapping[int, tuple[int, int]] | None = None) -> None:
+                 peers: Mapping[int, tuple[int, int]] | None = None,
+                 sasl_users: Mapping[str, str] | None = None) -> None:
         if (server_id is None) != (peers is None):
             raise ValueError("server_id and peers go together")
         super().__init__(client_port)
+        self.sasl_users = dict(sasl_users or {})
         self.tick_time = tick_time
         self.max_session_timeout = max_session_timeout
         self.server_id = server_id
@@ -174,7 +178,9 @@ class ManagedZooKeeper(ManagedServer):
         java, classpath = find_installation()
         self._write_config()
         log4j_config = (self._dir / "log4j.properties").as_uri()
-        return [java, *_JVM_FLAGS, f"-Dlog4j.configuration={log4j_config}",
+        jaas = [f"-Djava.security.auth.login.config={self._dir / 'jaas.conf'}"] \
+            if self.sasl_users else []
+        return [java, *_JVM_FLAGS, f"-Dlog4j.configuration={log4j_config}", *jaas,
                 "-cp", classpath, _MAIN_CLASS, str(self._dir / "zoo.cfg")]
 
     def answers(self, timeout: float = 1.0) -> bool:
@@ -227,6 +233,15 @@ class ManagedZooKeeper(ManagedServer):
             lines += ["initLimit=25", "syncLimit=10"]
             lines += [f"server.{sid}={self.host}:{quorum}:{election}"
                       for sid, (quorum, election) in sorted(self.peers.items())]
+        if self.sasl_users:
+            provider = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
+            lines += [f"authProvider.1={provider}",
+                      "enforce.auth.enabled=true", "enforce.auth.schemes=sasl"]
+            users = "".join(f'\n    user_{name}="{password}"'
+                            for name, password in sorted(self.sasl_users.items()))
+            (self._dir / "jaas.conf").write_text(
+                "Server {\n    org.apache.zookeeper.server.auth.DigestLoginModule required"
+                f"{users};\n}};\n")
         (self._dir / "zoo.cfg").write_text("\n".join(lines) + "\n")
         (self._dir / "log4j.properties").write_text(_LOG4J_PROPERTIES)
 
