@@ -82,6 +82,7 @@ class Partition:
         self._lost_callbacks: list[LostCallback] = []
         self._confirmed: dict[str, int] = {}  # source -> newest cycle confirmed polled
         self._confirmed_at = 0.0               # wall time of the newest confirmation
+        self._announced_as: str | None = None  # member id of the last registration logged
         coordinator.set_registration_hook(group, self._on_registration)
 
     def on_members_lost(self, callback: LostCallback) -> None:
@@ -100,8 +101,13 @@ class Partition:
             active_at = max(float(own.get("active_at") or 0.0), now + self.settle_time)
             own["active_at"] = active_at
             data = dict(data, active_at=active_at, leave_at=own.get("leave_at"))
-        LOG.info("registering in group %s as %s: active from %s", group,
-                 self.coordinator.member_id, _fmt(active_at))
+        member_id = self.coordinator.member_id
+        # Retries of a refused first publish come back here at every
+        # heartbeat: say it once per member id (i.e. per session).
+        level = logging.DEBUG if member_id == self._announced_as else logging.INFO
+        self._announced_as = member_id
+        LOG.log(level, "registering in group %s as %s: active from %s", group, member_id,
+                _fmt(active_at))
         return data
 
     # --- membership --------------------------------------------------------
