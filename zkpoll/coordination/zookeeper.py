@@ -16,36 +16,32 @@ lease (:attr:`last_contact`).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import os
 import queue
 import threading
 import time
 from typing import Any
 
-from kazoo.client import KazooClient, KazooState
+from kazoo.client import KazooState
 from kazoo.exceptions import (
     AuthFailedError,
     ConnectionDropped,
     KazooException,
-    NoAuthError,
     NodeExistsError,
     NoNodeError,
     SessionClosedRequireSaslError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KeeperState
-from kazoo.retry import KazooRetry
-from kazoo.security import make_digest_acl
 
 from zkpoll.coordination._desired import DesiredStateCoordinator
+from zkpoll.coordination._kazoo import explain, kazoo_client
 from zkpoll.coordination._repeated import RepeatedFailure
 from zkpoll.coordination.base import Member, Membership, SessionState
 from zkpoll.coordination.loader import make_member_id
 from zkpoll.coordination.url import BackendURL
-from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
+from zkpoll.exceptions import CoordinatorUnreachable
 
 __all__ = ["ZooKeeperCoordinator"]
 
@@ -57,49 +53,6 @@ _ZK_ERRORS = (KazooException, KazooTimeoutError)
 _STATES = {KazooState.CONNECTED: SessionState.CONNECTED,
            KazooState.SUSPENDED: SessionState.SUSPENDED,
            KazooState.LOST: SessionState.LOST}
-
-
-def _kazoo_client(url: BackendURL, opts: Any, timeout: float) -> KazooClient:
-    kwargs: dict[str, Any] = {}
-    if opts.zookeeper_use_ssl or url.query.get("ssl", "").lower() in ("1", "true", "yes"):
-        for name in ("zookeeper_ca", "zookeeper_certfile", "zookeeper_keyfile"):
-            _check_readable(name, getattr(opts, name))
-        kwargs.update(use_ssl=True, ca=opts.zookeeper_ca, certfile=opts.zookeeper_certfile,
-                      keyfile=opts.zookeeper_keyfile,
-                      keyfile_password=opts.zookeeper_keyfile_password,
-                      verify_certs=opts.zookeeper_verify_certs,
-                      check_hostname=opts.zookeeper_check_hostname)
-    if opts.zookeeper_sasl_mechanism:
-        _check_sasl(opts)
-        kwargs["sasl_options"] = {"mechanism": opts.zookeeper_sasl_mechanism,
-                                  "username": opts.zookeeper_username,
-                                  "password": opts.zookeeper_password}
-    if opts.zookeeper_digest_auth:
-        user, colon, password = opts.zookeeper_digest_auth.partition(":")
-        if not (user and colon):
-            raise ConfigError("[coordination] zookeeper_digest_auth: expected "
-                              "'user:password' (the value is not shown)")
-        kwargs["auth_data"] = [("digest", opts.zookeeper_digest_auth)]
-        kwargs["default_acl"] = [make_digest_acl(user, password, all=True)]
-    retry = KazooRetry(max_tries=-1, delay=opts.retry_backoff, backoff=2,
-                       max_delay=opts.max_retry_interval, ignore_expire=False)
-    return KazooClient(hosts=",".join(url.hosts), timeout=timeout, read_only=False,
-                       connection_retry=retry, command_retry=None, **kwargs)
-
-
-def _check_readable(option: str, path: str | None) -> None:
-    if path and not os.access(path, os.R_OK):
-        raise ConfigError(f"[coordination] {option}: cannot read {path!r}")
-
-
-def _check_sasl(opts: Any) -> None:
-    mechanism = opts.zookeeper_sasl_mechanism
-    if importlib.util.find_spec("puresasl") is None:  # kazoo imports it only for SASL
-        raise ConfigError(f"[coordination] zookeeper_sasl_mechanism = {mechanism} needs the "
-                          "pure-sasl package: pip install 'zkpoll[sasl]'")
-    if mechanism == "DIGEST-MD5" and not (opts.zookeeper_username and opts.zookeeper_password):
-        raise ConfigError("[coordination] zookeeper_sasl_mechanism = DIGEST-MD5 needs "
-                          "zookeeper_username and zookeeper_password")
 
 
 class ZooKeeperCoordinator(DesiredStateCoordinator):
@@ -119,7 +72,7 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         self._requested_timeout = url.float_param("timeout", opts.session_timeout)
         self._heartbeat = url.float_param("heartbeat", opts.heartbeat_interval)
         self._negotiated: float | None = None
-        self._client = _kazoo_client(url, opts, self._requested_timeout)
+        self._client = kazoo_client(url, opts, self._requested_timeout)
         self._capture_negotiated_timeout()
         self._client.add_listener(self._on_kazoo_state)
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
@@ -371,20 +324,7 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
 
     def _explain(self, exc: BaseException, path: str) -> str:
         """What a failed call means, for the operator."""
-        if isinstance(exc, NoAuthError):
-            return (f"ZooKeeper at {self._hosts} refused access to {path} (NoAuth): its ACL "
-                    "does not admit this agent's credentials; check [coordination] "
-                    "zookeeper_digest_auth (or the SASL options) against the ACL of the "
-                    "nodes under the backend_url path")
-        if isinstance(exc, (AuthFailedError, SessionClosedRequireSaslError)):
-            return (f"ZooKeeper at {self._hosts} rejected this agent's authentication "
-                    f"({type(exc).__name__}); check [coordination] zookeeper_sasl_mechanism, "
-                    "zookeeper_username and zookeeper_password against the server's "
-                    "authentication settings")
-        if isinstance(exc, NodeExistsError):
-            return (f"{path} still belongs to an older session; waiting until ZooKeeper "
-                    "expires it")
-        return f"ZooKeeper at {self._hosts}: {exc!r}"
+        return explain(exc, self._hosts, path)
 
     def _publish(self, path: str, data: dict[str, Any]) -> None:
         payload = json.dumps(data, sort_keys=True).encode()
