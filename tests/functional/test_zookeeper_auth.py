@@ -21,6 +21,7 @@ from oslo_config import cfg
 from zkpoll.coordination import SessionState, get_coordinator, register_opts
 from zkpoll.coordination.zookeeper import ZooKeeperCoordinator
 from zkpoll.exceptions import CoordinatorUnreachable
+from zkpoll.testing.tls import make_certificates
 
 pytestmark = pytest.mark.functional
 LOGGER = "zkpoll.coordination.zookeeper"
@@ -141,3 +142,26 @@ def _ids(c: ZooKeeperCoordinator) -> tuple[str, ...]:
         return c.get_members("g", timeout=2).member_ids
     except CoordinatorUnreachable:
         return ()
+
+
+def test_tls_with_client_certificates_and_an_untrusted_server(managed_zookeeper,
+                                                               tmp_path) -> None:
+    server = managed_zookeeper(tls=True)
+    certs = server.certificates
+    url = f"zookeeper://{server.secure_address}/tls?timeout=2&ssl=true"
+    tls = {"zookeeper_ca": str(certs.ca), "zookeeper_certfile": str(certs.client_cert),
+           "zookeeper_keyfile": str(certs.client_key)}
+    member = coordinator(url, **tls)   # zookeeper_check_hostname is on by default
+    # A CA that did not sign the server's certificate: verification must fail.
+    stranger = make_certificates(tmp_path / "other-ca", ca_name="some-other-ca")
+    fooled = coordinator(url, **dict(tls, zookeeper_ca=str(stranger.ca)))
+    try:
+        member.start(timeout=10)
+        member.join("g", {}, wait=10)
+        assert member.get_members("g").member_ids == (member.member_id,)
+        with pytest.raises(CoordinatorUnreachable, match="cannot reach ZooKeeper"):
+            fooled.start(timeout=3)
+        assert fooled.state is not SessionState.CONNECTED
+    finally:
+        for c in (fooled, member):
+            c.stop(timeout=2)

@@ -33,6 +33,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 from zkpoll.exceptions import ZkpollError
 from zkpoll.testing._server import ManagedServer, free_port, free_ports
+from zkpoll.testing.tls import make_certificates
 
 if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated
     from typing import Self
@@ -47,12 +48,14 @@ __all__ = [
     "free_port",
 ]
 
-#: Jars of the Debian packages: the server (its manifest lists the rest of
-#: its dependencies) and the log4j 1.2 binding of slf4j, so it logs to a file.
+#: Jars of the Debian packages: the server (its manifest lists most of its
+#: dependencies), the log4j 1.2 binding of slf4j, so it logs to a file, and
+#: netty's codec (missing from that manifest; the TLS port needs it).
 DEFAULT_CLASSPATH = (
     "/usr/share/java/zookeeper.jar",
     "/usr/share/java/slf4j-log4j12.jar",
     "/usr/share/java/log4j-1.2.jar",
+    "/usr/share/java/netty-codec.jar",
 )
 
 _INSTALL_HINT = "install it with `apt-get install -y zookeeper default-jre-headless`"
@@ -146,7 +149,9 @@ class ManagedZooKeeper(ManagedServer):
     ``server_id`` and ``peers`` (server id to ``(quorum port, election
     port)``) make it a member of an ensemble; :class:`ZooKeeperEnsemble`
     builds those. ``sasl_users`` (user name to password) makes the server
-    require SASL DIGEST-MD5 authentication from every client. The data
+    require SASL DIGEST-MD5 authentication from every client. ``tls=True``
+    adds a TLS port (:attr:`secure_address`) that requires a client
+    certificate; :attr:`certificates` holds the CA and the client's files. The data
     directory survives :meth:`stop`, :meth:`kill` and :meth:`restart`, not
     :meth:`close`.
     """
@@ -159,15 +164,24 @@ class ManagedZooKeeper(ManagedServer):
     def __init__(self, *, tick_time: int = 200, max_session_timeout: int = 60_000,
                  client_port: int | None = None, server_id: int | None = None,
                  peers: Mapping[int, tuple[int, int]] | None = None,
-                 sasl_users: Mapping[str, str] | None = None) -> None:
+                 sasl_users: Mapping[str, str] | None = None, tls: bool = False) -> None:
         if (server_id is None) != (peers is None):
             raise ValueError("server_id and peers go together")
         super().__init__(client_port)
         self.sasl_users = dict(sasl_users or {})
+        self.certificates = make_certificates(self._dir / "tls") if tls else None
+        self.secure_port = free_port() if tls else None
         self.tick_time = tick_time
         self.max_session_timeout = max_session_timeout
         self.server_id = server_id
         self.peers = dict(peers or {})
+
+    @property
+    def secure_address(self) -> str:
+        """``"127.0.0.1:<TLS port>"``; :raises ValueError: started without ``tls``."""
+        if self.secure_port is None:
+            raise ValueError(f"{self!r} has no TLS port (ManagedZooKeeper(tls=True))")
+        return f"{self.host}:{self.secure_port}"
 
     @classmethod
     def find_binary(cls) -> str:
@@ -233,6 +247,13 @@ class ManagedZooKeeper(ManagedServer):
             lines += ["initLimit=25", "syncLimit=10"]
             lines += [f"server.{sid}={self.host}:{quorum}:{election}"
                       for sid, (quorum, election) in sorted(self.peers.items())]
+        if self.certificates is not None:
+            lines += ["serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+                      f"secureClientPort={self.secure_port}",
+                      f"ssl.keyStore.location={self.certificates.server_pem}",
+                      "ssl.keyStore.type=PEM",
+                      f"ssl.trustStore.location={self.certificates.ca}",
+                      "ssl.trustStore.type=PEM", "ssl.clientAuth=need"]
         if self.sasl_users:
             provider = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
             lines += [f"authProvider.1={provider}",
