@@ -13,12 +13,18 @@ zookeeper``), :class:`ManagedRedis` ``redis-server`` and
         proxy.cut("blackhole")  # the client goes SUSPENDED
         proxy.restore()         # and comes back with the same session
 
+``ManagedZooKeeper(sasl_users={"alice": "pw"})`` requires SASL DIGEST-MD5
+logins; ``ManagedZooKeeper(tls=True)`` adds a TLS port
+(``secure_address``) with throw-away certificates (``certificates``, made
+by :func:`make_certificates`; needs ``openssl``).
+
 zkpoll's own pytest fixtures (``tests/conftest.py``) are built on these.
 """
 
 from zkpoll.testing.memcached import ManagedMemcached
 from zkpoll.testing.proxy import TCPProxy
 from zkpoll.testing.redis import ManagedRedis
+from zkpoll.testing.tls import Certificates, make_certificates
 from zkpoll.testing.zookeeper import (
     DEFAULT_CLASSPATH,
     ManagedZooKeeper,
@@ -31,6 +37,7 @@ from zkpoll.testing.zookeeper import (
 
 __all__ = [
     "DEFAULT_CLASSPATH",
+    "Certificates",
     "ManagedMemcached",
     "ManagedRedis",
     "ManagedZooKeeper",
@@ -40,4 +47,5 @@ __all__ = [
     "find_installation",
     "four_letter_word",
     "free_port",
+    "make_certificates",
 ]
