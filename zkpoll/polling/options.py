@@ -97,7 +97,9 @@ AGENT_COORDINATION_OPTS = [
                             "is down, duplicates if only this agent was cut off"))],
                help="What an agent does once it has lost contact with the coordination "
                     "backend for longer than its lease. It cannot tell a dead ensemble "
-                    "from its own network partition, so choose the failure you prefer."),
+                    "from its own network partition, so choose the failure you prefer. "
+                    "With keep_last_ring, agents that reconnect at different times "
+                    "overlap for the cycles in between: keep max_retry_interval short."),
     cfg.FloatOpt("weight", default=1.0, min=0.01,
                  help="This agent's share of the work relative to the others."),
     cfg.FloatOpt("start_timeout", default=10.0, min=0.0,
