@@ -8,11 +8,14 @@ new session.  ``wait`` blocks the caller until the backend confirmed.
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import logging
 import os
+import queue
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,9 +32,10 @@ LOG = logging.getLogger(__name__)
 class DesiredStateCoordinator(Coordinator):
     """A coordinator whose worker reconciles ``_desired`` with the backend.
 
-    Subclasses implement :meth:`_wake_worker` and :attr:`_where` (for
-    messages), and in their worker publish ``_pending()`` changes and call
-    :meth:`_mark_applied`.
+    Subclasses implement :attr:`_where` (for messages). Their worker thread
+    takes its events from :meth:`_next_events` (``("reconcile",)`` when the
+    caller asked for a change, ``("stop",)`` ends it, the rest is theirs),
+    publishes ``_pending()`` changes and calls :meth:`_mark_applied`.
     """
 
     def __init__(self, member_id: str) -> None:
@@ -40,10 +44,23 @@ class DesiredStateCoordinator(Coordinator):
         self._desired: dict[str, dict[str, Any]] = {}   # group -> data we want published
         self._wanted_gen: dict[str, int] = {}           # group -> generation asked for
         self._applied_gen: dict[str, int] = {}          # group -> generation applied
+        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()  # to the worker
 
-    @abc.abstractmethod
     def _wake_worker(self) -> None:
         """Tell the worker there is something to reconcile."""
+        self._events.put(("reconcile",))
+
+    def _next_events(self, deadline: float) -> list[tuple[Any, ...]] | None:
+        """For the worker: what was queued, waiting for it until ``deadline``
+        (monotonic), coalesced into one batch; None once it holds ``("stop",)``."""
+        try:
+            events = [self._events.get(timeout=max(0.0, deadline - time.monotonic()))]
+        except queue.Empty:
+            events = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                events.append(self._events.get_nowait())
+        return None if any(e[0] == "stop" for e in events) else events
 
     @property
     @abc.abstractmethod

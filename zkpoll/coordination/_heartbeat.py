@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -55,7 +54,6 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
         self._backoff = (opts.retry_backoff, opts.max_retry_interval)
         self._retry_delay = opts.retry_backoff
         self._store = self.store_class(url, min(5.0, max(0.5, self._timeout / 2)))
-        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._snapshots: dict[str, Membership] = {}
         self._registered: set[str] = set()   # groups with a key in this session (worker)
         self._stale: list[tuple[str, str]] = []  # keys of a lost session to delete (worker)
@@ -113,9 +111,6 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
         self._set_state(SessionState.STOPPED)
 
     # --- membership -------------------------------------------------------------
-    def _wake_worker(self) -> None:
-        self._events.put(("reconcile",))
-
     @property
     def _where(self) -> str:
         return f"{self._store.name} at {self._store.address}"
@@ -166,14 +161,8 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
     def _run(self) -> None:
         next_beat = 0.0
         while True:
-            try:
-                events = [self._events.get(timeout=max(0.0, next_beat - time.monotonic()))]
-            except queue.Empty:
-                events = []
-            with contextlib.suppress(queue.Empty):
-                while True:  # coalesce whatever else is queued
-                    events.append(self._events.get_nowait())
-            if any(e[0] == "stop" for e in events):
+            events = self._next_events(next_beat)
+            if events is None:
                 return
             watched = set(self.watched_groups)
             for event in events:

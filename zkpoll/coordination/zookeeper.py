@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
 from typing import Any
@@ -75,7 +74,6 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         self._client = kazoo_client(url, opts, self._requested_timeout)
         self._capture_negotiated_timeout()
         self._client.add_listener(self._on_kazoo_state)
-        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._session_id: int | None = None
         self._last_contact = float("-inf")
         self._beat_in_flight = False
@@ -158,9 +156,6 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         self._set_state(SessionState.STOPPED)
 
     # --- membership -----------------------------------------------------------
-    def _wake_worker(self) -> None:
-        self._events.put(("reconcile",))
-
     @property
     def _where(self) -> str:
         return f"ZooKeeper at {self._hosts}"
@@ -210,16 +205,8 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
     def _run(self) -> None:
         next_beat = 0.0
         while True:
-            try:
-                events = [self._events.get(timeout=max(0.0, next_beat - time.monotonic()))]
-            except queue.Empty:
-                events = []
-            while True:  # coalesce whatever else is queued
-                try:
-                    events.append(self._events.get_nowait())
-                except queue.Empty:
-                    break
-            if any(e[0] == "stop" for e in events):
+            events = self._next_events(next_beat)
+            if events is None:
                 return
             try:
                 self._handle(events)
