@@ -93,8 +93,13 @@ class Ownership:
         owned = plan.ring.owned_by(partition.coordinator.member_id, keys)
         if owned and not reason and not partition.announce_cycle(
                 source, plan.index, self._confirm_timeout(partition)):
-            self._skip(source, namespace, start)
-            return None
+            if self.on_backend_loss != KEEP_LAST_RING:
+                self._skip(source, namespace, start)
+                return None
+            # The policy prefers a duplicate to a gap: without this, the
+            # cycles between the loss and the fence would be skipped.
+            LOG.warning("source %s cycle %d: the backend did not confirm our claim; "
+                        "polling anyway (on_backend_loss = keep_last_ring)", source, plan.index)
         return owned
 
     def _plan(self, source: str, namespace: str, partition: Partition, keys: Iterable[str],
