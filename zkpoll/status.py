@@ -1,11 +1,12 @@
 """What ``zkpoll-status`` reports, computed from membership snapshots and a time.
 
 Pure logic: no I/O, no clock.  Members publish in their data (see
-``zkpoll.polling.agent``) everything needed: ``intervals``,
-``last_completed_cycle`` and ``owned`` per source, ``fenced``,
-``active_at``/``leave_at``, meters per source.  :func:`build_report` turns
-snapshots into a :class:`Report`; :func:`find_owner` answers "who polls this
-resource" for a cycle.
+``zkpoll.polling.agent``) ``intervals``, ``active_at``/``leave_at`` and
+meters per source; their claims records (read on demand, see
+:func:`with_claims`) hold the cycles claimed and completed, ``owned`` per
+source and ``fenced``.  :func:`build_report` turns snapshots into a
+:class:`Report`; :func:`find_owner` answers "who polls this resource" for a
+cycle.
 
 Severity (the exit status of ``zkpoll-status``): CRITICAL for a stale member
 (no cycle of a source completed for 2 intervals), a meter overlap between
@@ -25,13 +26,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from zkpoll.coordination import HashRing, Member, Membership
-from zkpoll.partition import eligible_members, ring_epoch
+from zkpoll.ownership import eligible_members, ring_epoch
 from zkpoll.polling.cycles import cycle_index, cycle_start, source_offset
 from zkpoll.polling.overlap import member_meters
 
 __all__ = ["STALE_CYCLES", "GroupReport", "MemberReport", "MemberSource", "Overlap",
            "OwnerReport", "Problem", "Report", "Severity", "SourceReport",
-           "build_report", "find_owner", "member_state", "source_intervals"]
+           "build_report", "find_owner", "member_state", "source_intervals", "with_claims"]
 
 #: A member is stale when the last cycle it completed is this many cycles
 #: behind the last cycle that should be complete: none completed for 2 intervals.
@@ -154,6 +155,20 @@ def _num(value: Any) -> float | None:
 
 def _dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
+
+
+def with_claims(membership: Membership,
+                claims: Mapping[str, Mapping[str, Any]]) -> Membership:
+    """``membership`` with each member's claims record merged into its data
+    (``polling_cycle``, ``last_completed_cycle``, ``owned``, ``fenced``)."""
+    members = []
+    for member in membership.members:
+        record = _dict(claims.get(member.member_id))
+        extra = {"polling_cycle": _dict(record.get("cycles")),
+                 "last_completed_cycle": _dict(record.get("completed")),
+                 "owned": _dict(record.get("owned")), "fenced": record.get("fenced")}
+        members.append(Member(member.member_id, {**member.data, **extra}))
+    return Membership(membership.group, tuple(members), membership.version)
 
 
 def member_state(member: Member, now: float) -> tuple[str, str]:

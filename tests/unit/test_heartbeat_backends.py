@@ -105,6 +105,7 @@ class MemoryStore(MemberStore):
 
     def __init__(self, url: Any, op_timeout: float) -> None:
         self.keys: dict[tuple[str, str], tuple[bytes, float]] = {}
+        self.claims: dict[tuple[str, str], bytes] = {}
         self.down = False
         self.lock = threading.Lock()
 
@@ -132,14 +133,28 @@ class MemoryStore(MemberStore):
             self.keys[group, member_id] = (payload, time.monotonic() + ttl)
             return True
 
+    def _touch(self, keys: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        found = [k in self.keys for k in keys]
+        for key in keys:
+            if key in self.keys:
+                self.keys[key] = (self.keys[key][0], time.monotonic() + ttl)
+        return found
+
     def touch(self, keys: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
         with self.lock:
             self._check()
-            found = [k in self.keys for k in keys]
-            for key in keys:
-                if key in self.keys:
-                    self.keys[key] = (self.keys[key][0], time.monotonic() + ttl)
-            return found
+            return self._touch(keys, ttl)
+
+    def write_claims(self, group: str, member_id: str, payload: bytes, ttl: float) -> bool:
+        with self.lock:
+            self._check()
+            self.claims[group, member_id] = payload
+            return self._touch([(group, member_id)], ttl)[0]
+
+    def read_claims(self, group: str, member_ids: Sequence[str]) -> dict[str, bytes | None]:
+        with self.lock:
+            self._check()
+            return {m: self.claims.get((group, m)) for m in member_ids}
 
     def remove(self, group: str, member_id: str) -> None:
         with self.lock:

@@ -36,6 +36,7 @@ from zkpoll.status import (
     Report,
     Severity,
     build_report,
+    with_claims,
     find_owner,
     source_intervals,
 )
@@ -111,7 +112,9 @@ def _read(coordinator: Coordinator, conf: cfg.ConfigOpts) -> list[Membership]:
         except CoordinatorUnreachable as exc:
             raise CoordinatorUnreachable(f"no answer within {conf.timeout:g}s") from exc
         groups = coordinator.get_groups(timeout=left())
-        return [coordinator.get_members(group, timeout=left()) for group in groups]
+        memberships = [coordinator.get_members(group, timeout=left()) for group in groups]
+        return [with_claims(m, coordinator.read_claims(m.group, m.member_ids, timeout=left()))
+                for m in memberships]
     finally:
         _stop_soon(coordinator)
 

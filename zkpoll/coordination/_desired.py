@@ -1,8 +1,18 @@
 """Desired-state membership, shared by the ZooKeeper and heartbeat backends.
 
-Callers record what this member wants (join, update, leave); a backend
-worker thread makes it true and marks each change applied, again after a
-new session.  ``wait`` blocks the caller until the backend confirmed.
+Callers record what this member wants (join, update, leave, and its
+claims record); a backend worker thread makes it true and marks each change
+applied, again after a new session.  ``wait`` blocks the caller until the
+backend confirmed.
+
+Two kinds of data, written to different places:
+
+* **member data** (weight, ``active_at``, ``leave_at``, meters, ...): what
+  peers need to build rings; it changes on registration and on rare
+  announcements, and every watcher hears of each change;
+* **the claims record** (per-cycle claims and completions): replaced whole
+  by :meth:`put_claims`, written where nobody watches it, read by peers
+  only when this member has vanished (:meth:`read_claims`).
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from zkpoll.coordination.base import Coordinator, SessionState
+from zkpoll.coordination.base import PROTOCOL, Coordinator, SessionState
 from zkpoll.coordination.ring import LAYOUT
 from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable, NotJoined
 from zkpoll.version import __version__
@@ -45,6 +55,10 @@ class DesiredStateCoordinator(Coordinator):
         self._wanted_gen: dict[str, int] = {}           # group -> generation asked for
         self._applied_gen: dict[str, int] = {}          # group -> generation applied
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()  # to the worker
+        self._claims: dict[str, tuple[dict[str, Any], int]] = {}  # group -> (record, gen)
+        self._claims_gen = 0
+        self._claims_done: dict[str, int] = {}  # group -> newest generation written
+        self._claims_void: dict[str, int] = {}  # group -> generations that cannot be confirmed
 
     def _wake_worker(self) -> None:
         """Tell the worker there is something to reconcile."""
@@ -75,7 +89,7 @@ class DesiredStateCoordinator(Coordinator):
     def join(self, group: str, data: Mapping[str, Any] | None = None,
              wait: float | None = None) -> None:
         base = {"host": socket.gethostname(), "pid": os.getpid(), "version": __version__,
-                "weight": 1, "layout": LAYOUT}
+                "weight": 1, "layout": LAYOUT, "protocol": PROTOCOL}
         self._request(group, dict(base, **(data or {})), wait, replace=True)
 
     def update(self, group: str, data: Mapping[str, Any], wait: float | None = None) -> None:
@@ -88,7 +102,44 @@ class DesiredStateCoordinator(Coordinator):
         with self._cond:
             if self._desired.pop(group, None) is None:
                 return
+            self._void_claims(group)
         self._request(group, None, wait, replace=True)
+
+    # --- the claims record --------------------------------------------------
+    def put_claims(self, group: str, record: Mapping[str, Any]) -> int:
+        json.dumps(record)  # fail early, in the caller
+        with self._cond:
+            if group not in self._desired:
+                raise NotJoined(f"{self.member_id} has not joined group {group!r}")
+            self._claims_gen += 1
+            self._claims[group] = (dict(record), self._claims_gen)
+            gen = self._claims_gen
+        self._wake_worker()
+        return gen
+
+    def wait_claims(self, group: str, gen: int, timeout: float) -> bool:
+        def settled() -> bool:
+            return max(self._claims_done.get(group, 0), self._claims_void.get(group, 0)) >= gen
+        with self._cond:
+            self._cond.wait_for(settled, timeout)
+            return self._claims_done.get(group, 0) >= gen > self._claims_void.get(group, 0)
+
+    def _pending_claims(self) -> list[tuple[str, dict[str, Any], int]]:
+        """(group, record, generation) of claims records not yet written."""
+        with self._cond:
+            return [(g, dict(record), gen) for g, (record, gen) in self._claims.items()
+                    if self._claims_done.get(g, 0) < gen]
+
+    def _claims_written(self, group: str, gen: int) -> None:
+        with self._cond:
+            self._claims_done[group] = max(self._claims_done.get(group, 0), gen)
+            self._cond.notify_all()
+
+    def _void_claims(self, group: str) -> None:
+        """Under ``_cond``: no record asked for so far can be confirmed any more."""
+        _, gen = self._claims.pop(group, ({}, self._claims_gen))
+        self._claims_void[group] = max(gen, self._claims_gen)
+        self._cond.notify_all()
 
     def _request(self, group: str, data: dict[str, Any] | None, wait: float | None,
                  replace: bool) -> None:
@@ -139,13 +190,36 @@ class DesiredStateCoordinator(Coordinator):
                     for g, gen in self._wanted_gen.items()
                     if self._applied_gen.get(g, 0) < gen}
 
+    def _registration(self, group: str) -> tuple[dict[str, Any], int] | None:
+        """For the first publish of ``group`` in a session: the data to publish
+        (the registration hook's changes merged into the data wanted *now*)
+        and the generation it covers; None if the group was left meanwhile.
+
+        The hook runs without our lock (it may take its caller's); only the
+        fields it changed are merged, into the current data, so an update
+        made while it ran is neither lost nor marked applied unpublished.
+        """
+        with self._cond:
+            if group not in self._desired:
+                return None
+            asked = dict(self._desired[group])
+        changes = self._registration_changes(group, asked)
+        with self._cond:
+            if group not in self._desired:
+                return None
+            self._desired[group].update(changes)
+            return dict(self._desired[group]), self._wanted_gen.get(group, 0)
+
     def _mark_applied(self, group: str, gen: int) -> None:
         with self._cond:
             self._applied_gen[group] = max(self._applied_gen.get(group, 0), gen)
             self._cond.notify_all()
 
     def _forget_applied(self) -> None:
-        """A new session: every desired change must be applied again."""
+        """A new session: every desired change must be applied again, and no
+        claims record of the old session can be confirmed in the new one."""
         with self._cond:
             self._applied_gen.clear()
+            for group in list(self._claims):
+                self._void_claims(group)
             self._cond.notify_all()

@@ -26,13 +26,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
 from typing import Any
 
 from zkpoll.coordination._desired import DesiredStateCoordinator
 from zkpoll.coordination._store import MemberStore, member_timeouts
-from zkpoll.coordination.base import Member, Membership, SessionState
+from zkpoll.coordination.base import Member, Membership, SessionState, log_change
 from zkpoll.coordination.loader import make_member_id
 from zkpoll.coordination.url import BackendURL
 from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable
@@ -123,6 +123,13 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
 
     def get_groups(self, timeout: float = 10.0) -> list[str]:
         return sorted(self._read(self._store.groups, timeout, "list groups"))
+
+    def read_claims(self, group: str, member_ids: Iterable[str],
+                    timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+        ids = list(member_ids)
+        raw = self._read(lambda: self._store.read_claims(group, ids), timeout,
+                         f"read the claims in {group!r}")
+        return {m: _decode(raw.get(m), m) for m in ids}
 
     def _read(self, call: Callable[[], Any], timeout: float, what: str) -> Any:
         """Run a read on the reader pool: the caller waits ``timeout`` s at most."""
@@ -246,14 +253,25 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
                         self._apply()  # re-register everything, now
                         return
                 else:  # first publication in this session
-                    data = self._registration_data(group, data)
-                    with self._cond:
-                        if group in self._desired:
-                            self._desired[group] = dict(data)
+                    registration = self._registration(group)
+                    if registration is None:
+                        continue
+                    data, gen = registration
                     self._store.register(group, self.member_id, _encode(data), self._timeout)
                     self._registered.add(group)
                     LOG.info("member %s registered in %s", self.member_id, group)
             self._mark_applied(group, gen)
+        for group, record, gen in self._pending_claims():
+            if group not in self._registered:
+                continue
+            with self._translated(f"write the claims of {self.member_id} in {group!r}"):
+                alive = self._store.write_claims(group, self.member_id, _encode(record),
+                                                 self._timeout)
+            if not alive:
+                self._key_gone()
+                self._set_state(SessionState.CONNECTED)
+                return
+            self._claims_written(group, gen)
         while self._stale:
             with self._translated("remove a stale member"):
                 self._store.remove(*self._stale[0])
@@ -271,9 +289,7 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
             if snapshot.same_members(previous) and group in self._snapshots:
                 return
             self._snapshots[group] = snapshot
-        if snapshot.member_ids != previous.member_ids:
-            LOG.info("group %s: %d member(s) [%s] (was %d)", group, len(snapshot.members),
-                     ", ".join(snapshot.member_ids), len(previous.members))
+        log_change(LOG, previous, snapshot)
         self._notify(snapshot)
 
 
@@ -281,13 +297,17 @@ def _encode(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True).encode()
 
 
+def _decode(payload: bytes | None, member_id: str) -> dict[str, Any]:
+    if payload is None:
+        return {}
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        LOG.warning("member %s has undecodable data; treating it as empty", member_id)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _members(raw: Mapping[str, bytes]) -> tuple[Member, ...]:
-    result = []
-    for member_id, payload in raw.items():
-        try:
-            data = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            LOG.warning("member %s has undecodable data; treating it as empty", member_id)
-            data = {}
-        result.append(Member(member_id, data if isinstance(data, dict) else {}))
-    return tuple(result)
+    return tuple(Member(member_id, _decode(payload, member_id))
+                 for member_id, payload in raw.items())

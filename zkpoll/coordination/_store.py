@@ -17,9 +17,12 @@ from typing import Any
 from zkpoll.coordination.url import OPTION, BackendURL, redact
 from zkpoll.exceptions import ConfigError
 
-__all__ = ["MemberStore", "host_port", "member_timeouts"]
+__all__ = ["CLAIMS_RETENTION", "MemberStore", "host_port", "member_timeouts"]
 
 LOG = logging.getLogger(__name__)
+#: Seconds a claims record outlives its last write (peers read a vanished
+#: member's record within a cycle; the rest is for ``zkpoll-status``).
+CLAIMS_RETENTION = 3600.0
 
 
 def host_port(url: BackendURL, default_port: int) -> tuple[str, int]:
@@ -78,6 +81,17 @@ class MemberStore(abc.ABC):
     @abc.abstractmethod
     def touch(self, keys: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
         """Renew the TTL of each ``(group, member id)`` key; False where it is gone."""
+
+    @abc.abstractmethod
+    def write_claims(self, group: str, member_id: str, payload: bytes, ttl: float) -> bool:
+        """Write the member's claims record (kept ``CLAIMS_RETENTION`` s, not
+        watched, no change published), then renew the member key's TTL of
+        ``ttl`` s.  True only if the member key still existed *after* the
+        write: a peer that saw the member gone reads this record then."""
+
+    @abc.abstractmethod
+    def read_claims(self, group: str, member_ids: Sequence[str]) -> dict[str, bytes | None]:
+        """The claims record of each member (None where it has none)."""
 
     @abc.abstractmethod
     def remove(self, group: str, member_id: str) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from zkpoll.coordination.ring import HashRing
 
 __all__ = [
+    "PROTOCOL",
     "Coordinator",
     "Member",
     "Membership",
@@ -38,9 +39,16 @@ __all__ = [
     "RegistrationHook",
     "SessionState",
     "StateCallback",
+    "log_change",
 ]
 
 LOG = logging.getLogger(__name__)
+
+#: Membership protocol, published in member data: 2 = stable member data
+#: (changes only on registration and announcements) and per-cycle claims
+#: records where nobody watches them.  Members without it are of zkpoll
+#: 0.x (claims in member data) and cannot share a group with this version.
+PROTOCOL = 2
 
 
 class SessionState(enum.Enum):
@@ -112,10 +120,26 @@ class Membership:
         return self.members == other.members
 
 
+def log_change(log: logging.Logger, previous: Membership, snapshot: Membership) -> None:
+    """One bounded log line per changed snapshot (at most 5 ids per list)."""
+    before, after = set(previous.member_ids), set(snapshot.member_ids)
+    joined, gone = sorted(after - before), sorted(before - after)
+    if not joined and not gone:
+        log.debug("group %s: member data changed", snapshot.group)
+        return
+
+    def some(ids: list[str]) -> str:
+        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+        return (", ".join(ids[:5]) + more) or "-"
+    log.info("group %s: %d member(s) (was %d); joined: %s; gone: %s", snapshot.group,
+             len(after), len(before), some(joined), some(gone))
+
+
 MembershipCallback = Callable[[Membership], None]
 StateCallback = Callable[[SessionState], None]
-#: ``hook(group, data) -> data``: called before publishing in a NEW session.
-RegistrationHook = Callable[[str, dict[str, Any]], dict[str, Any]]
+#: ``hook(group, data) -> data``: called before publishing in a NEW session;
+#: the fields it adds or changes are published with the registration.
+RegistrationHook = Callable[[str, dict[str, Any]], Mapping[str, Any]]
 
 
 class Coordinator(abc.ABC):
@@ -131,6 +155,7 @@ class Coordinator(abc.ABC):
         self._listeners_lock = threading.Lock()
         self._state_listeners: list[StateCallback] = []
         self._watchers: dict[str, list[MembershipCallback]] = {}
+        self._data_watchers: set[tuple[str, int]] = set()  # (group, id(callback)) wanting data
         self._state = SessionState.CONNECTING
         self._registration_hooks: dict[str, RegistrationHook] = {}
 
@@ -210,11 +235,41 @@ class Coordinator(abc.ABC):
             else:
                 self._registration_hooks[group] = hook
 
-    def _registration_data(self, group: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Apply the group's registration hook (backends call this)."""
+    def _registration_changes(self, group: str, data: dict[str, Any]) -> dict[str, Any]:
+        """The fields the group's registration hook adds to or changes in ``data``
+        (backends call this, without holding their own locks)."""
         with self._listeners_lock:
             hook = self._registration_hooks.get(group)
-        return dict(data) if hook is None else dict(hook(group, dict(data)))
+        if hook is None:
+            return {}
+        result = hook(group, dict(data))
+        return {k: v for k, v in result.items() if k not in data or data[k] != v}
+
+    # --- the claims record ---------------------------------------------------
+    @abc.abstractmethod
+    def put_claims(self, group: str, record: Mapping[str, Any]) -> int:
+        """Ask for this member's claims record in ``group`` to be ``record``
+        (replaced whole; JSON-serialisable); returns its generation at once.
+
+        The record lives where no peer watches it (per-cycle writes cost no
+        watch fires); peers read it with :meth:`read_claims` after this
+        member vanished.  The backend writes it only while this member is
+        registered in the current session.
+        """
+
+    @abc.abstractmethod
+    def wait_claims(self, group: str, gen: int, timeout: float) -> bool:
+        """True once a record of generation ``gen`` or newer is written and
+        this member was still registered then; False after ``timeout``, or
+        at once when the session that asked for it has ended."""
+
+    @abc.abstractmethod
+    def read_claims(self, group: str, member_ids: Iterable[str],
+                    timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+        """The claims records of these members (``{}`` for a member without one).
+
+        :raises CoordinationError: the backend could not be read in time.
+        """
 
     # --- listeners -------------------------------------------------------
     def add_state_listener(self, callback: StateCallback) -> None:
@@ -228,14 +283,21 @@ class Coordinator(abc.ABC):
             if callback in self._state_listeners:
                 self._state_listeners.remove(callback)
 
-    def watch(self, group: str, callback: MembershipCallback) -> Callable[[], None]:
+    def watch(self, group: str, callback: MembershipCallback,
+              with_data: bool = True) -> Callable[[], None]:
         """Call ``callback(membership)`` on every change of ``group``.
 
+        With ``with_data=False`` the snapshots may carry only what rings are
+        built from (``active_at``, ``leave_at``, ``weight``, ``protocol``):
+        a backend that stores the rest apart (ZooKeeper) then reads no
+        member's data at all while no watcher of the group wants it.
         Returns a function that cancels the watch.
         """
         with self._listeners_lock:
             first = group not in self._watchers
             self._watchers.setdefault(group, []).append(callback)
+            if with_data:
+                self._data_watchers.add((group, id(callback)))
         if first:
             self._watch_started(group)
         else:
@@ -246,8 +308,14 @@ class Coordinator(abc.ABC):
                 callbacks = self._watchers.get(group, [])
                 if callback in callbacks:
                     callbacks.remove(callback)
+                self._data_watchers.discard((group, id(callback)))
 
         return cancel
+
+    def _wants_data(self, group: str) -> bool:
+        """True when some watcher of ``group`` wants full member data."""
+        with self._listeners_lock:
+            return any(g == group for g, _ in self._data_watchers)
 
     def _replay(self, group: str, callback: MembershipCallback) -> None:
         """Give a late watcher the current snapshot (backends override)."""

@@ -28,7 +28,7 @@ from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
 from zkpoll.coordination._heartbeat import HeartbeatCoordinator
-from zkpoll.coordination._store import MemberStore, host_port
+from zkpoll.coordination._store import CLAIMS_RETENTION, MemberStore, host_port
 from zkpoll.coordination.url import BackendURL
 
 __all__ = ["MemcachedCoordinator", "MemcachedStore"]
@@ -75,6 +75,9 @@ class MemcachedStore(MemberStore):
     def _index(self, group: str) -> str:
         return f"{self._prefix}/groups/{quote(group, safe='')}/index"
 
+    def _claims(self, group: str, member_id: str) -> str:
+        return f"{self._prefix}/groups/{quote(group, safe='')}/claims/{quote(member_id, safe='')}"
+
     def _edit(self, key: str, change: Callable[[set[str]], set[str]]) -> None:
         """Apply ``change`` to the id list at ``key`` by compare-and-swap."""
         for _ in range(_CAS_ATTEMPTS):
@@ -106,6 +109,18 @@ class MemcachedStore(MemberStore):
     def touch(self, keys: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
         return [bool(self._client.touch(self._key(g, m), expire=_expire(ttl)))
                 for g, m in keys]
+
+    def write_claims(self, group: str, member_id: str, payload: bytes, ttl: float) -> bool:
+        self._client.set(self._claims(group, member_id), payload,
+                         expire=_expire(CLAIMS_RETENTION))
+        # Touched after the write: found means the member was alive after it.
+        return bool(self._client.touch(self._key(group, member_id), expire=_expire(ttl)))
+
+    def read_claims(self, group: str, member_ids: Sequence[str]) -> dict[str, bytes | None]:
+        keys = {self._claims(group, m): m for m in member_ids}
+        found = self._client.get_many(list(keys)) if keys else {}
+        return {m: (bytes(found[k]) if found.get(k) is not None else None)
+                for k, m in keys.items()}
 
     def remove(self, group: str, member_id: str) -> None:
         self._client.delete(self._key(group, member_id))

@@ -7,12 +7,14 @@ rest of the path is the key prefix (default ``zkpoll``).  Keys::
     <prefix>/groups/<group>/members/<id>   member data (JSON), SET ... PX <timeout>
     <prefix>/groups/<group>/index          SET of member ids (readers drop dead ones)
     <prefix>/groups                        SET of group names
+    <prefix>/groups/<group>/claims/<id>    claims record (JSON), not watched, 1 h TTL
     <prefix>/changes                       pub/sub channel: a group name per change
 
 A member key and its index entry are written in one MULTI/EXEC
 transaction, and every join, update and leave publishes the group on the
 channel, so peers re-list at once; expiries are caught by the heartbeat's
 re-listing.  No server configuration is needed (no keyspace notifications).
+A claims write publishes nothing: per-cycle claims cost peers nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from zkpoll.coordination._heartbeat import HeartbeatCoordinator
-from zkpoll.coordination._store import MemberStore, host_port
+from zkpoll.coordination._store import CLAIMS_RETENTION, MemberStore, host_port
 from zkpoll.coordination.url import OPTION, BackendURL, redact
 from zkpoll.exceptions import ConfigError
 
@@ -67,6 +69,9 @@ class RedisStore(MemberStore):
     def _index(self, group: str) -> str:
         return f"{self._prefix}/groups/{group}/index"
 
+    def _claims(self, group: str, member_id: str) -> str:
+        return f"{self._prefix}/groups/{group}/claims/{member_id}"
+
     def ping(self) -> None:
         self._client.ping()
 
@@ -89,6 +94,18 @@ class RedisStore(MemberStore):
         for group, member_id in keys:
             pipe.pexpire(self._key(group, member_id), _ms(ttl))
         return [bool(found) for found in pipe.execute()]
+
+    def write_claims(self, group: str, member_id: str, payload: bytes, ttl: float) -> bool:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.set(self._claims(group, member_id), payload, px=_ms(CLAIMS_RETENTION))
+        pipe.pexpire(self._key(group, member_id), _ms(ttl))
+        return bool(pipe.execute()[1])
+
+    def read_claims(self, group: str, member_ids: Sequence[str]) -> dict[str, bytes | None]:
+        if not member_ids:
+            return {}
+        values = self._client.mget([self._claims(group, m) for m in member_ids])
+        return dict(zip(member_ids, values))
 
     def remove(self, group: str, member_id: str) -> None:
         pipe = self._client.pipeline(transaction=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
@@ -28,6 +28,8 @@ class StandaloneCoordinator(Coordinator):
         self._lock = threading.Lock()
         self._groups: dict[str, dict[str, Any]] = {}
         self._versions: dict[str, int] = {}
+        self._claims: dict[str, dict[str, Any]] = {}
+        self._claims_gen = 0
 
     def start(self, timeout: float | None = None) -> None:
         LOG.warning("no [coordination] backend_url: running standalone; this agent "
@@ -41,7 +43,8 @@ class StandaloneCoordinator(Coordinator):
 
     def join(self, group: str, data: Mapping[str, Any] | None = None,
              wait: float | None = None) -> None:
-        registered = self._registration_data(group, dict(data or {}))
+        registered = dict(data or {})
+        registered.update(self._registration_changes(group, registered))
         with self._lock:
             self._groups[group] = registered
         self._publish(group)
@@ -61,6 +64,23 @@ class StandaloneCoordinator(Coordinator):
 
     def get_members(self, group: str, timeout: float = 10.0) -> Membership:
         return self._snapshot(group)
+
+    def put_claims(self, group: str, record: Mapping[str, Any]) -> int:
+        with self._lock:
+            if group not in self._groups:
+                raise NotJoined(f"{self.member_id} has not joined group {group!r}")
+            self._claims[group] = dict(record)
+            self._claims_gen += 1
+            return self._claims_gen
+
+    def wait_claims(self, group: str, gen: int, timeout: float) -> bool:
+        return True  # written in memory at once; nobody else can take our work
+
+    def read_claims(self, group: str, member_ids: Iterable[str],
+                    timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {m: dict(self._claims.get(group, {})) if m == self.member_id else {}
+                    for m in member_ids}
 
     def get_groups(self, timeout: float = 10.0) -> list[str]:
         with self._lock:

@@ -2,7 +2,18 @@
 
 Tree (``<root>`` is the URL path, default ``/zkpoll``)::
 
-    <root>/groups/<group>/members/<member-id>    EPHEMERAL, JSON member data
+    <root>/groups/<group>/members/<member-id>!<rev>!<active_at>!<leave_at>!<weight>
+                                                 EPHEMERAL, JSON member data
+    <root>/groups/<group>/claims/<member-id>     persistent, JSON claims record
+
+Member znodes are named by what rings need (see ``_names``): one children
+watch per group is the only watch a member holds, and listing the children
+is all a membership change costs; a member's full data is read only for a
+watcher that asks for it (``with_data``), once per name.  A change of
+member data replaces the znode by a newly named one in one multi-op
+transaction.  Claims records change every cycle and are not watched by
+anyone: peers read a member's record once, after it vanished; they are
+deleted ``CLAIMS_RETENTION`` seconds after their member is gone.
 
 Threading: kazoo runs our watch and state callbacks on its own sequential
 callback thread; they only put an event on our queue.  One worker thread
@@ -35,17 +46,22 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KeeperState
 
 from zkpoll.coordination._desired import DesiredStateCoordinator
+from zkpoll.coordination._names import member_name, parse_member_name
 from zkpoll.coordination._kazoo import explain, kazoo_client
 from zkpoll.coordination._repeated import RepeatedFailure
-from zkpoll.coordination.base import Member, Membership, SessionState
+from zkpoll.coordination.base import PROTOCOL, Member, Membership, SessionState, log_change
 from zkpoll.coordination.loader import make_member_id
 from zkpoll.coordination.url import BackendURL
-from zkpoll.exceptions import CoordinatorUnreachable
+from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable
 
 __all__ = ["ZooKeeperCoordinator"]
 
 LOG = logging.getLogger(__name__)
 _OP_TIMEOUT = 10.0  # bound on any single ZooKeeper call made by the worker
+#: Seconds a vanished member's claims record is kept for late readers.
+CLAIMS_RETENTION = 3600.0
+#: Seconds between two sweeps of old claims records (by one member per group).
+CLAIMS_SWEEP_INTERVAL = 600.0
 #: What a failed ZooKeeper call raises: kazoo errors, and kazoo's timeout of an
 #: async result, which is not a KazooException.
 _ZK_ERRORS = (KazooException, KazooTimeoutError)
@@ -78,10 +94,16 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         self._last_contact = float("-inf")
         self._beat_in_flight = False
         self._snapshots: dict[str, Membership] = {}
-        self._member_data: dict[str, dict[str, Member]] = {}
         self._watchers_kz: dict[str, Any] = {}
         self._dirty: set[str] = set()  # watched groups to re-list (worker thread only)
         self._registered: set[str] = set()  # groups published in this session (worker only)
+        self._names: dict[str, str] = {}  # group -> our znode name (worker only)
+        self._published: dict[str, bytes] = {}  # group -> payload of that name (worker only)
+        self._rev = 0  # publication counter of this session (worker only)
+        self._attempts: dict[str, tuple[bytes, str]] = {}  # group -> unconfirmed publication
+        self._cache_lock = threading.Lock()
+        self._data_cache: dict[str, dict[str, Any]] = {}  # znode path -> its member data
+        self._next_sweep = time.monotonic() + CLAIMS_SWEEP_INTERVAL
         self._failures = RepeatedFailure(LOG)  # worker only
         self._auth_failures = RepeatedFailure(LOG)  # kazoo's connection thread only
         self._thread: threading.Thread | None = None
@@ -235,6 +257,7 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         for group in sorted(self._dirty):
             if self._refresh(group):
                 self._dirty.discard(group)
+        self._sweep_claims()
 
     def _on_state(self, state: KazooState, keeper_state: Any) -> set[str]:
         if state is KazooState.CONNECTED and keeper_state == KeeperState.CONNECTED_RO:
@@ -257,6 +280,9 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         old = self.member_id
         self.member_id = make_member_id(self._name)
         self._registered.clear()
+        self._names.clear()
+        self._published.clear()
+        self._attempts.clear()
         self._forget_applied()
         LOG.warning("ZooKeeper session expired: member %s re-registers as %s",
                     old, self.member_id)
@@ -283,57 +309,134 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         except _ZK_ERRORS:
             self._beat_in_flight = False  # not connected: no contact to record
 
-    def _member_path(self, group: str, member_id: str | None = None) -> str:
-        return f"{self._root}/groups/{group}/members/{member_id or self.member_id}"
+    def _members_path(self, group: str) -> str:
+        return f"{self._root}/groups/{group}/members"
+
+    def _claims_path(self, group: str, member_id: str | None = None) -> str:
+        return f"{self._root}/groups/{group}/claims/{member_id or self.member_id}"
 
     def _reconcile(self) -> None:
-        """Make our znodes match what the caller asked for."""
+        """Make our znodes match what the caller asked for: member data, then
+        claims records (only in a group we are registered in, this session)."""
         for group, (data, gen) in self._pending().items():
-            path = self._member_path(group)
+            what = f"publish member {self.member_id} in group {group}"
             try:
                 if data is None:
-                    self._delete(path)
+                    self._delete_member(group)
                     self._registered.discard(group)
                 else:
                     if group not in self._registered:  # first publish in this session
-                        data = self._registration_data(group, data)
-                        with self._cond:
-                            if group in self._desired:
-                                self._desired[group] = dict(data)
-                    self._publish(path, data)
+                        registration = self._registration(group)
+                        if registration is None:
+                            continue
+                        data, gen = registration
+                    self._publish(group, data)
                     self._registered.add(group)
             except _ZK_ERRORS as exc:
-                self._failures.failed(f"publish member {self.member_id} in group {group}",
+                self._failures.failed(what, self._explain(exc, self._members_path(group)))
+                return
+            self._failures.succeeded(what)
+            self._mark_applied(group, gen)
+        for group, record, gen in self._pending_claims():
+            if group not in self._registered:
+                continue
+            path = self._claims_path(group)
+            try:
+                self._write_claims(path, record)
+            except _ZK_ERRORS as exc:
+                self._failures.failed(f"write the claims of {self.member_id}",
                                       self._explain(exc, path))
                 return
-            self._failures.succeeded(f"publish member {self.member_id} in group {group}")
-            self._mark_applied(group, gen)
+            self._claims_written(group, gen)
+
+    def _write_claims(self, path: str, record: dict[str, Any]) -> None:
+        payload = json.dumps(record, sort_keys=True).encode()
+        try:
+            self._client.set_async(path, payload).get(timeout=_OP_TIMEOUT)
+        except NoNodeError:
+            self._client.ensure_path(path.rsplit("/", 1)[0])
+            try:
+                self._client.create_async(path, payload).get(timeout=_OP_TIMEOUT)
+            except NodeExistsError:  # our own earlier attempt got through
+                self._client.set_async(path, payload).get(timeout=_OP_TIMEOUT)
+
+    def read_claims(self, group: str, member_ids: Any,
+                    timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+        ids = list(member_ids)
+        pending = [(m, self._client.get_async(self._claims_path(group, m))) for m in ids]
+        result: dict[str, dict[str, Any]] = {}
+        for member_id, async_result in pending:
+            try:
+                raw, _ = async_result.get(timeout=timeout)
+            except NoNodeError:
+                result[member_id] = {}  # never claimed anything
+                continue
+            except _ZK_ERRORS as exc:
+                raise CoordinatorUnreachable(f"cannot read the claims of {member_id}: "
+                                             + self._explain(exc, self._claims_path(
+                                                 group, member_id))) from exc
+            result[member_id] = _decode(raw, self._claims_path(group, ""), member_id)
+        return result
 
     def _explain(self, exc: BaseException, path: str) -> str:
         """What a failed call means, for the operator."""
         return explain(exc, self._hosts, path)
 
-    def _publish(self, path: str, data: dict[str, Any]) -> None:
+    def _publish(self, group: str, data: dict[str, Any]) -> None:
+        """Publish ``data`` under a new name (see the module docstring); a
+        retry after a lost answer reuses the name, so it is idempotent."""
         payload = json.dumps(data, sort_keys=True).encode()
-        try:
-            self._client.set_async(path, payload).get(timeout=_OP_TIMEOUT)
+        registered = group in self._registered
+        if registered and self._published.get(group) == payload:
             return
-        except NoNodeError:
-            pass
-        self._client.ensure_path(path.rsplit("/", 1)[0])
+        attempt = self._attempts.get(group)
+        if attempt is None or attempt[0] != payload:
+            self._rev += 1
+            attempt = self._attempts[group] = (payload, member_name(self.member_id,
+                                                                    self._rev, data))
+        name = attempt[1]
+        path = f"{self._members_path(group)}/{name}"
+        old = self._names.get(group) if registered else None
+        if old is None:
+            self._create_member(group, path, payload)
+        else:
+            transaction = self._client.transaction()
+            transaction.create(path, payload, ephemeral=True)
+            transaction.delete(f"{self._members_path(group)}/{old}")
+            results = transaction.commit_async().get(timeout=_OP_TIMEOUT)
+            failures = [r for r in results if isinstance(r, Exception)]
+            if failures and not self._is_ours(path):
+                raise failures[0]
+        self._names[group], self._published[group] = name, payload
+        self._attempts.pop(group, None)
+
+    def _create_member(self, group: str, path: str, payload: bytes) -> None:
         try:
             self._client.create_async(path, payload, ephemeral=True).get(timeout=_OP_TIMEOUT)
-            LOG.info("member %s registered at %s", self.member_id, path)
+        except NoNodeError:
+            self._client.ensure_path(self._members_path(group))
+            self._client.create_async(path, payload, ephemeral=True).get(timeout=_OP_TIMEOUT)
         except NodeExistsError:
-            _, stat = self._client.get_async(path).get(timeout=_OP_TIMEOUT)
-            if stat.ephemeralOwner != self._session_id:
+            if not self._is_ours(path):
                 raise  # another session's node: retried until it expires
-            self._client.set_async(path, payload).get(timeout=_OP_TIMEOUT)
+            return
+        LOG.info("member %s registered in group %s", self.member_id, group)
 
-    def _delete(self, path: str) -> None:
+    def _is_ours(self, path: str) -> bool:
+        """True when ``path`` exists as an ephemeral of our session (a retried
+        call whose first attempt got through)."""
+        stat = self._client.exists_async(path).get(timeout=_OP_TIMEOUT)
+        return stat is not None and stat.ephemeralOwner == self._session_id
+
+    def _delete_member(self, group: str) -> None:
+        name = self._names.pop(group, None)
+        self._published.pop(group, None)
+        if name is None:
+            return
         try:
-            self._client.delete_async(path).get(timeout=_OP_TIMEOUT)
-            LOG.info("member %s left (%s deleted)", self.member_id, path)
+            self._client.delete_async(f"{self._members_path(group)}/{name}") \
+                .get(timeout=_OP_TIMEOUT)
+            LOG.info("member %s left group %s", self.member_id, group)
         except NoNodeError:
             pass
 
@@ -343,7 +446,8 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         Returns False when ZooKeeper could not be read (retried later).
         """
         try:
-            members = self._read_members(group, _OP_TIMEOUT, watch=True)
+            members = self._read_members(group, _OP_TIMEOUT, watch=True,
+                                         with_data=self._wants_data(group))
         except _ZK_ERRORS as exc:
             self._failures.failed(f"read group {group}",
                                   self._explain(exc, f"{self._root}/groups/{group}"))
@@ -355,16 +459,15 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
             if snapshot.same_members(previous) and group in self._snapshots:
                 return True
             self._snapshots[group] = snapshot
-        if snapshot.member_ids == previous.member_ids:
-            LOG.debug("group %s: member data changed", group)
-        else:
-            LOG.info("group %s: %d member(s) [%s] (was %d)", group, len(snapshot.members),
-                     ", ".join(snapshot.member_ids), len(previous.members))
+        log_change(LOG, previous, snapshot)
         self._notify(snapshot)
         return True
 
-    def _read_members(self, group: str, timeout: float, watch: bool) -> dict[str, Member]:
-        members_path = f"{self._root}/groups/{group}/members"
+    def _read_members(self, group: str, timeout: float, watch: bool,
+                      with_data: bool = True) -> dict[str, Member]:
+        """List the group (one request); read the data of names not seen yet
+        when ``with_data``."""
+        members_path = self._members_path(group)
         watcher = self._group_watcher(group) if watch else None
         while True:
             try:
@@ -379,16 +482,66 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
                 if self._client.exists_async(members_path, watch=watcher) \
                         .get(timeout=timeout) is None:
                     return {}
-        pending = [(c, self._client.get_async(f"{members_path}/{c}", watch=watcher))
-                   for c in children]
-        result: dict[str, Member] = {}
+        named: dict[str, tuple[int, str, dict[str, Any]]] = {}  # id -> (rev, child, fields)
+        for child in children:
+            parsed = parse_member_name(child)
+            if parsed is None:  # a member of an older protocol
+                named[child] = (-1, child, {"protocol": 1})
+                continue
+            member_id, rev, fields = parsed
+            if member_id not in named or named[member_id][0] < rev:
+                named[member_id] = (rev, child, dict(fields, protocol=PROTOCOL))
+        data = self._read_data(members_path, [c for _, c, _ in named.values()], timeout) \
+            if with_data else {}
+        return {member_id: Member(member_id, {**data.get(child, {}), **fields})
+                for member_id, (_, child, fields) in named.items()}
+
+    def _read_data(self, members_path: str, children: list[str],
+                     timeout: float) -> dict[str, dict[str, Any]]:
+        """Data of these member znodes, read once per name (names change with the data)."""
+        paths = {child: f"{members_path}/{child}" for child in children}
+        with self._cache_lock:
+            known = {c: self._data_cache[p] for c, p in paths.items() if p in self._data_cache}
+        pending = [(c, self._client.get_async(p)) for c, p in paths.items() if c not in known]
         for child, async_result in pending:
             try:
                 raw, _ = async_result.get(timeout=timeout)
             except NoNodeError:
-                continue  # left between the listing and the read
-            result[child] = Member(child, _decode(raw, members_path, child))
-        return result
+                continue  # replaced or gone between the listing and the read
+            known[child] = _decode(raw, members_path, child)
+        with self._cache_lock:
+            for path in [p for p in self._data_cache if p.startswith(members_path + "/")]:
+                if path.rsplit("/", 1)[1] not in paths:
+                    del self._data_cache[path]
+            self._data_cache.update({paths[c]: d for c, d in known.items()})
+        return known
+
+    def _sweep_claims(self) -> None:
+        """Delete claims records whose member is gone for ``CLAIMS_RETENTION``
+        seconds; done by the first member (by id) of each group we are in."""
+        if time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + CLAIMS_SWEEP_INTERVAL
+        for group in sorted(self._registered):
+            with self._cond:
+                snapshot = self._snapshots.get(group)
+            if snapshot is None or not snapshot.member_ids \
+                    or snapshot.member_ids[0] != self.member_id:
+                continue
+            parent = self._claims_path(group, "").rstrip("/")
+            try:
+                owners = self._client.get_children_async(parent).get(timeout=_OP_TIMEOUT)
+            except _ZK_ERRORS:
+                continue
+            gone = [o for o in owners if o not in snapshot.member_ids]
+            cutoff = (time.time() - CLAIMS_RETENTION) * 1000
+            for owner in gone:
+                try:
+                    stat = self._client.exists_async(f"{parent}/{owner}").get(_OP_TIMEOUT)
+                    if stat is not None and stat.mtime < cutoff:
+                        self._client.delete_async(f"{parent}/{owner}").get(_OP_TIMEOUT)
+                except _ZK_ERRORS as exc:
+                    LOG.debug("claims sweep of %s: %s", parent, exc)
 
 
 def _decode(raw: bytes, path: str, child: str) -> dict[str, Any]:

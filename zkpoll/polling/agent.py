@@ -29,12 +29,12 @@ from zkpoll.api import ApiServer
 from zkpoll.coordination import Coordinator, get_coordinator
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
-from zkpoll.partition import Partition, ring_epoch
+from zkpoll.ownership import Partition, ring_epoch
 from zkpoll.polling import options
 from zkpoll.polling.cycles import next_cycle, source_offset
 from zkpoll.polling.health import Health, Withdrawal
 from zkpoll.polling.overlap import OverlapMonitor
-from zkpoll.polling.ownership import Ownership
+from zkpoll.polling.ownership import KEEP_LAST_RING, Ownership
 from zkpoll.polling.plugins import LoadedPlugins, load_plugins
 from zkpoll.polling.runner import CycleStats, SourceRunner
 from zkpoll.polling.sources import PollingConfig
@@ -57,7 +57,7 @@ class Agent:
         self.publishers: dict[str, Publisher] = {}
         self.coordinator: Coordinator | None = None
         self.partitions: dict[str, Partition] = {}   # namespace -> partition
-        self.ownership = Ownership({}, 0.25)
+        self.ownership = Ownership({})  # replaced in start(); holds no thread
         self.monitors: list[OverlapMonitor] = []
         self._refused: dict[str, frozenset[str]] = {}  # group -> meters refused there
         self.health = Health([], 0)
@@ -142,13 +142,12 @@ class Agent:
             self.coordinator.start(timeout=self.conf.coordination.start_timeout)
         except CoordinatorUnreachable as exc:
             LOG.error("%s; partitioned sources wait until it answers", exc)
-        for ns in self.partitioned_namespaces():
-            partition = Partition(self.coordinator, self.group_name(ns),
-                                  self.conf.coordination.settle_time)
-            self.partitions[ns] = partition
         cconf = self.conf.coordination
-        self.ownership = Ownership(self.partitions, cconf.fence_margin, cconf.on_backend_loss)
-        self.ownership.runners = list(self.runners)
+        for ns in self.partitioned_namespaces():
+            self.partitions[ns] = Partition(
+                self.coordinator, self.group_name(ns), cconf.settle_time, cconf.fence_margin,
+                keep_last_ring=cconf.on_backend_loss == KEEP_LAST_RING)
+        self.ownership = Ownership(self.partitions, self.runners)
         self.ownership.on_catch_up = self._on_catch_up
         longest = max(r.source.interval for r in self.runners)
         self.withdrawal = Withdrawal(self.health, self.partitions,
@@ -187,8 +186,7 @@ class Agent:
         return {"namespace": namespace, "weight": self.conf.coordination.weight,
                 "meters": polled,
                 "intervals": {r.source.name: r.source.interval for r in self.runners
-                              if r.source.name in polled},
-                "last_completed_cycle": {}, "owned": {}, "fenced": None, "withdrawn": None}
+                              if r.source.name in polled}}
 
     def _loop(self, runner: SourceRunner) -> None:
         source = runner.source
@@ -223,14 +221,7 @@ class Agent:
             return
         self.last_stats[runner.source.name] = stats
         self.health.record(stats, runner.source.interval)
-        for ns, partition in self.partitions.items():
-            if any(i.namespace == ns for i in runner.pollsters) and not stats.fenced:
-                data = partition.data or {}
-                name = runner.source.name
-                partition.update({
-                    "last_completed_cycle": dict(data.get("last_completed_cycle", {}),
-                                                 **{name: index}),
-                    "owned": dict(data.get("owned", {}), **{name: stats.owned})})
+        self.ownership.cycle_done(stats, sorted({i.namespace for i in runner.pollsters}))
         self._log_cycle(stats)
         if self.partitions and self._leave_at is None:
             self.withdrawal.check()
@@ -241,11 +232,17 @@ class Agent:
 
     def _log_cycle(self, stats: CycleStats) -> None:
         level = logging.WARNING if stats.errors or stats.timeouts or stats.fenced else logging.INFO
-        LOG.log(level, "source %s cycle %d%s: %s/%d resources, %d samples in %.3fs, %d errors, "
-                "%d timeouts, %s", stats.source, stats.index,
-                " (catch-up)" if stats.catch_up else "",
-                "FENCED" if stats.fenced else stats.owned, stats.resources, stats.samples,
-                stats.duration, stats.errors, stats.timeouts, self._ring_summary(stats.start))
+        if stats.catch_up:
+            what = ("resumed: polled our %d resource(s) skipped while fenced" if stats.resumed
+                    else "catch-up: polled %d resource(s) inherited from a vanished member")
+            polled = what % stats.owned
+        elif stats.fenced:
+            polled = f"FENCED: polled none of its {stats.resources} resource(s)"
+        else:
+            polled = f"polled {stats.owned} of {stats.resources} resource(s)"
+        LOG.log(level, "source %s cycle %d: %s, %d samples in %.3fs, %d errors, %d timeouts; "
+                "%s", stats.source, stats.index, polled, stats.samples, stats.duration,
+                stats.errors, stats.timeouts, self._ring_summary(stats.start))
 
     def _ring_summary(self, start: float) -> str:
         if not self.partitions:
@@ -264,8 +261,8 @@ class Agent:
                     LOG.error("could not announce the leave: %s", exc)
             self._leave_at = leave_at
             self._leaving.set()
-            LOG.info("graceful stop: polling the cycles that start before the handoff "
-                     "in %.1fs", leave_at - time.time())
+            LOG.info("graceful stop: polling the cycles that start in the next %.1fs, then "
+                     "handing over", max(0.0, leave_at - time.time()))
             for thread in self._threads:
                 thread.join(max(0.0, leave_at - time.time()) + self._longest_timeout())
         self._stop.set()
@@ -279,7 +276,6 @@ class Agent:
                 LOG.warning("%s", exc)
         if self.coordinator is not None:
             self.coordinator.stop()
-        self.ownership.close()
         for monitor in self.monitors:
             monitor.stop()
         if self._executor is not None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from zkpoll.partition import Partition
+from zkpoll.ownership import Partition
 from zkpoll.polling.runner import CycleStats
 from zkpoll.publisher.base import Publisher
 

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from zkpoll.coordination import SessionState
-from zkpoll.partition import ring_epoch
+from zkpoll.ownership import ring_epoch
 
 if TYPE_CHECKING:
     from zkpoll.polling.agent import Agent

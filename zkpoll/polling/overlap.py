@@ -4,8 +4,10 @@ Agents with different ``partitioning_group_prefix`` values form separate
 groups and each splits only its own work, so a meter polled by two such
 groups is polled twice.  Every member publishes its meters per source in
 its member data; :class:`OverlapMonitor` compares ours with those of every
-other group of the same namespace at start, whenever our group changes,
-and every ``interval`` seconds (to see groups that appear).  With
+other group of the same namespace at start, then after 1, 2, 4, ... seconds
+up to every ``interval`` seconds (to see groups that appear).  A change of our own group does not change
+what the others poll, so it triggers nothing: with ZooKeeper, a sibling
+group's member data is read once per member znode name (it is cached).  With
 ``[polling] overlap_fatal`` the overlapping meters are refused here.
 """
 
@@ -72,8 +74,8 @@ class OverlapMonitor:
                                         name=f"zkpoll-overlap-{group}")
 
     def start(self) -> None:
-        """Check now and then in the background; re-check on every group change."""
-        self.coordinator.watch(self.group, lambda _membership: self._wake.set())
+        """Check now, then again and again (see the module docstring), in the background."""
+        self._wake.set()
         self._thread.start()
 
     def stop(self) -> None:
@@ -81,9 +83,11 @@ class OverlapMonitor:
         self._wake.set()
 
     def _run(self) -> None:
+        delay = 1.0  # sibling groups usually start together: look again soon
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
+            self._wake.wait(delay)
             self._wake.clear()
+            delay = min(self.interval, delay * 2)
             if self._stop.is_set():
                 return
             try:

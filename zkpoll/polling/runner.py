@@ -46,6 +46,7 @@ class CycleStats:
     timeouts: int = 0
     fenced: bool = False
     catch_up: bool = False
+    resumed: bool = False  #: a catch_up run of our own share, skipped while fenced
     duration: float = 0.0
     owned_keys: set[str] = field(default_factory=set)
 

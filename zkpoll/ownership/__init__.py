@@ -1,0 +1,34 @@
+"""The ownership core: which keys this member polls in which cycle.
+
+Layers, bottom up:
+
+* :mod:`~zkpoll.ownership.members`: member views, who is in the ring of a
+  cycle, ring epochs (pure);
+* :mod:`~zkpoll.ownership.events`: the events and actions of the rules;
+* :mod:`~zkpoll.ownership.state`: the rules, a pure state machine;
+* :mod:`~zkpoll.ownership.partition`: the threads that feed it from a
+  coordinator and carry out its actions.
+
+It sits beside :mod:`zkpoll.coordination` (which it uses) and below the
+polling agent (which it knows nothing of).
+"""
+
+from zkpoll.ownership.events import Contact, Poll, Skip
+from zkpoll.ownership.members import MemberInfo, eligible_members, member_info, ring_epoch
+from zkpoll.ownership.partition import Partition, PollCallback
+from zkpoll.ownership.state import OwnershipConfig, OwnershipState, claimed_cycle
+
+__all__ = [
+    "Contact",
+    "MemberInfo",
+    "OwnershipConfig",
+    "OwnershipState",
+    "Partition",
+    "Poll",
+    "PollCallback",
+    "Skip",
+    "claimed_cycle",
+    "eligible_members",
+    "member_info",
+    "ring_epoch",
+]

@@ -1,0 +1,429 @@
+"""The ownership rules of one group, as a pure state machine.
+
+:class:`OwnershipState` decides, for this member and one group, which keys
+it polls in each cycle, when it must not poll (fencing), when a cycle
+needs a write-ahead claim, what it catches up when a member vanishes, and
+when it resumes a cycle it skipped.  It does no I/O, starts no thread and
+reads no clock: ``handle(event) -> [actions]``, in the style of
+dask.distributed's worker state machine.  Threads feed it events (see
+:mod:`zkpoll.ownership.events`) and carry out the actions.
+
+The rules (docs/design.md, section 4):
+
+* **Ring per cycle.** The ring for a cycle starting at ``T`` holds the
+  members with ``active_at <= T < leave_at``; our own data is taken from
+  this state (authoritative before any snapshot shows it).
+* **Fencing.** Partitioned work is polled only while the backend heard from
+  us within ``(1 - fence_margin) x session_timeout`` and within
+  ``settle_time``, while our member is listed and while no member of an
+  older protocol shares the group.  ``keep_last_ring`` polls the last slice
+  instead (while registered).
+* **Write-ahead claim.** Before polling its share of a cycle a member has
+  the backend confirm a claims record naming that cycle; unconfirmed, it
+  skips (gap, never a duplicate) unless ``keep_last_ring``.
+* **Catch-up.** When members vanish, their claims records are read once;
+  keys they owned in a cycle still in flight that they never claimed go to
+  their successors in the current ring, polled at once.
+* **Resume.** A cycle skipped while fenced is polled once unfenced in the
+  same session (nobody can have taken it: that needs our session to expire).
+* **Join and leave** are announced ``settle_time`` ahead (``active_at``,
+  ``leave_at``); every registration, also in a new session, announces a
+  fresh ``active_at``; an announced ``leave_at`` is never moved later.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from zkpoll.coordination.ring import HashRing
+from zkpoll.ownership.events import (
+    Action, Announce, ClaimResult, ClaimsRead, Contact, CycleDone, CycleStarted, Event,
+    FenceChanged, JoinRequested, LeaveRequested, MembershipChanged, Poll, ReadClaims,
+    RejoinRequested, SessionLost, SessionStarted, Skip, Tick, WriteClaims,
+)
+from zkpoll.ownership.members import PROTOCOL, MemberInfo, RingCache, eligible
+
+__all__ = ["PROTOCOL", "OwnershipConfig", "OwnershipState", "claimed_cycle"]
+
+_INF = math.inf
+
+
+@dataclass(frozen=True)
+class OwnershipConfig:
+    """The rules' parameters for one group."""
+
+    group: str
+    settle_time: float
+    fence_margin: float = 0.25
+    keep_last_ring: bool = False
+    claim_timeout: float = 1.0  #: longest wait for a claim's confirmation
+
+
+@dataclass
+class _Plan:
+    """The ring and keys one source's cycle was planned with."""
+
+    index: int
+    start: float
+    interval: float
+    ring: HashRing
+    keys: set[str] = field(default_factory=set)
+
+    def in_flight(self, now: float) -> bool:
+        return self.start <= now < self.start + self.interval
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    index: int
+    start: float
+    interval: float
+    keys: tuple[str, ...]
+    member_id: str
+
+
+@dataclass(frozen=True)
+class _Pending:
+    index: int
+    start: float
+    keys: tuple[str, ...]
+    kind: str
+    previous: int | None  # the record's cycle before this claim (restored if refused)
+    skipped: _Skipped
+
+
+def claimed_cycle(record: Any, source: str) -> int:
+    """The newest cycle of ``source`` a claims record names (-1: none)."""
+    cycles = record.get("cycles") if isinstance(record, dict) else None
+    value = cycles.get(source) if isinstance(cycles, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
+class OwnershipState:
+    """This member's ownership decisions in one group (module docstring)."""
+
+    def __init__(self, config: OwnershipConfig) -> None:
+        self.config = config
+        self.member_id: str | None = None   #: our id in the current session
+        self.own: MemberInfo | None = None  #: what we announce (None: not joined)
+        self.withdrawn: str | None = None
+        self.view: tuple[MemberInfo, ...] = ()
+        self.plans: dict[str, _Plan] = {}
+        self.confirmed: dict[str, int] = {}
+        self.record: dict[str, Any] = _empty_record()
+        self.skipped: dict[str, _Skipped] = {}
+        self.pending: dict[str, _Pending] = {}
+        self.fenced: str | None = None
+        #: (logging level, cause, text) of every transition, newest last
+        self.log: deque[tuple[int, str, str]] = deque(maxlen=2000)
+        self._new_notes: list[tuple[int, str, str]] = []
+        self._rings = RingCache()
+
+    # --- queries -------------------------------------------------------------
+    @property
+    def registered(self) -> bool:
+        """True when the latest snapshot lists our member id."""
+        return self.member_id is not None and any(
+            m.member_id == self.member_id for m in self.view)
+
+    @property
+    def wants_ticks(self) -> bool:
+        """True while a skipped cycle may still be resumed."""
+        return bool(self.skipped)
+
+    def ring_at(self, at: float) -> HashRing:
+        """The ring for a cycle starting at ``at`` (our own data included)."""
+        members = eligible((m for m in self.view if m.member_id != self.member_id), at)
+        if self.own is not None and self.member_id is not None and self.own.active(at):
+            members[self.member_id] = self.own.weight
+        return self._rings.get(members)
+
+    def fence_reason(self, contact: Contact) -> str | None:
+        """Why this member must not trust its view now, or None."""
+        age = contact.contact_age
+        lease = contact.session_timeout * (1.0 - self.config.fence_margin)
+        if age >= lease:
+            return (f"no answer from the coordination backend for {age:.1f}s (lease "
+                    f"{lease:.1f}s of a {contact.session_timeout:.1f}s session)")
+        settle = self.config.settle_time
+        if age >= settle > 0:
+            return f"membership view is {age:.1f}s old, more than settle_time {settle:.1f}s"
+        if not self.registered:
+            return f"{self.member_id} is not (yet) listed in group {self.config.group}"
+        foreign = sorted(m.member_id for m in self.view if m.protocol != PROTOCOL)
+        if foreign:
+            return (f"group {self.config.group} has {len(foreign)} member(s) of another "
+                    f"zkpoll membership protocol ({', '.join(foreign[:3])}); stop them "
+                    "first (docs/operations.md, upgrading)")
+        return None
+
+    def drain_log(self) -> list[tuple[int, str, str]]:
+        """The transitions noted since the last call (for the feeder to log)."""
+        notes, self._new_notes = self._new_notes, []
+        return notes
+
+    # --- the one entry point -------------------------------------------------
+    def handle(self, event: Event) -> list[Action]:
+        """Apply ``event``; return what the feeder must do, in order."""
+        handler = _HANDLERS[type(event)]
+        return handler(self, event, event.describe())
+
+    # --- membership of this member -------------------------------------------
+    def _join(self, ev: JoinRequested, cause: str) -> list[Action]:
+        active_at = ev.contact.now + self.config.settle_time
+        self.own = MemberInfo(self.member_id or "", ev.weight, active_at, _INF)
+        self.withdrawn = None
+        self._note(logging.INFO, cause, f"joining: active from {_fmt(active_at)}")
+        return [Announce({"active_at": active_at, "leave_at": None, "weight": ev.weight},
+                         cause=cause)]
+
+    def _session_started(self, ev: SessionStarted, cause: str) -> list[Action]:
+        if ev.member_id != self.member_id:
+            # Claims and skips belong to a session: the new id starts clean.
+            self.member_id = ev.member_id
+            self.confirmed.clear()
+            self.pending.clear()
+            self.skipped.clear()
+            self.record = _empty_record()
+        if self.own is None:
+            return []
+        active_at = max(self.own.active_at, ev.contact.now + self.config.settle_time)
+        self.own = replace(self.own, member_id=ev.member_id, active_at=active_at)
+        self._note(logging.INFO, cause, f"registering as {ev.member_id}: active from "
+                   f"{_fmt(active_at)}")
+        return [Announce({"active_at": active_at}, cause=cause)]
+
+    def _session_lost(self, ev: SessionLost, cause: str) -> list[Action]:
+        self.confirmed.clear()
+        self._note(logging.WARNING, cause, "session lost: no claim of it counts any more")
+        return []
+
+    def _leave(self, ev: LeaveRequested, cause: str) -> list[Action]:
+        if self.own is None:
+            return []
+        leave_at = min(self.own.leave_at, ev.contact.now + self.config.settle_time)
+        self.own = replace(self.own, leave_at=leave_at)
+        fields: dict[str, Any] = {"leave_at": leave_at}
+        if ev.reason:
+            self.withdrawn = fields["withdrawn"] = ev.reason
+        self._note(logging.INFO, cause, f"leaving: last cycle starts before {_fmt(leave_at)}"
+                   + (f" (withdrawn: {ev.reason})" if ev.reason else ""))
+        return [Announce(fields, cause=cause)]
+
+    def _rejoin(self, ev: RejoinRequested, cause: str) -> list[Action]:
+        if self.own is None:
+            return []
+        active_at = ev.contact.now + self.config.settle_time
+        self.own = replace(self.own, active_at=active_at, leave_at=_INF)
+        self.withdrawn = None
+        self._note(logging.INFO, cause, f"rejoining: active from {_fmt(active_at)}")
+        return [Announce({"active_at": active_at, "leave_at": None, "withdrawn": None},
+                         cause=cause)]
+
+    # --- the group ------------------------------------------------------------
+    def _membership(self, ev: MembershipChanged, cause: str) -> list[Action]:
+        before = {m.member_id for m in self.view}
+        self.view = tuple(sorted(ev.members, key=lambda m: m.member_id))
+        after = {m.member_id for m in self.view}
+        joined, gone = after - before, before - after - {self.member_id}
+        if joined or gone:
+            self._note(logging.INFO, cause, f"{len(after)} member(s); joined: "
+                       f"{', '.join(sorted(joined)) or '-'}; gone: "
+                       f"{', '.join(sorted(gone)) or '-'}")
+        now = ev.contact.now
+        orphans = sorted(m for m in gone if any(
+            plan.in_flight(now) and m in plan.ring for plan in self.plans.values()))
+        return [ReadClaims(tuple(orphans), cause=cause)] if orphans else []
+
+    def _claims_read(self, ev: ClaimsRead, cause: str) -> list[Action]:
+        if ev.claims is None:
+            self._note(logging.ERROR, cause, f"cannot read the claims of "
+                       f"{', '.join(ev.member_ids)} ({ev.error}): their share of the cycle "
+                       "in flight is not caught up (a gap, never a duplicate)")
+            return []
+        reason = self.fence_reason(ev.contact)
+        if reason:
+            self._note(logging.WARNING, cause, f"not catching up while fenced: {reason}")
+            return []
+        actions: list[Action] = []
+        now = ev.contact.now
+        for source, plan in sorted(self.plans.items()):
+            if not plan.in_flight(now):
+                continue
+            orphaned = {m for m in ev.member_ids
+                        if claimed_cycle(ev.claims.get(m), source) < plan.index}
+            current = self.ring_at(plan.start)
+            extra: tuple[str, ...] = ()
+            if orphaned and len(plan.ring) and len(current):
+                extra = tuple(sorted(k for k in plan.keys if plan.ring.owner(k) in orphaned
+                                     and current.owner(k) == self.member_id))
+            plan.ring = current
+            if extra:
+                self._note(logging.INFO, cause, f"catch-up: source {source} cycle "
+                           f"{plan.index}: {len(extra)} resource(s) inherited from "
+                           f"{', '.join(sorted(orphaned))}")
+                actions.append(Poll(source, plan.index, plan.start, extra, "catch_up",
+                                    cause=cause))
+        return actions
+
+    # --- cycles -------------------------------------------------------------------
+    def _cycle_started(self, ev: CycleStarted, cause: str) -> list[Action]:
+        reason = self.fence_reason(ev.contact)
+        actions = self._note_fence(reason, cause)
+        skipped = _Skipped(ev.index, ev.start, ev.interval, ev.keys, self.member_id or "")
+        if reason and not (self.config.keep_last_ring and self.registered):
+            self.skipped[ev.source] = skipped
+            return [*actions, Skip(ev.source, ev.index, reason, cause=cause)]
+        plan = self._plan(ev.source, ev.index, ev.start, ev.interval, ev.keys, cause)
+        owned = self._owned(plan, ev.keys)
+        if reason:  # keep_last_ring: poll the last slice, no claim can be confirmed
+            return [*actions, Poll(ev.source, ev.index, ev.start, owned, confirmed=False,
+                                   cause=cause)]
+        return [*actions, *self._claim(ev.source, skipped, owned, "cycle", ev.contact, cause)]
+
+    def _claim(self, source: str, skipped: _Skipped, owned: tuple[str, ...], kind: str,
+               contact: Contact, cause: str) -> list[Action]:
+        cycles = self.record["cycles"]
+        previous = cycles.get(source)
+        cycles[source] = skipped.index
+        if not owned:  # nothing to poll: a progress report, nobody waits for it
+            return [WriteClaims(_copy(self.record), cause=cause),
+                    Poll(source, skipped.index, skipped.start, (), kind, cause=cause)]
+        self.pending[source] = _Pending(skipped.index, skipped.start, owned, kind, previous,
+                                        skipped)
+        lease = contact.session_timeout * (1.0 - self.config.fence_margin) - contact.contact_age
+        timeout = max(0.05, min(self.config.claim_timeout, lease))
+        return [WriteClaims(_copy(self.record), source, skipped.index, wait=True,
+                            timeout=timeout, cause=cause)]
+
+    def _claim_result(self, ev: ClaimResult, cause: str) -> list[Action]:
+        pending = self.pending.get(ev.source)
+        if pending is None or pending.index != ev.index:
+            return []  # a claim of an older session or cycle
+        del self.pending[ev.source]
+        if ev.confirmed:
+            self.confirmed[ev.source] = max(ev.index, self.confirmed.get(ev.source, -1))
+            if pending.kind == "resume":
+                self._note(logging.INFO, cause, f"resuming: source {ev.source} cycle "
+                           f"{ev.index}: our {len(pending.keys)} resource(s) skipped while "
+                           "fenced")
+            return [Poll(ev.source, ev.index, pending.start, pending.keys, pending.kind,
+                         cause=cause)]
+        if self.config.keep_last_ring and pending.kind == "cycle":
+            self._note(logging.WARNING, cause, f"source {ev.source} cycle {ev.index}: the "
+                       f"backend did not confirm our claim ({ev.error}); polling anyway "
+                       "(on_backend_loss = keep_last_ring)")
+            return [Poll(ev.source, ev.index, pending.start, pending.keys, confirmed=False,
+                         cause=cause)]
+        cycles = self.record["cycles"]
+        if cycles.get(ev.source) == ev.index:
+            if pending.previous is None:
+                del cycles[ev.source]
+            else:
+                cycles[ev.source] = pending.previous
+        self.skipped[ev.source] = pending.skipped
+        reason = f"the backend did not confirm our claim ({ev.error or 'no answer'})"
+        self._note(logging.WARNING, cause, f"source {ev.source} cycle {ev.index}: {reason}; "
+                   "not polling it")
+        return [Skip(ev.source, ev.index, reason, cause=cause)]
+
+    def _cycle_done(self, ev: CycleDone, cause: str) -> list[Action]:
+        self.record["completed"][ev.source] = ev.index
+        self.record["owned"][ev.source] = ev.owned
+        return []
+
+    def _tick(self, ev: Tick, cause: str) -> list[Action]:
+        reason = self.fence_reason(ev.contact)
+        actions = self._note_fence(reason, cause)
+        now = ev.contact.now
+        for source, skipped in sorted(self.skipped.items()):
+            if skipped.member_id != self.member_id or not (
+                    skipped.start <= now < skipped.start + skipped.interval):
+                del self.skipped[source]
+                continue
+            if reason or source in self.pending:
+                continue
+            del self.skipped[source]
+            plan = self._plan(source, skipped.index, skipped.start, skipped.interval,
+                              skipped.keys, cause)
+            owned = self._owned(plan, skipped.keys)
+            if owned:
+                actions += self._claim(source, skipped, owned, "resume", ev.contact, cause)
+        return actions
+
+    # --- helpers -------------------------------------------------------------------
+    def _plan(self, source: str, index: int, start: float, interval: float,
+              keys: tuple[str, ...], cause: str) -> _Plan:
+        ring = self.ring_at(start)
+        plan = self.plans.get(source)
+        if plan is None or plan.start != start:
+            if plan is not None and plan.ring != ring:
+                self._note(logging.INFO, cause, _ring_change(source, plan.ring, ring))
+            plan = self.plans[source] = _Plan(index, start, interval, ring)
+        plan.ring = ring
+        plan.keys.update(keys)
+        return plan
+
+    def _owned(self, plan: _Plan, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if self.member_id is None or self.member_id not in plan.ring:
+            return ()
+        return tuple(plan.ring.owned_by(self.member_id, keys))
+
+    def _note_fence(self, reason: str | None, cause: str) -> list[Action]:
+        if bool(reason) == bool(self.fenced):
+            self.fenced = reason
+            return []
+        self.fenced = self.record["fenced"] = reason
+        if reason:
+            what = ("keeping the last ring (on_backend_loss = keep_last_ring)"
+                    if self.config.keep_last_ring else "not polling partitioned work")
+            self._note(logging.WARNING, cause, f"FENCED: {reason}; {what}")
+        else:
+            self._note(logging.INFO, cause, "unfenced: polling partitioned work again")
+        return [FenceChanged(reason, self.config.keep_last_ring, cause=cause),
+                WriteClaims(_copy(self.record), cause=cause)]
+
+    def _note(self, level: int, cause: str, text: str) -> None:
+        entry = (level, cause, f"group {self.config.group}: {text}")
+        self.log.append(entry)
+        self._new_notes.append(entry)
+
+
+def _empty_record() -> dict[str, Any]:
+    return {"cycles": {}, "completed": {}, "owned": {}, "fenced": None,
+            "protocol": PROTOCOL}
+
+
+def _copy(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in record.items()}
+
+
+def _ring_change(source: str, old: HashRing, new: HashRing) -> str:
+    came = sorted(set(new.members) - set(old.members))
+    went = sorted(set(old.members) - set(new.members))
+    return (f"ring changed for source {source}: {len(new)} member(s); joined: "
+            f"{', '.join(came) or '-'}; left: {', '.join(went) or '-'}")
+
+
+def _fmt(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+_HANDLERS: dict[type[Event], Any] = {
+    JoinRequested: OwnershipState._join,
+    SessionStarted: OwnershipState._session_started,
+    SessionLost: OwnershipState._session_lost,
+    LeaveRequested: OwnershipState._leave,
+    RejoinRequested: OwnershipState._rejoin,
+    MembershipChanged: OwnershipState._membership,
+    ClaimsRead: OwnershipState._claims_read,
+    CycleStarted: OwnershipState._cycle_started,
+    ClaimResult: OwnershipState._claim_result,
+    CycleDone: OwnershipState._cycle_done,
+    Tick: OwnershipState._tick,
+}
