@@ -107,7 +107,7 @@ def claimed_cycle(record: Any, source: str) -> int:
 class OwnershipState:
     """This member's ownership decisions in one group (module docstring)."""
 
-    def __init__(self, config: OwnershipConfig) -> None:
+    def __init__(self, config: OwnershipConfig, rings: RingCache | None = None) -> None:
         self.config = config
         self.member_id: str | None = None   #: our id in the current session
         self.own: MemberInfo | None = None  #: what we announce (None: not joined)
@@ -122,7 +122,7 @@ class OwnershipState:
         #: (logging level, cause, text) of every transition, newest last
         self.log: deque[tuple[int, str, str]] = deque(maxlen=2000)
         self._new_notes: list[tuple[int, str, str]] = []
-        self._rings = RingCache()
+        self._rings = rings or RingCache()
 
     # --- queries -------------------------------------------------------------
     @property

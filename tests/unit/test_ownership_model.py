@@ -1,0 +1,310 @@
+"""Model-based test of the ownership rules: simulated members, no ZooKeeper.
+
+Several members, each an :class:`OwnershipState`, share a simulated backend
+(registered members, claims records) whose changes reach each member after
+a random delay of at most ``MAX_DELAY``; members' clocks are skewed by at
+most ``SKEW``.  Hypothesis drives joins, graceful leaves, crashes (between
+cycles, and between a claim and its poll), network cuts (short, and longer
+than the session timeout), the whole backend going away, and lost claim
+confirmations.  On every simulated cycle:
+
+* no key is ever polled twice (policy ``fence``);
+* every key is polled, except in the documented windows: a crash between a
+  member's claim and its poll, a cut or backend outage, a lost
+  confirmation (each a gap, never a duplicate).
+
+CI runs a fixed-seed set of examples; ``tox -e model`` (or
+``ZKPOLL_MODEL_EXAMPLES=500``) a longer search.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test,
+)
+
+from zkpoll.ownership.events import (
+    Action, Announce, ClaimResult, ClaimsRead, Contact, CycleStarted, Event, JoinRequested,
+    LeaveRequested, MembershipChanged, Poll, ReadClaims, SessionLost, SessionStarted, Tick,
+    WriteClaims,
+)
+from zkpoll.ownership.members import MemberInfo, RingCache
+from zkpoll.ownership.state import OwnershipConfig, OwnershipState
+
+INTERVAL = 10.0
+SETTLE = 3.0
+SESSION = 6.0
+MAX_DELAY = 1.0
+SKEW = 0.4   # |clock offset| of each member; SETTLE > MAX_DELAY + 2 * SKEW
+STEP = 0.25
+KEYS = tuple(f"k{i}" for i in range(24))
+RINGS = RingCache(4096)  # shared: building a Maglev table costs ~0.1 s
+EXAMPLES = int(os.environ.get("ZKPOLL_MODEL_EXAMPLES", "30"))
+
+
+@dataclass
+class Sim:
+    """One simulated agent process."""
+
+    name: str
+    skew: float
+    state: OwnershipState
+    member_id: str
+    session: int = 0
+    alive: bool = True
+    cut_until: float = -math.inf
+    last_contact: float = 0.0
+    expires_at: float = math.inf    # the server expires the session then
+    inbox: list[tuple[float, tuple[MemberInfo, ...]]] = field(default_factory=list)
+    last_delivery: float = 0.0
+    next_cycle: int = 0
+    leave_at: float | None = None
+    die_mid_cycle: bool = False
+    lose_confirmation: bool = False
+    unpublished: dict = field(default_factory=dict)  # announcements queued while cut
+
+    def cut(self, t: float) -> bool:
+        return t < self.cut_until
+
+
+class OwnershipModel(RuleBasedStateMachine):
+    """The world: members, the backend, the clock, the polls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = 100.0
+        self.sims: dict[str, Sim] = {}
+        self.truth: dict[str, MemberInfo] = {}        # registered in the backend
+        self.claims: dict[str, dict] = {}              # claims records by member id
+        self.polls: dict[tuple[int, str], list[tuple[str, str]]] = {}
+        self.faulty: set[int] = set()                  # cycles where gaps are allowed
+        self.rnd = random.Random(0)
+        self.counter = 0
+        self.first_cycle = 0
+
+    # --- set-up and rules ---------------------------------------------------------
+    @initialize(count=st.integers(2, 4), seed=st.integers(0, 2**32 - 1))
+    def start(self, count: int, seed: int) -> None:
+        self.rnd = random.Random(seed)
+        for _ in range(count):
+            self._spawn()
+        # from the first cycle every initial member is active in
+        self.first_cycle = math.floor((self.t + SETTLE + MAX_DELAY + SKEW) / INTERVAL) + 1
+
+    def _running(self) -> list[Sim]:
+        return [s for s in self.sims.values() if s.alive and s.leave_at is None]
+
+    @rule(seconds=st.floats(0.25, 25.0))
+    def run(self, seconds: float) -> None:
+        for _ in range(int(seconds / STEP) + 1):
+            self._step()
+
+    @precondition(lambda self: len(self.sims) < 7)
+    @rule()
+    def join(self) -> None:
+        self._spawn()
+
+    @precondition(lambda self: len(self._running()) > 2)
+    @rule(data=st.data())
+    def leave(self, data: st.DataObject) -> None:
+        sim = data.draw(st.sampled_from(self._running()))
+        self._feed(sim, LeaveRequested(self._contact(sim)))
+        sim.leave_at = sim.state.own.leave_at if sim.state.own else self.t
+
+    @precondition(lambda self: len(self._running()) > 2)
+    @rule(data=st.data(), mid_cycle=st.booleans())
+    def crash(self, data: st.DataObject, mid_cycle: bool) -> None:
+        sim = data.draw(st.sampled_from(self._running()))
+        if mid_cycle:
+            sim.die_mid_cycle = True  # dies after its next claim, before polling
+        else:
+            self._die(sim)
+
+    @precondition(lambda self: len(self._running()) > 1)
+    @rule(data=st.data(), seconds=st.floats(0.5, 12.0))
+    def cut(self, data: st.DataObject, seconds: float) -> None:
+        sim = data.draw(st.sampled_from(self._running()))
+        self._cut([sim], seconds)
+
+    @precondition(lambda self: self._running())
+    @rule(seconds=st.floats(0.5, 12.0))
+    def backend_down(self, seconds: float) -> None:
+        self._cut(self._running(), seconds)
+
+    @precondition(lambda self: self._running())
+    @rule(data=st.data())
+    def lose_a_confirmation(self, data: st.DataObject) -> None:
+        data.draw(st.sampled_from(self._running())).lose_confirmation = True
+
+    # --- the checks ---------------------------------------------------------------------
+    @invariant()
+    def no_key_polled_twice(self) -> None:
+        for (index, key), pollers in self.polls.items():
+            assert len(pollers) <= 1, f"cycle {index} key {key} polled by {pollers}"
+
+    @invariant()
+    def every_key_polled_outside_fault_windows(self) -> None:
+        settled = math.floor((self.t - SESSION - MAX_DELAY - 2 * SKEW - STEP) / INTERVAL) - 1
+        for index in range(self.first_cycle, settled + 1):
+            if index in self.faulty:
+                continue
+            missing = [k for k in KEYS if (index, k) not in self.polls]
+            assert not missing, f"cycle {index}: {len(missing)} key(s) never polled"
+
+    # --- the simulated world ------------------------------------------------------------
+    def _spawn(self) -> None:
+        name = f"m{self.counter}"
+        self.counter += 1
+        state = OwnershipState(OwnershipConfig("g", SETTLE, 0.25), RINGS)
+        sim = Sim(name, self.rnd.uniform(-SKEW, SKEW), state, f"{name}.0",
+                  last_contact=self.t)
+        sim.next_cycle = math.floor((self.t + sim.skew) / INTERVAL) + 1
+        self.sims[name] = sim
+        self._feed(sim, JoinRequested(self._contact(sim)))
+        self._register(sim)
+
+    def _register(self, sim: Sim) -> None:
+        self._feed(sim, SessionStarted(sim.member_id, self._contact(sim)))
+
+    def _contact(self, sim: Sim) -> Contact:
+        return Contact(self.t + sim.skew, self.t - sim.last_contact, SESSION)
+
+    def _die(self, sim: Sim) -> None:
+        sim.alive = False
+        sim.expires_at = min(sim.expires_at, self.t + SESSION)
+
+    def _cut(self, sims: list[Sim], seconds: float) -> None:
+        until = self.t + seconds
+        for sim in sims:
+            sim.cut_until = max(sim.cut_until, until)
+            sim.expires_at = min(sim.expires_at, sim.last_contact + SESSION)
+        first = math.floor((self.t - INTERVAL) / INTERVAL)
+        self.faulty.update(range(first, math.floor((until + INTERVAL) / INTERVAL) + 2))
+
+    def _broadcast(self) -> None:
+        snapshot = tuple(self.truth.values())
+        for sim in self.sims.values():
+            if sim.alive:
+                sim.last_delivery = max(sim.last_delivery,
+                                        self.t + self.rnd.uniform(0.0, MAX_DELAY))
+                sim.inbox.append((sim.last_delivery, snapshot))
+
+    def _step(self) -> None:
+        self.t += STEP
+        for sim in self.sims.values():   # the server expires sessions
+            if self.t >= sim.expires_at and sim.member_id in self.truth:
+                del self.truth[sim.member_id]
+                self._broadcast()
+            if not sim.alive and not any(self._eligible(c) for c in (self.t,)):
+                pass
+        for sim in list(self.sims.values()):
+            if sim.alive:
+                self._step_member(sim)
+        index = math.floor(self.t / INTERVAL)
+        if not self._eligible(index * INTERVAL):
+            self.faulty.add(index)
+
+    def _eligible(self, at: float) -> bool:
+        return any(m.active(at) for m in self.truth.values())
+
+    def _step_member(self, sim: Sim) -> None:
+        t = self.t
+        if sim.cut(t):
+            return
+        if sim.cut_until > -math.inf and sim.last_contact < sim.cut_until:  # reconnected
+            if sim.member_id not in self.truth:  # the session expired meanwhile
+                self._feed(sim, SessionLost(self._contact(sim)))
+                sim.session += 1
+                sim.member_id = f"{sim.name}.{sim.session}"
+                sim.expires_at = math.inf
+                sim.last_contact = t
+                sim.unpublished.clear()
+                self._register(sim)
+            sim.expires_at = math.inf
+            sim.last_delivery = t
+            sim.inbox.append((t, tuple(self.truth.values())))  # re-listed on reconnect
+            if sim.unpublished:
+                self._announce(sim, {})
+        sim.last_contact = t
+        due = [snap for when, snap in sim.inbox if when <= t]
+        if due:
+            sim.inbox = [(w, s) for w, s in sim.inbox if w > t]
+            self._feed(sim, MembershipChanged(due[-1], self._contact(sim)))
+        local = t + sim.skew
+        while sim.alive and (sim.next_cycle * INTERVAL <= local):
+            start = sim.next_cycle * INTERVAL
+            if sim.leave_at is not None and start >= sim.leave_at:
+                self._leave_now(sim)
+                return
+            sim.next_cycle += 1
+            self._feed(sim, CycleStarted("src", round(start / INTERVAL), start, INTERVAL,
+                                         KEYS, self._contact(sim)))
+        if sim.alive and sim.state.wants_ticks:
+            self._feed(sim, Tick(self._contact(sim)))
+
+    def _leave_now(self, sim: Sim) -> None:
+        self.truth.pop(sim.member_id, None)
+        sim.alive = False
+        self._broadcast()
+
+    def _feed(self, sim: Sim, event: Event) -> None:
+        for action in sim.state.handle(event):
+            if not sim.alive:
+                return
+            self._do(sim, action)
+
+    def _writable(self, sim: Sim) -> bool:
+        return sim.alive and not sim.cut(self.t) and sim.member_id in self.truth
+
+    def _announce(self, sim: Sim, fields: dict) -> None:
+        sim.unpublished.update(fields)
+        if sim.cut(self.t) or not sim.alive:
+            return
+        own = sim.state.own
+        assert own is not None
+        self.truth[sim.member_id] = MemberInfo(sim.member_id, own.weight, own.active_at,
+                                               own.leave_at)
+        sim.unpublished.clear()
+        self._broadcast()
+
+    def _do(self, sim: Sim, action: Action) -> None:
+        if isinstance(action, Announce):
+            self._announce(sim, dict(action.fields))
+        elif isinstance(action, WriteClaims):
+            written = self._writable(sim)
+            if written:
+                self.claims[sim.member_id] = dict(action.record)
+            if action.wait:
+                confirmed = written and not sim.lose_confirmation
+                if written and sim.lose_confirmation:
+                    sim.lose_confirmation = False
+                    self.faulty.add(action.index)
+                self._feed(sim, ClaimResult(action.source, action.index, confirmed,
+                                            self._contact(sim)))
+        elif isinstance(action, Poll):
+            if sim.die_mid_cycle and action.kind == "cycle":
+                self.faulty.add(action.index)
+                self._die(sim)
+                return
+            for key in action.keys:
+                self.polls.setdefault((action.index, key), []).append(
+                    (sim.member_id, action.kind))
+        elif isinstance(action, ReadClaims):
+            if sim.cut(self.t):
+                claims = None
+            else:
+                claims = {m: dict(self.claims.get(m, {})) for m in action.member_ids}
+            self._feed(sim, ClaimsRead(claims, action.member_ids, self._contact(sim)))
+
+
+def test_ownership_model() -> None:
+    run_state_machine_as_test(OwnershipModel, settings=settings(
+        max_examples=EXAMPLES, stateful_step_count=30, deadline=None, derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
