@@ -21,6 +21,8 @@ from typing import Any
 from kazoo.client import KazooClient
 from kazoo.recipe.watchers import ChildrenWatch
 
+from zkpoll.coordination._names import parse_member_name
+
 
 def agent_command() -> list[str]:
     """The installed console script (or ``python -m`` when not on PATH)."""
@@ -330,7 +332,8 @@ class MemberWatch:
     """A group's member list over time, seen by a ZooKeeper client of the test's own.
 
     The agents keep their members under ``<root>/groups/<group>/members``
-    (``root`` = the backend URL path).  Every change is recorded with the
+    (``root`` = the backend URL path), named by member id and ring fields;
+    the history keeps the member ids.  Every change is recorded with the
     wall-clock time it was seen, so a test knows when ZooKeeper removed a
     crashed agent (session expiry) or added its new session.
     """
@@ -345,8 +348,10 @@ class MemberWatch:
         ChildrenWatch(self.client, self.path, self._changed)
 
     def _changed(self, children: list[str]) -> None:
+        # znodes are named <member id>!<rev>!<active_at>!<leave_at>!<weight>
+        ids = frozenset((parse_member_name(c) or (c,))[0] for c in children)
         with self._lock:
-            self.history.append((time.time(), frozenset(children)))
+            self.history.append((time.time(), ids))
 
     def gone_at(self, member: str) -> float | None:
         """When ``member`` was first seen absent after having been present (None: not yet)."""

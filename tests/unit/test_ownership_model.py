@@ -47,6 +47,7 @@ STEP = 0.25
 KEYS = tuple(f"k{i}" for i in range(24))
 RINGS = RingCache(4096)  # shared: building a Maglev table costs ~0.1 s
 EXAMPLES = int(os.environ.get("ZKPOLL_MODEL_EXAMPLES", "30"))
+AFTER = st.sampled_from([0.5, 2.0, 3.5, 5.0, 7.0, 9.0, 12.0, 20.0])
 
 
 @dataclass
@@ -62,8 +63,9 @@ class Sim:
     cut_until: float = -math.inf
     last_contact: float = 0.0
     expires_at: float = math.inf    # the server expires the session then
-    inbox: list[tuple[float, tuple[MemberInfo, ...]]] = field(default_factory=list)
+    inbox: list[tuple[float, int, tuple[MemberInfo, ...]]] = field(default_factory=list)
     last_delivery: float = 0.0
+    seen: int = -1  # version of the newest snapshot delivered
     next_cycle: int = 0
     leave_at: float | None = None
     die_mid_cycle: bool = False
@@ -87,6 +89,7 @@ class OwnershipModel(RuleBasedStateMachine):
         self.faulty: set[int] = set()                  # cycles where gaps are allowed
         self.rnd = random.Random(0)
         self.counter = 0
+        self.version = 0  # of the backend's member list
         self.first_cycle = 0
 
     # --- set-up and rules ---------------------------------------------------------
@@ -101,47 +104,55 @@ class OwnershipModel(RuleBasedStateMachine):
     def _running(self) -> list[Sim]:
         return [s for s in self.sims.values() if s.alive and s.leave_at is None]
 
-    @rule(seconds=st.floats(0.25, 25.0))
+    # Every rule lets time pass afterwards, so each fault is followed by the
+    # cycles that show what it did.
+    @rule(seconds=AFTER)
     def run(self, seconds: float) -> None:
         for _ in range(int(seconds / STEP) + 1):
             self._step()
 
     @precondition(lambda self: len(self.sims) < 7)
-    @rule()
-    def join(self) -> None:
+    @rule(seconds=AFTER)
+    def join(self, seconds: float) -> None:
         self._spawn()
+        self.run(seconds)
 
     @precondition(lambda self: len(self._running()) > 2)
-    @rule(data=st.data())
-    def leave(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), seconds=AFTER)
+    def leave(self, data: st.DataObject, seconds: float) -> None:
         sim = data.draw(st.sampled_from(self._running()))
         self._feed(sim, LeaveRequested(self._contact(sim)))
         sim.leave_at = sim.state.own.leave_at if sim.state.own else self.t
+        self.run(seconds)
 
     @precondition(lambda self: len(self._running()) > 2)
-    @rule(data=st.data(), mid_cycle=st.booleans())
-    def crash(self, data: st.DataObject, mid_cycle: bool) -> None:
+    @rule(data=st.data(), mid_cycle=st.booleans(), seconds=AFTER)
+    def crash(self, data: st.DataObject, mid_cycle: bool, seconds: float) -> None:
         sim = data.draw(st.sampled_from(self._running()))
         if mid_cycle:
             sim.die_mid_cycle = True  # dies after its next claim, before polling
         else:
             self._die(sim)
+        self.run(seconds)
 
     @precondition(lambda self: len(self._running()) > 1)
-    @rule(data=st.data(), seconds=st.floats(0.5, 12.0))
-    def cut(self, data: st.DataObject, seconds: float) -> None:
+    @rule(data=st.data(), cut=st.sampled_from([0.5, 1.0, 2.5, 4.0, 7.0, 12.0]), seconds=AFTER)
+    def cut(self, data: st.DataObject, cut: float, seconds: float) -> None:
         sim = data.draw(st.sampled_from(self._running()))
-        self._cut([sim], seconds)
+        self._cut([sim], cut)
+        self.run(seconds)
 
     @precondition(lambda self: self._running())
-    @rule(seconds=st.floats(0.5, 12.0))
-    def backend_down(self, seconds: float) -> None:
-        self._cut(self._running(), seconds)
+    @rule(cut=st.sampled_from([1.0, 4.0, 7.0, 12.0]), seconds=AFTER)
+    def backend_down(self, cut: float, seconds: float) -> None:
+        self._cut(self._running(), cut)
+        self.run(seconds)
 
     @precondition(lambda self: self._running())
-    @rule(data=st.data())
-    def lose_a_confirmation(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), seconds=AFTER)
+    def lose_a_confirmation(self, data: st.DataObject, seconds: float) -> None:
         data.draw(st.sampled_from(self._running())).lose_confirmation = True
+        self.run(seconds)
 
     # --- the checks ---------------------------------------------------------------------
     @invariant()
@@ -189,12 +200,14 @@ class OwnershipModel(RuleBasedStateMachine):
         self.faulty.update(range(first, math.floor((until + INTERVAL) / INTERVAL) + 2))
 
     def _broadcast(self) -> None:
+        """The member list changed: each member hears of it within MAX_DELAY, in order."""
+        self.version += 1
         snapshot = tuple(self.truth.values())
         for sim in self.sims.values():
             if sim.alive:
                 sim.last_delivery = max(sim.last_delivery,
                                         self.t + self.rnd.uniform(0.0, MAX_DELAY))
-                sim.inbox.append((sim.last_delivery, snapshot))
+                sim.inbox.append((sim.last_delivery, self.version, snapshot))
 
     def _step(self) -> None:
         self.t += STEP
@@ -202,8 +215,6 @@ class OwnershipModel(RuleBasedStateMachine):
             if self.t >= sim.expires_at and sim.member_id in self.truth:
                 del self.truth[sim.member_id]
                 self._broadcast()
-            if not sim.alive and not any(self._eligible(c) for c in (self.t,)):
-                pass
         for sim in list(self.sims.values()):
             if sim.alive:
                 self._step_member(sim)
@@ -228,15 +239,18 @@ class OwnershipModel(RuleBasedStateMachine):
                 sim.unpublished.clear()
                 self._register(sim)
             sim.expires_at = math.inf
-            sim.last_delivery = t
-            sim.inbox.append((t, tuple(self.truth.values())))  # re-listed on reconnect
+            # level-triggered: re-listed on reconnect (older news is moot)
+            sim.inbox.append((t, self.version, tuple(self.truth.values())))
             if sim.unpublished:
                 self._announce(sim, {})
         sim.last_contact = t
-        due = [snap for when, snap in sim.inbox if when <= t]
+        due = [(version, snap) for when, version, snap in sim.inbox if when <= t]
         if due:
-            sim.inbox = [(w, s) for w, s in sim.inbox if w > t]
-            self._feed(sim, MembershipChanged(due[-1], self._contact(sim)))
+            sim.inbox = [entry for entry in sim.inbox if entry[0] > t]
+            version, snapshot = max(due, key=lambda entry: entry[0])
+            if version > sim.seen:
+                sim.seen = version
+                self._feed(sim, MembershipChanged(snapshot, self._contact(sim)))
         local = t + sim.skew
         while sim.alive and (sim.next_cycle * INTERVAL <= local):
             start = sim.next_cycle * INTERVAL
@@ -306,5 +320,5 @@ class OwnershipModel(RuleBasedStateMachine):
 
 def test_ownership_model() -> None:
     run_state_machine_as_test(OwnershipModel, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=30, deadline=None, derandomize=True,
+        max_examples=EXAMPLES, stateful_step_count=25, deadline=None, derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
