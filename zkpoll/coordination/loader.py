@@ -107,7 +107,10 @@ def get_coordinator(conf: cfg.ConfigOpts, member_id: str | None = None) -> Coord
     member_id = member_id or make_member_id(opts.member_name)
     if not opts.backend_url:
         return StandaloneCoordinator(member_id)
-    url = parse_backend_url(opts.backend_url)
+    try:
+        url = parse_backend_url(opts.backend_url)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{_origin(conf)}") from exc
     try:
         manager = stevedore.DriverManager(NAMESPACE, url.scheme, invoke_on_load=False)
     except stevedore.exception.NoMatches as exc:
@@ -116,3 +119,16 @@ def get_coordinator(conf: cfg.ConfigOpts, member_id: str | None = None) -> Coord
                           f"{redact(url.raw)!r}; available: {', '.join(available)}") from exc
     backend: Any = manager.driver
     return backend(url, opts, member_id)
+
+
+def _origin(conf: cfg.ConfigOpts) -> str:
+    """`` (in FILE)`` or `` (from $VAR)``: where backend_url was set, when oslo.config knows."""
+    try:
+        location = conf.get_location("backend_url", GROUP)
+    except (cfg.Error, AttributeError, KeyError):
+        return ""
+    if location is None or not location.detail:
+        return ""
+    if location.location is cfg.Locations.environment:
+        return f" (from ${location.detail})"
+    return f" (in {location.detail})" if location.location is cfg.Locations.user else ""
