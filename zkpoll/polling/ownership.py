@@ -189,7 +189,8 @@ class Ownership:
         age = partition.contact_age()
         lease = coordinator.session_timeout * (1.0 - self.fence_margin)
         if age >= lease:
-            return (f"no answer from the coordination backend for {age:.1f}s (lease "
+            silent = f"for {age:.1f}s" if age < float("inf") else "yet"  # never answered
+            return (f"no answer from the coordination backend {silent} (lease "
                     f"{lease:.1f}s of a {coordinator.session_timeout:.1f}s session)")
         if age >= partition.settle_time > 0:
             return (f"membership view is {age:.1f}s old, more than settle_time "
