@@ -30,8 +30,7 @@ import yaml
 from zkpoll.exceptions import PollingConfigError
 from zkpoll.polling.meters import MeterMatcher, check_meter_patterns, describe
 
-__all__ = ["MAX_INTERVAL", "PollingConfig", "Source", "load_polling_config",
-           "sources_overlap"]
+__all__ = ["PollingConfig", "Source", "load_polling_config", "sources_overlap"]
 
 LOG = logging.getLogger(__name__)
 
