@@ -65,6 +65,10 @@ def _parse(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     args = list(sys.argv[1:] if argv is None else argv)
     parse_command_line(conf, _spread_namespaces(args), project="zkpoll", prog=PROG,
                        version=__version__)
+    try:
+        conf.log_format  # noqa: B018 - read once: logging is set up before the other checks
+    except (cfg.Error, ValueError) as exc:
+        raise ConfigError(f"[DEFAULT] log_format: {exc}") from exc
     return conf
 
 
@@ -97,7 +101,14 @@ def _namespaces(conf: cfg.ConfigOpts) -> list[str]:
 
 
 def configure(conf: cfg.ConfigOpts) -> Agent:
-    """Check everything and set the agent up (no I/O); raise ZkpollError or cfg.Error."""
+    """Check everything and set the agent up (no I/O); raise ZkpollError on any problem."""
+    try:
+        return _configure(conf)
+    except cfg.Error as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _configure(conf: cfg.ConfigOpts) -> Agent:
     options.register_opts(conf)
     register_coordination_opts(conf)
     conf.register_opts(dynamic.OPTS, group="polling")
@@ -123,16 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the agent until signalled; return the exit status."""
     try:
         conf = _parse(argv)
-        log_format = conf.log_format
-    except (ZkpollError, cfg.Error, ValueError) as exc:
-        return die(PROG, str(exc) if isinstance(exc, ZkpollError)
-                   else f"[DEFAULT] log_format: {exc}")
-    setup_logging(conf.debug, log_format)
+    except ZkpollError as exc:
+        return die(PROG, str(exc))
+    setup_logging(conf.debug, conf.log_format)
     if conf.list_plugins:
         return list_plugins(conf, sys.stdout)
     try:
         agent = configure(conf)
-    except (ZkpollError, cfg.Error) as exc:
+    except ZkpollError as exc:
         return die(PROG, str(exc))
     stop = threading.Event()
     forced = threading.Event()

@@ -50,7 +50,7 @@ from zkpoll.status import (
 )
 from zkpoll.version import __version__
 
-__all__ = ["OPTS", "main"]
+__all__ = ["OPTS", "load", "main"]
 
 PROG = "zkpoll-status"
 
@@ -145,19 +145,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if exc.code in (0, None) else 2
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def load(argv: Sequence[str] | None) -> tuple[cfg.ConfigOpts, Coordinator | None]:
+    """Parse and check the command line and files; build (not start) the coordinator.
+
+    None without ``backend_url``.  :raises ZkpollError: any configuration problem.
+    """
     try:
         conf = _parse(argv)
-    except (ZkpollError, cfg.Error) as exc:
+        url = conf.coordination.backend_url
+        if url and conf.command == "forget":
+            parse_backend_url(url)
+            return conf, None
+        return conf, (get_coordinator(conf, make_member_id("zkpoll-status")) if url else None)
+    except cfg.Error as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        conf, coordinator = load(argv)
+    except ZkpollError as exc:
         return die(PROG, str(exc))
     _quiet_logging(conf.debug)
     url = conf.coordination.backend_url
     if conf.command == "forget":
         return _forget(conf, url)
-    try:
-        coordinator = get_coordinator(conf, make_member_id("zkpoll-status")) if url else None
-    except ZkpollError as exc:
-        return die(PROG, str(exc))
     if coordinator is None:
         problem = Problem(Severity.WARNING, "standalone: no [coordination] backend_url in "
                           f"{', '.join(conf.config_file) or 'the configuration'}; every agent "

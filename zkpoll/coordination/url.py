@@ -12,6 +12,7 @@ options for this backend.
 
 from __future__ import annotations
 
+import math
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -40,7 +41,7 @@ class BackendURL:
     raw: str = ""
 
     def float_param(self, name: str, default: float, minimum: float = 0.0) -> float:
-        """Return query parameter ``name`` as a float > ``minimum``, else ``default``."""
+        """Return query parameter ``name`` as a finite float > ``minimum``, else ``default``."""
         if name not in self.query:
             return default
         text = self.query[name]
@@ -48,9 +49,9 @@ class BackendURL:
             value = float(text)
         except ValueError:
             value = float("nan")
-        if not value > minimum:
+        if not (value > minimum and math.isfinite(value)):
             raise ConfigError(f"{OPTION}: query parameter {name}={text!r} in "
-                              f"{redact(self.raw)!r} must be a number > {minimum:g}")
+                              f"{redact(self.raw)!r} must be a number > {minimum:g} and finite")
         return value
 
 
