@@ -109,16 +109,19 @@ def get_coordinator(conf: cfg.ConfigOpts, member_id: str | None = None) -> Coord
         return StandaloneCoordinator(member_id)
     try:
         url = parse_backend_url(opts.backend_url)
+        try:
+            manager = stevedore.DriverManager(NAMESPACE, url.scheme, invoke_on_load=False)
+        except stevedore.exception.NoMatches as exc:
+            available = sorted(stevedore.ExtensionManager(NAMESPACE).names())
+            raise ConfigError(f"{OPTION}: unknown scheme {url.scheme!r} in "
+                              f"{redact(url.raw)!r}; available: {', '.join(available)}") \
+                from exc
+        backend: Any = manager.driver
+        return backend(url, opts, member_id)
     except ConfigError as exc:
+        if not str(exc).startswith(OPTION):
+            raise
         raise ConfigError(f"{exc}{_origin(conf)}") from exc
-    try:
-        manager = stevedore.DriverManager(NAMESPACE, url.scheme, invoke_on_load=False)
-    except stevedore.exception.NoMatches as exc:
-        available = sorted(stevedore.ExtensionManager(NAMESPACE).names())
-        raise ConfigError(f"{OPTION}: unknown scheme {url.scheme!r} in "
-                          f"{redact(url.raw)!r}; available: {', '.join(available)}") from exc
-    backend: Any = manager.driver
-    return backend(url, opts, member_id)
 
 
 def _origin(conf: cfg.ConfigOpts) -> str:
