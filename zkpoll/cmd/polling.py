@@ -123,6 +123,7 @@ def _configure(conf: cfg.ConfigOpts) -> Agent:
         if problems:
             raise ConfigError(problems[0]) from None
         raise
+    check_all_options(conf)  # again: plugins may have registered options while loading
     check_config_files(conf)
     check_discoveries(agent.polling.path if agent.polling else "polling YAML",
                       [(r.source, r.pollsters) for r in agent.runners],
