@@ -17,6 +17,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -49,17 +50,25 @@ class Hang(Exception):
 
 
 @contextlib.contextmanager
-def time_limit(seconds: int = CASE_SECONDS) -> Iterator[None]:
+def time_limit(seconds: float = CASE_SECONDS) -> Iterator[None]:
+    """Raise Hang in the test if its body runs past ``seconds``.
+
+    pytest-timeout's own SIGALRM timer (if any) is put back afterwards,
+    shortened by the time spent here.
+    """
     def expired(_signum: int, _frame: FrameType | None) -> None:
         raise Hang(f"no answer within {seconds}s")
 
+    began = time.monotonic()
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(0.001, outer - (time.monotonic() - began)))
 
 
 # --- strategies -----------------------------------------------------------------------
@@ -242,3 +251,11 @@ def test_found_by_fuzzing(text: str, message: str) -> None:
     with tempfile.TemporaryDirectory() as directory, pytest.raises(ConfigError) as info:
         polling_cmd.configure(polling_cmd._parse(write(directory, text)))
     assert message in str(info.value)
+
+
+def test_time_limit_interrupts_a_hang() -> None:
+    """The per-case bound is real: a stuck case fails instead of hanging the run."""
+    began = time.monotonic()
+    with pytest.raises(Hang), time_limit(0.2):
+        time.sleep(5)
+    assert time.monotonic() - began < 2
