@@ -304,3 +304,18 @@ def test_the_loaded_polling_yaml_is_logged(tmp_path: Path,
     with caplog.at_level(logging.INFO, logger="zkpoll.polling.options"):
         options.load_sources(conf)
     assert f"polling definition {tmp_path / 'polling.yaml'}: 1 source(s): s" in caplog.text
+
+
+@pytest.mark.parametrize("url, says", [
+    ("redis://127.0.0.1:1", "Redis at 127.0.0.1:1"),
+    ("memcached://127.0.0.1:1", "Memcached at 127.0.0.1:1"),
+    ("zookeeper://127.0.0.1:1", "ZooKeeper at 127.0.0.1:1: no answer within 1s"),
+    (None, "forget: no [coordination] backend_url in"),
+])
+def test_forget_without_a_backend_is_one_line(tmp_path: Path, url: str | None,
+                                              says: str) -> None:
+    conf = tmp_path / "zkpoll.conf"
+    conf.write_text("[coordination]\n" + (f"backend_url = {url}\n" if url else ""))
+    line = one_error(run("zkpoll-status", "--config-file", str(conf), "--timeout", "1",
+                         "forget", "g", cwd=tmp_path), "zkpoll-status")
+    assert says in line

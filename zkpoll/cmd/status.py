@@ -34,9 +34,9 @@ from oslo_config import cfg
 
 from zkpoll.cmd._common import check_all_options, die, parse_command_line
 from zkpoll.cmd._config_files import check_config_files
+from zkpoll.cmd._forget import forget
 from zkpoll.coordination import Coordinator, Membership, get_coordinator, make_member_id
 from zkpoll.coordination import register_opts as register_coordination_opts
-from zkpoll.coordination.admin import GroupNotEmpty, GroupNotFound, forget_group
 from zkpoll.coordination.url import parse_backend_url, redact
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable, ZkpollError
 from zkpoll.status import (
@@ -169,7 +169,7 @@ def _main(argv: Sequence[str] | None) -> int:
     _quiet_logging(conf.debug)
     url = conf.coordination.backend_url
     if conf.command == "forget":
-        return _forget(conf, url)
+        return forget(PROG, conf, url)
     if coordinator is None:
         problem = Problem(Severity.WARNING, "standalone: no [coordination] backend_url in "
                           f"{', '.join(conf.config_file) or 'the configuration'}; every agent "
@@ -188,24 +188,6 @@ def _main(argv: Sequence[str] | None) -> int:
         return _owner(conf, memberships, now)
     report = build_report(memberships, now, conf.group)
     return _emit(conf, _report_doc(report, url), _render_report(report, url), report.severity)
-
-
-def _forget(conf: cfg.ConfigOpts, url: str | None) -> int:
-    """Remove an empty group; 0 done, 2 refused (one line on stderr says why)."""
-    group = conf.argument
-    if not url:
-        return die(PROG, "forget: no [coordination] backend_url in "
-                   f"{', '.join(conf.config_file) or 'the configuration'}: standalone "
-                   "agents have no group to forget")
-    parsed = parse_backend_url(url)
-    try:
-        forget_group(parsed, conf.coordination, group, conf.timeout)
-    except (GroupNotEmpty, GroupNotFound) as exc:
-        return die(PROG, f"forget: {exc}")
-    except CoordinatorUnreachable as exc:
-        return die(PROG, f"forget: coordination backend {redact(url)} unreachable: {exc}")
-    print(f"forgot group {group} (no live member) in {redact(url)}")
-    return 0
 
 
 def _unreachable(conf: cfg.ConfigOpts, url: str, message: str) -> int:

@@ -29,6 +29,8 @@ from kazoo.exceptions import KazooException, NoNodeError, NotEmptyError
 from kazoo.handlers.threading import KazooTimeoutError
 from pymemcache.client.base import Client as MemcacheClient
 from pymemcache.exceptions import MemcacheError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from zkpoll.coordination._kazoo import kazoo_client
 from zkpoll.coordination._store import host_port
@@ -118,7 +120,7 @@ def _forget_redis(url: BackendURL, group: str, timeout: float) -> None:
     index = f"{prefix}/groups/{group}/index"
     client = redis.Redis(host=host, port=port, db=db, username=url.username,
                          password=url.password, socket_timeout=timeout,
-                         socket_connect_timeout=timeout)
+                         socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
     try:
         if not client.sismember(f"{prefix}/groups", group):
             raise GroupNotFound(f"no group {group} in {prefix}/groups")
