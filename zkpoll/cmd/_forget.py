@@ -7,7 +7,7 @@ from oslo_config import cfg
 from zkpoll.cmd._common import die
 from zkpoll.coordination.admin import GroupNotEmpty, GroupNotFound, forget_group
 from zkpoll.coordination.url import parse_backend_url, redact
-from zkpoll.exceptions import CoordinatorUnreachable
+from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable
 
 __all__ = ["forget"]
 
@@ -26,5 +26,7 @@ def forget(prog: str, conf: cfg.ConfigOpts, url: str | None) -> int:
         return die(prog, f"forget: {exc}")
     except CoordinatorUnreachable as exc:
         return die(prog, f"forget: coordination backend {redact(url)} unreachable: {exc}")
+    except CoordinationError as exc:
+        return die(prog, f"forget: coordination backend {redact(url)}: {exc}")
     print(f"forgot group {group} (no live member) in {redact(url)}")
     return 0

@@ -32,10 +32,15 @@ from pymemcache.exceptions import MemcacheError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from zkpoll.coordination._kazoo import kazoo_client
+from zkpoll.coordination._kazoo import explain, kazoo_client
 from zkpoll.coordination._store import host_port
 from zkpoll.coordination.url import OPTION, BackendURL, redact
-from zkpoll.exceptions import ConfigError, CoordinatorUnreachable, ZkpollError
+from zkpoll.exceptions import (
+    ConfigError,
+    CoordinationError,
+    CoordinatorUnreachable,
+    ZkpollError,
+)
 
 __all__ = ["GroupNotEmpty", "GroupNotFound", "forget_group"]
 
@@ -56,6 +61,7 @@ def forget_group(url: BackendURL, opts: Any, group: str, timeout: float) -> None
     :raises GroupNotEmpty: it has live members (their ids are named).
     :raises GroupNotFound: there is no such group.
     :raises CoordinatorUnreachable: the backend did not answer in ``timeout``.
+    :raises CoordinationError: it answered with an error (access denied...).
     :raises ConfigError: a backend zkpoll cannot administer.
     """
     if not group or "/" in group:
@@ -86,10 +92,6 @@ def _forget_zookeeper(url: BackendURL, opts: Any, group: str, timeout: float) ->
     try:
         try:
             client.start(timeout=timeout)
-        except KazooTimeoutError as exc:
-            raise CoordinatorUnreachable(f"ZooKeeper at {','.join(url.hosts)}: no answer "
-                                         f"within {timeout:g}s") from exc
-        try:
             if client.exists(path) is None:
                 raise GroupNotFound(f"no group {group} under {root}/groups")
             for child in ("members", ""):
@@ -102,9 +104,11 @@ def _forget_zookeeper(url: BackendURL, opts: Any, group: str, timeout: float) ->
                     raise _not_empty(group, client.get_children(f"{path}/members")
                                      if client.exists(f"{path}/members") else
                                      client.get_children(path)) from exc
-        except KazooException as exc:
-            raise CoordinatorUnreachable(f"ZooKeeper at {','.join(url.hosts)}: "
-                                         f"{type(exc).__name__}: {exc}") from exc
+        except KazooTimeoutError as exc:
+            raise CoordinatorUnreachable(f"ZooKeeper at {','.join(url.hosts)}: no answer "
+                                         f"within {timeout:g}s") from exc
+        except (KazooException, OSError) as exc:
+            raise CoordinationError(explain(exc, ",".join(url.hosts), path)) from exc
     finally:
         client.stop()
         client.close()
@@ -145,9 +149,9 @@ def _forget_redis(url: BackendURL, group: str, timeout: float) -> None:
         raise GroupNotEmpty(f"group {group} kept changing; try again")
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise CoordinatorUnreachable(f"Redis at {host}:{port}: {exc}") from exc
-    except redis.RedisError as exc:
-        raise CoordinatorUnreachable(f"Redis at {host}:{port}: {type(exc).__name__}: "
-                                     f"{exc}") from exc
+    except redis.RedisError as exc:  # e.g. a wrong password
+        raise CoordinationError(f"Redis at {host}:{port}: {type(exc).__name__}: {exc}") \
+            from exc
     finally:
         client.close()
 
