@@ -319,3 +319,29 @@ def test_forget_without_a_backend_is_one_line(tmp_path: Path, url: str | None,
     line = one_error(run("zkpoll-status", "--config-file", str(conf), "--timeout", "1",
                          "forget", "g", cwd=tmp_path), "zkpoll-status")
     assert says in line
+
+
+@pytest.mark.parametrize("variable, expected", [
+    ("OS_COORDINATION__BACKEND_UR",
+     ("environment variable OS_COORDINATION__BACKEND_UR: [coordination] backend_ur: unknown "
+     "option; did you mean OS_COORDINATION__BACKEND_URL?")),
+    ("OS_COORDINATON__BACKEND_URL",
+     ("environment variable OS_COORDINATON__BACKEND_URL: unknown section [coordinaton]; did "
+     "you mean OS_COORDINATION__BACKEND_URL?")),
+])
+def test_unknown_environment_variables_are_refused(tmp_path: Path, variable: str,
+                                                   expected: str) -> None:
+    conf = conf_in(tmp_path, "")
+    result = subprocess.run([str(BIN / "zkpoll-polling"), "--config-file", str(conf),
+                             "--polling-namespaces", "compute"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path, check=False,
+                            env={"PATH": "/usr/bin:/bin", variable: "zookeeper://h:2181"})
+    assert one_error(result, "zkpoll-polling").endswith(expected)
+
+
+def test_another_programs_environment_variables_are_left_alone(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    monkeypatch.setenv("OS_PLACEMENT_DATABASE__CONNECTION", "mysql://x")
+    monkeypatch.setenv("OS_POLLING__BATCH_SIZE", "3")
+    assert unknown_names(parsed(tmp_path, "[coordination]\nbackend_url = z://h\n")) == []

@@ -14,6 +14,9 @@ the first name that is neither
   process did not load, e.g. a compute plugin's group read by a central
   agent or by ``zkpoll-status``).
 
+``OS_<GROUP>__<OPTION>`` environment variables (oslo.config reads them too)
+are checked the same way when their group is known or close to a known one.
+
 Command-line-only options (``--polling-namespaces``, ``zkpoll-status
 --format``) are refused in files.  Deprecated names are accepted.
 """
@@ -24,6 +27,7 @@ import difflib
 import glob
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -180,7 +184,7 @@ def unknown_names(conf: cfg.ConfigOpts, files: Iterable[str] | None = None, *,
     names = [n for path in (config_files(conf) if files is None else files)
              for n in read_names(path)]
     mine, cli = registered(conf)
-    if all(_is_known(n, mine) for n in names):
+    if all(_is_known(n, mine) for n in names) and not _environment(os.environ, mine, mine):
         return []
     known = _merge(mine, declared())
     problems: list[tuple[Name, str]] = []
@@ -195,6 +199,42 @@ def unknown_names(conf: cfg.ConfigOpts, files: Iterable[str] | None = None, *,
                 else difflib.get_close_matches(section, sorted(mine), n=1)):
             continue
         problems.append((name, _explain(name, known, cli)))
+    return problems + _environment(os.environ, known, mine, registered_only=registered_only)
+
+
+_ENV = re.compile(r"^OS_([A-Z0-9_]+?)__([A-Z0-9_]+)$")
+
+
+def _environment(environ: Mapping[str, str], known: Known, mine: Known, *,
+                 registered_only: bool = False) -> list[tuple[Name, str]]:
+    """Unknown ``OS_<GROUP>__<OPTION>`` variables (oslo.config's environment source).
+
+    A variable whose group is neither known nor close to a known one belongs
+    to another program and is left alone.
+    """
+    sections = {s.upper(): s for s in known}
+    problems: list[tuple[Name, str]] = []
+    for var in sorted(environ):
+        match = _ENV.match(var)
+        if not match:
+            continue
+        group, option = match.groups()
+        section = sections.get(group)
+        name = Name(f"${var}", 0, section or group.lower(), option.lower())
+        if section is None:
+            close = difflib.get_close_matches(group, sorted(sections), n=1, cutoff=0.8)
+            if close:
+                why = (f"environment variable {var}: unknown section [{group.lower()}]; did "
+                       f"you mean OS_{close[0]}__{option}?")
+                problems.append((name, why))
+            continue
+        options = {o.upper() for o in known[section]}
+        if option in options or (registered_only and section not in mine):
+            continue
+        close = difflib.get_close_matches(option, sorted(options), n=1)
+        hint = f"; did you mean OS_{group}__{close[0]}?" if close else ""
+        why = f"environment variable {var}: [{section}] {option.lower()}: unknown option{hint}"
+        problems.append((name, why))
     return problems
 
 
