@@ -54,9 +54,10 @@ __all__ = ["OPTS", "load", "main"]
 
 PROG = "zkpoll-status"
 
-#: zkpoll-status's own options (command line only; files hold the agents' options).
+#: The commands and the argument each takes (no command: the health report).
 COMMANDS = {"owner": "RESOURCE_ID", "forget": "GROUP"}
 
+#: zkpoll-status's own options (command line only; files hold the agents' options).
 OPTS = [
     cfg.StrOpt("format", default="table", choices=[
         ("table", "aligned columns for people"), ("json", "one JSON document for scripts")],
