@@ -345,3 +345,30 @@ def test_another_programs_environment_variables_are_left_alone(tmp_path: Path,
     monkeypatch.setenv("OS_PLACEMENT_DATABASE__CONNECTION", "mysql://x")
     monkeypatch.setenv("OS_POLLING__BATCH_SIZE", "3")
     assert unknown_names(parsed(tmp_path, "[coordination]\nbackend_url = z://h\n")) == []
+
+
+def test_a_plugin_distribution_declares_its_own_section(tmp_path: Path) -> None:
+    """A third-party plugin's [acme] section is accepted where the plugin is not loaded."""
+    site = tmp_path / "site"
+    info = site / "acme_probe-0.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-probe\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(
+        "[zkpoll.poll.central]\nacme.up = acme_probe:UpPollster\n"
+        "[oslo.config.opts]\nacme_probe = acme_probe:list_opts\n")
+    (site / "acme_probe.py").write_text(
+        "from oslo_config import cfg\n\n\ndef list_opts():\n"
+        "    return [('acme', [cfg.StrOpt('endpoint', help='x')])]\n")
+
+    def status(text: str) -> subprocess.CompletedProcess[str]:
+        conf = tmp_path / "zkpoll.conf"
+        conf.write_text(text)
+        return subprocess.run([str(BIN / "zkpoll-status"), "--config-file", str(conf)],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+                              check=False)
+
+    accepted = status("[acme]\nendpoint = http://x\n")
+    assert accepted.returncode == 1 and "standalone" in accepted.stdout, accepted.stderr
+    line = one_error(status("[acme]\nendpont = http://x\n"), "zkpoll-status")
+    assert line.endswith("zkpoll.conf:2: [acme] endpont: unknown option; did you mean endpoint?")

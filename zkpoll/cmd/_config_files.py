@@ -9,10 +9,10 @@ the first name that is neither
 - registered on ``conf`` as a configuration-file option (zkpoll's own and
   any a plugin registered while loading, so call it after every plugin has
   loaded), nor
-- declared by an installed distribution through an ``oslo.config.opts``
-  entry point (zkpoll's own, and third-party plugins' groups that this
-  process did not load, e.g. a compute plugin's group read by a central
-  agent or by ``zkpoll-status``).
+- declared through an ``oslo.config.opts`` entry point by zkpoll or by a
+  distribution that provides zkpoll plugins (their groups that this process
+  did not load, e.g. a compute plugin's group read by a central agent or by
+  ``zkpoll-status``).
 
 ``OS_<GROUP>__<OPTION>`` environment variables (oslo.config reads them too)
 are checked the same way when their group is known or close to a known one.
@@ -30,10 +30,10 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from oslo_config import cfg, iniparser
-from stevedore import ExtensionManager
 
 from zkpoll.exceptions import ConfigError
 
@@ -143,21 +143,25 @@ def registered(conf: cfg.ConfigOpts) -> tuple[Known, Known]:
 
 
 def declared() -> Known:
-    """Options declared by installed distributions (``oslo.config.opts`` entry points)."""
+    """Options declared by zkpoll and its plugins' distributions.
+
+    That is the ``oslo.config.opts`` entry points of every installed
+    distribution that also provides a zkpoll entry point (a pollster,
+    discovery, publisher or backend); other programs' options are not ours.
+    """
     known: Known = {}
-
-    def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
-        LOG.debug("oslo.config.opts entry point %s failed to load: %s", entry_point, exc)
-
-    manager = ExtensionManager("oslo.config.opts", invoke_on_load=False,
-                               on_load_failure_callback=on_failure)
-    for ext in manager:
-        try:
-            listing = ext.plugin()
-            for group, opts in listing:
-                _add(known, group, opts)
-        except Exception as exc:  # noqa: BLE001 - a broken listing only costs its names
-            LOG.debug("oslo.config.opts entry point %s failed: %s", ext.name, exc)
+    for dist in metadata.distributions():
+        entry_points = list(dist.entry_points)
+        if not any(ep.group.startswith("zkpoll.") for ep in entry_points):
+            continue
+        for ep in entry_points:
+            if ep.group != "oslo.config.opts":
+                continue
+            try:
+                for group, opts in ep.load()():
+                    _add(known, group, opts)
+            except Exception as exc:  # noqa: BLE001 - a broken listing only costs its names
+                LOG.debug("oslo.config.opts entry point %s failed: %s", ep.value, exc)
     return known
 
 
