@@ -16,11 +16,12 @@ from types import SimpleNamespace
 import pytest
 from oslo_config import cfg
 
+from zkpoll.cmd import polling as polling_cmd
 from zkpoll.cmd._config_files import unknown_names
 from zkpoll.coordination import parse_backend_url
 from zkpoll.coordination.loader import get_coordinator, register_opts
 from zkpoll.exceptions import ConfigError, PollingConfigError
-from zkpoll.polling import options
+from zkpoll.polling import dynamic, options
 from zkpoll.polling.ownership import Ownership
 from zkpoll.polling.plugins import load_plugins
 from zkpoll.polling.sources import MAX_INTERVAL, load_polling_config
@@ -372,3 +373,20 @@ def test_a_plugin_distribution_declares_its_own_section(tmp_path: Path) -> None:
     assert accepted.returncode == 1 and "standalone" in accepted.stdout, accepted.stderr
     line = one_error(status("[acme]\nendpont = http://x\n"), "zkpoll-status")
     assert line.endswith("zkpoll.conf:2: [acme] endpont: unknown option; did you mean endpoint?")
+
+
+def test_a_namespace_only_dynamic_pollsters_define_is_known(tmp_path: Path) -> None:
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "files.yaml").write_text(
+        "- name: host.files.open\n  sample_type: gauge\n  unit: file\n"
+        "  value_attribute: open\n  host_command: \"echo '{\\\"open\\\": 3}'\"\n"
+        "  namespaces: [acme]\n")
+    conf = cfg.ConfigOpts()
+    conf.register_cli_opts(polling_cmd.CLI_OPTS)
+    conf(["--polling-namespaces=acme,synthetic"], default_config_files=[])
+    conf.register_opts(dynamic.OPTS, group="polling")
+    conf.set_override("pollsters_definitions_dirs", [str(tmp_path / "defs")], "polling")
+    assert polling_cmd._namespaces(conf) == ["acme", "synthetic"]
+    conf.set_override("pollsters_definitions_dirs", [], "polling")
+    with pytest.raises(ConfigError, match="unknown namespace 'acme'"):
+        polling_cmd._namespaces(conf)
