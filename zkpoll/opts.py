@@ -2,6 +2,8 @@
 
 Every option zkpoll reads is declared in the module that uses it; this
 gathers them so ``etc/zkpoll/zkpoll.conf.sample`` can be generated.
+Command-line-only options (``--polling-namespaces``, ``--list-plugins`` and
+``zkpoll-status``'s) are not configuration-file options and are left out.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from oslo_config import cfg
 from zkpoll import api
 from zkpoll.cmd._common import LOGGING_OPTS
 from zkpoll.cmd.polling import CLI_OPTS
-from zkpoll.cmd.status import OPTS as STATUS_OPTS
 from zkpoll.coordination.loader import OPTS as COORDINATION_OPTS
 from zkpoll.polling import dynamic, options
 
@@ -25,7 +26,7 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     return [
         ("DEFAULT", list(itertools.chain(
             options.DEFAULT_OPTS, LOGGING_OPTS,
-            [o for o in CLI_OPTS if o.dest != "polling_namespaces"], STATUS_OPTS))),
+            [o for o in CLI_OPTS if o.dest == "debug"]))),
         ("coordination", list(itertools.chain(COORDINATION_OPTS,
                                               options.AGENT_COORDINATION_OPTS))),
         ("polling", list(itertools.chain(options.POLLING_OPTS, dynamic.OPTS))),

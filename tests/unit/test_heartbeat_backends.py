@@ -92,7 +92,7 @@ def test_member_timeout_must_exceed_heartbeat(scheme: str, url_query: str,
 
 
 def test_host_port_forms() -> None:
-    assert host_port(parse_backend_url("redis://"), 9) == ("127.0.0.1", 9)
+    assert host_port(parse_backend_url("redis://h"), 9) == ("h", 9)
     assert host_port(parse_backend_url("redis://[::1]"), 9) == ("::1", 9)
 
 

@@ -27,12 +27,30 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
 )
 
 from zkpoll.ownership.events import (
-    Action, Announce, ClaimResult, ClaimsRead, Contact, CycleStarted, Event, JoinRequested,
-    LeaveRequested, MembershipChanged, Poll, ReadClaims, SessionLost, SessionStarted, Tick,
+    Action,
+    Announce,
+    ClaimResult,
+    ClaimsRead,
+    Contact,
+    CycleStarted,
+    Event,
+    JoinRequested,
+    LeaveRequested,
+    MembershipChanged,
+    Poll,
+    ReadClaims,
+    SessionLost,
+    SessionStarted,
+    Tick,
     WriteClaims,
 )
 from zkpoll.ownership.members import MemberInfo, RingCache

@@ -7,9 +7,24 @@ import math
 import pytest
 
 from zkpoll.ownership.events import (
-    Announce, ClaimResult, ClaimsRead, Contact, CycleDone, CycleStarted, FenceChanged,
-    JoinRequested, LeaveRequested, MembershipChanged, Poll, ReadClaims, RejoinRequested,
-    SessionLost, SessionStarted, Skip, Tick, WriteClaims,
+    Announce,
+    ClaimResult,
+    ClaimsRead,
+    Contact,
+    CycleDone,
+    CycleStarted,
+    FenceChanged,
+    JoinRequested,
+    LeaveRequested,
+    MembershipChanged,
+    Poll,
+    ReadClaims,
+    RejoinRequested,
+    SessionLost,
+    SessionStarted,
+    Skip,
+    Tick,
+    WriteClaims,
 )
 from zkpoll.ownership.members import MemberInfo
 from zkpoll.ownership.state import OwnershipConfig, OwnershipState, claimed_cycle

@@ -2,6 +2,7 @@
 
     zkpoll-status [--config-file zkpoll.conf] [--format table|json] [--group G ...]
     zkpoll-status [--config-file zkpoll.conf] owner RESOURCE_ID [--source NAME] [--group G]
+    zkpoll-status [--config-file zkpoll.conf] forget GROUP
 
 It reads the agents' ``[coordination] backend_url`` and only what the
 members publish; it never runs discoveries.  Exit status: 0 healthy,
@@ -10,6 +11,12 @@ line on stderr and 2.  Without ``backend_url`` (standalone agents) there is
 nothing to inspect: it says so and exits 1, so a monitoring check pointed
 at the wrong configuration never reads as healthy.  ``owner`` exits 0 when
 the resource has an owner in the cycle in flight, 2 when nobody would poll it.
+``forget`` removes a retired group (one with no live member) from the
+backend: 0 done, 2 refused (live members, no such group, unreachable).
+A configuration error is one line and exit status 2.
+
+Its options (``--format``, ``--group``, ``--source``, ``--timeout``) are
+command-line only: the configuration files are the agents'.
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ from typing import Any
 
 from oslo_config import cfg
 
-from zkpoll.cmd._common import check_all_options, die
+from zkpoll.cmd._common import check_all_options, die, parse_command_line
+from zkpoll.cmd._config_files import check_config_files
+from zkpoll.cmd._forget import forget
 from zkpoll.coordination import Coordinator, Membership, get_coordinator, make_member_id
 from zkpoll.coordination import register_opts as register_coordination_opts
-from zkpoll.coordination.url import redact
+from zkpoll.coordination.url import parse_backend_url, redact
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable, ZkpollError
 from zkpoll.status import (
     OwnerReport,
@@ -36,17 +45,20 @@ from zkpoll.status import (
     Report,
     Severity,
     build_report,
-    with_claims,
     find_owner,
     source_intervals,
+    with_claims,
 )
 from zkpoll.version import __version__
 
-__all__ = ["OPTS", "main"]
+__all__ = ["OPTS", "load", "main"]
 
 PROG = "zkpoll-status"
 
-#: zkpoll-status's own options (command line; also readable from [DEFAULT]).
+#: The commands and the argument each takes (no command: the health report).
+COMMANDS = {"owner": "RESOURCE_ID", "forget": "GROUP"}
+
+#: zkpoll-status's own options (command line only; files hold the agents' options).
 OPTS = [
     cfg.StrOpt("format", default="table", choices=[
         ("table", "aligned columns for people"), ("json", "one JSON document for scripts")],
@@ -64,11 +76,13 @@ OPTS = [
 
 _ARGS = [
     cfg.BoolOpt("debug", default=False, help="Log the backend client's messages."),
-    cfg.StrOpt("command", positional=True, required=False, choices=["owner"], metavar="owner",
-               help="'owner': show which member polls RESOURCE_ID now, next cycle, and "
-                    "after its owner's death."),
-    cfg.StrOpt("resource", positional=True, required=False, metavar="RESOURCE_ID",
-               help="The resource id, with 'owner'."),
+    cfg.StrOpt("command", positional=True, required=False, metavar="{owner,forget}",
+               help="'owner RESOURCE_ID': show which member polls RESOURCE_ID now, next "
+                    "cycle, and after its owner's death. 'forget GROUP': remove a retired "
+                    "group (no live member) from the backend. Without a command: the "
+                    "health report."),
+    cfg.StrOpt("argument", positional=True, required=False, metavar="RESOURCE_ID|GROUP",
+               help="The resource id (owner) or the group (forget)."),
 ]
 
 
@@ -76,13 +90,17 @@ def _parse(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf.register_cli_opts(OPTS + _ARGS)
     register_coordination_opts(conf)
-    conf(list(sys.argv[1:] if argv is None else argv), project="zkpoll", prog=PROG,
-         version=__version__)
+    parse_command_line(conf, list(sys.argv[1:] if argv is None else argv), project="zkpoll",
+                       prog=PROG, version=__version__)
     check_all_options(conf)
-    if conf.command == "owner" and not conf.resource:
-        raise ConfigError("owner: give the RESOURCE_ID to look up")
-    if conf.command is None and conf.resource:
-        raise ConfigError(f"unexpected argument {conf.resource!r}")
+    check_config_files(conf)
+    command, argument = conf.command, conf.argument
+    if command is not None and command not in COMMANDS:
+        raise ConfigError(f"unknown command {command!r}; commands: "
+                          + ", ".join(f"{c} {a}" for c, a in COMMANDS.items())
+                          + " (none: the health report)")
+    if command is not None and not argument:
+        raise ConfigError(f"{command}: give the {COMMANDS[command]}")
     return conf
 
 
@@ -123,23 +141,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the report (or an owner lookup); return the exit status."""
     try:
         return _main(argv)
+    except (ZkpollError, cfg.Error) as exc:  # a configuration error found late: still one line
+        return die(PROG, str(exc))
     except KeyboardInterrupt:
         return die(PROG, "interrupted", 130)
     except SystemExit as exc:  # argparse/oslo.config said why on stderr; 1 would read "warning"
         return 0 if exc.code in (0, None) else 2
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def load(argv: Sequence[str] | None) -> tuple[cfg.ConfigOpts, Coordinator | None]:
+    """Parse and check the command line and files; build (not start) the coordinator.
+
+    None without ``backend_url``.  :raises ZkpollError: any configuration problem.
+    """
     try:
         conf = _parse(argv)
-    except (ZkpollError, cfg.Error) as exc:
+        url = conf.coordination.backend_url
+        if url and conf.command == "forget":
+            parse_backend_url(url)
+            return conf, None
+        return conf, (get_coordinator(conf, make_member_id("zkpoll-status")) if url else None)
+    except cfg.Error as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        conf, coordinator = load(argv)
+    except ZkpollError as exc:
         return die(PROG, str(exc))
     _quiet_logging(conf.debug)
     url = conf.coordination.backend_url
-    try:
-        coordinator = get_coordinator(conf, make_member_id("zkpoll-status")) if url else None
-    except ZkpollError as exc:
-        return die(PROG, str(exc))
+    if conf.command == "forget":
+        return forget(PROG, conf, url)
     if coordinator is None:
         problem = Problem(Severity.WARNING, "standalone: no [coordination] backend_url in "
                           f"{', '.join(conf.config_file) or 'the configuration'}; every agent "
@@ -237,16 +271,16 @@ def _owner(conf: cfg.ConfigOpts, memberships: list[Membership], now: float) -> i
         intervals = source_intervals(membership)
         for source in [conf.source] if conf.source else list(intervals):
             if source in intervals:
-                rows.append(find_owner(membership, conf.resource, source,
+                rows.append(find_owner(membership, conf.argument, source,
                                        intervals[source], now))
     if not rows:
         where = f"group {', '.join(conf.group)}" if conf.group else "any group"
         what = f"source {conf.source!r}" if conf.source else "any source"
         return die(PROG, f"no member of {where} polls {what}", 2)
     code = Severity.OK if all(r.owner for r in rows) else Severity.CRITICAL
-    doc = {"resource": conf.resource, "time": now, "status": str(code), "exit_code": int(code),
+    doc = {"resource": conf.argument, "time": now, "status": str(code), "exit_code": int(code),
            "owners": [asdict(r) for r in rows]}
-    title = (f"resource {conf.resource} at {_clock(now)} (polled only where a discovery or "
+    title = (f"resource {conf.argument} at {_clock(now)} (polled only where a discovery or "
              "the source's resources list it):")
     lines = [title]
     lines += table(("GROUP", "SOURCE", "CYCLE", "START", "OWNER", "NEXT START", "NEXT OWNER",

@@ -26,14 +26,17 @@ CLAIMS_RETENTION = 3600.0
 
 
 def host_port(url: BackendURL, default_port: int) -> tuple[str, int]:
-    """The single ``host:port`` of ``url`` (127.0.0.1 and ``default_port`` if absent)."""
-    if len(url.hosts) > 1:
+    """The single ``host:port`` of ``url`` (``default_port`` if it names none).
+
+    A URL without a server is refused, never read as localhost.
+    """
+    if len(url.hosts) != 1:
         raise ConfigError(f"{OPTION}: {url.scheme} takes one server, not "
                           f"{len(url.hosts)}, in {redact(url.raw)!r}")
-    host, _, port = (url.hosts[0] if url.hosts else "").rpartition(":")
+    host, _, port = url.hosts[0].rpartition(":")
     if not host or port.endswith("]"):  # no port given (or a bare IPv6 literal)
-        host, port = (url.hosts[0] if url.hosts else ""), ""
-    return host.strip("[]") or "127.0.0.1", int(port) if port else default_port
+        host, port = url.hosts[0], ""
+    return host.strip("[]"), int(port) if port else default_port
 
 
 def member_timeouts(url: BackendURL, opts: Any) -> tuple[float, float]:

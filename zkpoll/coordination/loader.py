@@ -107,12 +107,31 @@ def get_coordinator(conf: cfg.ConfigOpts, member_id: str | None = None) -> Coord
     member_id = member_id or make_member_id(opts.member_name)
     if not opts.backend_url:
         return StandaloneCoordinator(member_id)
-    url = parse_backend_url(opts.backend_url)
     try:
-        manager = stevedore.DriverManager(NAMESPACE, url.scheme, invoke_on_load=False)
-    except stevedore.exception.NoMatches as exc:
-        available = sorted(stevedore.ExtensionManager(NAMESPACE).names())
-        raise ConfigError(f"{OPTION}: unknown scheme {url.scheme!r} in "
-                          f"{redact(url.raw)!r}; available: {', '.join(available)}") from exc
-    backend: Any = manager.driver
-    return backend(url, opts, member_id)
+        url = parse_backend_url(opts.backend_url)
+        try:
+            manager = stevedore.DriverManager(NAMESPACE, url.scheme, invoke_on_load=False)
+        except stevedore.exception.NoMatches as exc:
+            available = sorted(stevedore.ExtensionManager(NAMESPACE).names())
+            raise ConfigError(f"{OPTION}: unknown scheme {url.scheme!r} in "
+                              f"{redact(url.raw)!r}; available: {', '.join(available)}") \
+                from exc
+        backend: Any = manager.driver
+        return backend(url, opts, member_id)
+    except ConfigError as exc:
+        if not str(exc).startswith(OPTION):
+            raise
+        raise ConfigError(f"{exc}{_origin(conf)}") from exc
+
+
+def _origin(conf: cfg.ConfigOpts) -> str:
+    """`` (in FILE)`` or `` (from $VAR)``: where backend_url was set, when oslo.config knows."""
+    try:
+        location = conf.get_location("backend_url", GROUP)
+    except (cfg.Error, AttributeError, KeyError):
+        return ""
+    if location is None or not location.detail:
+        return ""
+    if location.location is cfg.Locations.environment:
+        return f" (from ${location.detail})"
+    return f" (in {location.detail})" if location.location is cfg.Locations.user else ""

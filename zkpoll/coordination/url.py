@@ -12,6 +12,7 @@ options for this backend.
 
 from __future__ import annotations
 
+import math
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -23,7 +24,8 @@ __all__ = ["BackendURL", "parse_backend_url", "redact"]
 
 OPTION = "[coordination] backend_url"
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
-_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?$")
+_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class BackendURL:
     raw: str = ""
 
     def float_param(self, name: str, default: float, minimum: float = 0.0) -> float:
-        """Return query parameter ``name`` as a float > ``minimum``, else ``default``."""
+        """Return query parameter ``name`` as a finite float > ``minimum``, else ``default``."""
         if name not in self.query:
             return default
         text = self.query[name]
@@ -47,9 +49,9 @@ class BackendURL:
             value = float(text)
         except ValueError:
             value = float("nan")
-        if not value > minimum:
+        if not (value > minimum and math.isfinite(value)):
             raise ConfigError(f"{OPTION}: query parameter {name}={text!r} in "
-                              f"{redact(self.raw)!r} must be a number > {minimum:g}")
+                              f"{redact(self.raw)!r} must be a number > {minimum:g} and finite")
         return value
 
 
@@ -80,9 +82,8 @@ def parse_backend_url(url: str) -> BackendURL:
         username = urllib.parse.unquote(user) or None
         password = urllib.parse.unquote(pwd) if sep else None
     hosts = tuple(h.strip() for h in netloc.split(",") if h.strip())
-    for host in hosts:
-        if not _HOST.match(host):
-            raise ConfigError(f"{OPTION}: invalid host {host!r} in {redact(text)!r}")
+    _check_hosts(scheme, hosts, text)
+    _check_path(path, text)
     try:
         pairs = urllib.parse.parse_qsl(query_text, keep_blank_values=True,
                                        strict_parsing=bool(query_text))
@@ -90,3 +91,29 @@ def parse_backend_url(url: str) -> BackendURL:
         raise ConfigError(f"{OPTION}: malformed query in {redact(text)!r}: {exc}") from exc
     return BackendURL(scheme=scheme, hosts=hosts, path=path.rstrip("/") or "/",
                       query=dict(pairs), username=username, password=password, raw=text)
+
+
+def _check_hosts(scheme: str, hosts: tuple[str, ...], text: str) -> None:
+    """Refuse a URL without a server, a malformed host or a port outside 1-65535."""
+    if not hosts:
+        raise ConfigError(f"{OPTION}: {redact(text)!r} names no server (an empty host "
+                          f"is not localhost); write {scheme}://HOST:PORT")
+    for host in hosts:
+        match = _HOST.match(host)
+        if not match:
+            raise ConfigError(f"{OPTION}: invalid host {host!r} in {redact(text)!r}")
+        port = match.group(2)
+        if port is not None and not 1 <= int(port) <= 65535:
+            raise ConfigError(f"{OPTION}: port {port} of {host!r} in {redact(text)!r} is "
+                              "out of range (1-65535)")
+
+
+def _check_path(path: str, text: str) -> None:
+    """Refuse a root path with control characters or empty, '.' or '..' parts."""
+    if _CONTROL.search(urllib.parse.unquote(path)):
+        raise ConfigError(f"{OPTION}: the path {path!r} in {redact(text)!r} contains a "
+                          "control character")
+    parts = path.strip("/").split("/")
+    if path.strip("/") and any(part in ("", ".", "..") for part in parts):
+        raise ConfigError(f"{OPTION}: the path {path!r} in {redact(text)!r} has an empty, "
+                          "'.' or '..' component")

@@ -46,13 +46,19 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KeeperState
 
 from zkpoll.coordination._desired import DesiredStateCoordinator
-from zkpoll.coordination._names import member_name, parse_member_name
 from zkpoll.coordination._kazoo import explain, kazoo_client
+from zkpoll.coordination._names import member_name, parse_member_name
 from zkpoll.coordination._repeated import RepeatedFailure
-from zkpoll.coordination.base import PROTOCOL, Member, Membership, SessionState, log_change
+from zkpoll.coordination.base import (
+    PROTOCOL,
+    Member,
+    Membership,
+    SessionState,
+    log_change,
+)
 from zkpoll.coordination.loader import make_member_id
 from zkpoll.coordination.url import BackendURL
-from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable
+from zkpoll.exceptions import CoordinatorUnreachable
 
 __all__ = ["ZooKeeperCoordinator"]
 

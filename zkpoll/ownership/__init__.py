@@ -14,7 +14,12 @@ polling agent (which it knows nothing of).
 """
 
 from zkpoll.ownership.events import Contact, Poll, Skip
-from zkpoll.ownership.members import MemberInfo, eligible_members, member_info, ring_epoch
+from zkpoll.ownership.members import (
+    MemberInfo,
+    eligible_members,
+    member_info,
+    ring_epoch,
+)
 from zkpoll.ownership.partition import Partition, PollCallback
 from zkpoll.ownership.state import OwnershipConfig, OwnershipState, claimed_cycle
 

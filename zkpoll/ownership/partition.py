@@ -33,9 +33,26 @@ from zkpoll.coordination.base import Coordinator, Membership, SessionState
 from zkpoll.coordination.ring import HashRing
 from zkpoll.exceptions import CoordinationError
 from zkpoll.ownership.events import (
-    Action, Announce, ClaimResult, ClaimsRead, Contact, CycleDone, CycleStarted, Event,
-    FenceChanged, JoinRequested, LeaveRequested, MembershipChanged, Poll, ReadClaims,
-    RejoinRequested, SessionLost, SessionStarted, Skip, Tick, WriteClaims,
+    Action,
+    Announce,
+    ClaimResult,
+    ClaimsRead,
+    Contact,
+    CycleDone,
+    CycleStarted,
+    Event,
+    FenceChanged,
+    JoinRequested,
+    LeaveRequested,
+    MembershipChanged,
+    Poll,
+    ReadClaims,
+    RejoinRequested,
+    SessionLost,
+    SessionStarted,
+    Skip,
+    Tick,
+    WriteClaims,
 )
 from zkpoll.ownership.members import member_info
 from zkpoll.ownership.state import OwnershipConfig, OwnershipState

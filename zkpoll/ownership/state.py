@@ -42,9 +42,26 @@ from typing import Any
 
 from zkpoll.coordination.ring import HashRing
 from zkpoll.ownership.events import (
-    Action, Announce, ClaimResult, ClaimsRead, Contact, CycleDone, CycleStarted, Event,
-    FenceChanged, JoinRequested, LeaveRequested, MembershipChanged, Poll, ReadClaims,
-    RejoinRequested, SessionLost, SessionStarted, Skip, Tick, WriteClaims,
+    Action,
+    Announce,
+    ClaimResult,
+    ClaimsRead,
+    Contact,
+    CycleDone,
+    CycleStarted,
+    Event,
+    FenceChanged,
+    JoinRequested,
+    LeaveRequested,
+    MembershipChanged,
+    Poll,
+    ReadClaims,
+    RejoinRequested,
+    SessionLost,
+    SessionStarted,
+    Skip,
+    Tick,
+    WriteClaims,
 )
 from zkpoll.ownership.members import PROTOCOL, MemberInfo, RingCache, eligible
 
@@ -148,7 +165,8 @@ class OwnershipState:
         age = contact.contact_age
         lease = contact.session_timeout * (1.0 - self.config.fence_margin)
         if age >= lease:
-            return (f"no answer from the coordination backend for {age:.1f}s (lease "
+            since = "yet" if math.isinf(age) else f"for {age:.1f}s"
+            return (f"no answer from the coordination backend {since} (lease "
                     f"{lease:.1f}s of a {contact.session_timeout:.1f}s session)")
         settle = self.config.settle_time
         if age >= settle > 0:

@@ -143,4 +143,7 @@ def load_sources(conf: cfg.ConfigOpts) -> PollingConfig:
         LOG.info("no polling.yaml found: using the built-in definition (%s)",
                  DEFAULT_POLLING_FILE)
         path = DEFAULT_POLLING_FILE
-    return load_polling_config(path)
+    polling = load_polling_config(path)
+    LOG.info("polling definition %s: %d source(s): %s", os.path.abspath(path),
+             len(polling.sources), ", ".join(s.name for s in polling.sources))
+    return polling

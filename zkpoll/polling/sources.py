@@ -4,7 +4,7 @@ A Ceilometer ``polling.yaml`` loads unchanged::
 
     sources:
       - name: host_pollsters        # required, unique in the file
-        interval: 60                # required, whole seconds > 0
+        interval: 60                # required, whole seconds, 1 to 31 days
         meters: ["host.*"]          # required; fnmatch patterns, "!x" excludes
         resources: []               # optional static resource ids or URLs
         discovery: []               # optional "name" or "name://param"
@@ -37,6 +37,8 @@ LOG = logging.getLogger(__name__)
 _SOURCE_KEYS = frozenset(
     {"name", "interval", "meters", "resources", "discovery", "publishers", "sinks"})
 _T = TypeVar("_T")
+#: Longest polling interval accepted: 31 days.
+MAX_INTERVAL = 31 * 86400
 
 
 def _check_name(value: object) -> str:
@@ -49,13 +51,20 @@ def _check_name(value: object) -> str:
 
 
 def _check_interval(value: object) -> int:
-    """Return a valid polling interval (whole seconds > 0) or raise TypeError/ValueError."""
+    """Return a valid polling interval (whole seconds, 1 to MAX_INTERVAL) or raise.
+
+    Raises TypeError/ValueError.  The upper bound refuses values that would
+    overflow the scheduler (``1e20``) or that are surely a typo.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         quoted = isinstance(value, str) and value.strip().isdigit()
         hint = " (write it without quotes)" if quoted else ""
         raise TypeError(f"must be a whole number of seconds, got {describe(value)}{hint}")
     if value <= 0:
         raise ValueError(f"must be greater than 0, got {value}")
+    if value > MAX_INTERVAL:
+        shown = str(value) if value < 10**20 else "a number of 20 digits or more"
+        raise ValueError(f"must be at most {MAX_INTERVAL} seconds (31 days), got {shown}")
     return value
 
 
@@ -210,6 +219,8 @@ def _read_yaml(path: str) -> tuple[yaml.Node | None, Any]:
         raise PollingConfigError(path, f"invalid YAML: {exc}") from exc
     except RecursionError as exc:
         raise PollingConfigError(path, "invalid YAML: nested too deeply") from exc
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of 5000 digits
+        raise PollingConfigError(path, f"invalid YAML value: {exc}") from exc
     return root, data
 
 

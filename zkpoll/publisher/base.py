@@ -43,6 +43,9 @@ _USERINFO = re.compile(r"(//)[^/?#@]*@")
 def redact_url(url: str | urllib.parse.SplitResult) -> str:
     """Return ``url`` with any ``user:password@`` replaced by ``***@``."""
     text = url.geturl() if isinstance(url, urllib.parse.SplitResult) else url
+    if isinstance(url, urllib.parse.SplitResult) and not url.netloc and url.path \
+            and url.path[:1] != "/":
+        text = f"{url.scheme}:{text.split(':', 1)[1].lstrip('/')}"  # file:rel stays relative
     return _USERINFO.sub(r"\1***@", text, count=1)
 
 
