@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Set, ValuesView
+from collections.abc import Iterator, Mapping, ValuesView
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from typing import Any
 
@@ -140,7 +141,7 @@ def _scalar_size(value: Any) -> int | None:
         return value.bit_length() * 3 // 10 + 2
     if isinstance(value, float):
         return _FLOAT_UNITS
-    if isinstance(value, (list, tuple, Mapping, Set, ValuesView)):
+    if isinstance(value, (list, tuple, Mapping, AbstractSet, ValuesView)):
         return None
     return 1  # a function, or a lazy iterator: measured once consumed
 
