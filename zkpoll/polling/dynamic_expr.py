@@ -317,6 +317,12 @@ class Expression:
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Expression) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
     def __call__(self, obj: Any) -> Any:
         """Look the path up in ``obj`` and apply the operations.
 
