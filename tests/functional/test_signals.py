@@ -9,18 +9,23 @@ dynamic pollster running a local command):
 - SIGHUP with good files: from the next cycle on the new sources are
   polled and the removed ones are not, with one line saying what changed;
 - a second standalone agent with the same configuration exits 2, naming
-  the first one's pid and the lock file.
+  the first one's pid and the lock file;
+- an agent in a ZooKeeper group keeps its member znode across a reload
+  and republishes its meters only when they changed.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+from kazoo.client import KazooClient
 
 from tests.functional.agents import AgentProcess, agent_command, wait_until
+from zkpoll.testing import ManagedZooKeeper
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
 
@@ -133,3 +138,41 @@ def test_a_second_standalone_agent_with_the_same_configuration_exits_2(
             assert again.wait(30) == 0
     finally:
         first.kill()
+
+
+def test_sighup_keeps_the_group_membership_and_republishes_changed_meters(
+        zookeeper_server: ManagedZooKeeper, zk_chroot: str, tmp_path: Path) -> None:
+    polling = tmp_path / "polling.yaml"
+    polling.write_text("sources:\n" + _source("first", "r1"))
+    url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=2"
+    agent = AgentProcess(tmp_path, "agent", url, polling, namespaces="synthetic")
+    members = f"{zk_chroot}/groups/synthetic/members"
+    client = KazooClient(hosts=zookeeper_server.address, timeout=10.0)
+    client.start(timeout=15)
+    try:
+        assert wait_until(lambda: "r1" in _ids(agent), 30), agent.log()[-2000:]
+        (member,) = client.get_children(members)
+        data, stat = client.get(f"{members}/{member}")
+        assert json.loads(data)["meters"] == {"first": ["synthetic.constant"]}
+
+        polling.write_text("sources:\n" + _source("first", "r1") + _source("second", "r2"))
+        agent.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: _lines(agent, "reloaded "), 10), agent.log()[-2000:]
+        assert wait_until(lambda: "r2" in _ids(agent), 10), agent.log()[-2000:]
+        assert client.get_children(members) == [member]  # the same member: no rejoin
+        data, after = client.get(f"{members}/{member}")
+        assert after.czxid == stat.czxid  # the same znode, never deleted and re-created
+        assert json.loads(data)["meters"] == {"first": ["synthetic.constant"],
+                                              "second": ["synthetic.constant"]}
+        assert json.loads(data)["intervals"] == {"first": 1, "second": 1}
+
+        agent.proc.send_signal(signal.SIGHUP)  # nothing changed: nothing republished
+        assert wait_until(lambda: len(_lines(agent, "reloaded ")) == 2, 10)
+        assert "nothing changed" in _lines(agent, "reloaded ")[1]
+        assert len(_lines(agent, "published meters updated")) == 1
+        assert len(_lines(agent, "joining group")) == 1
+        assert agent.terminate() == 0
+    finally:
+        agent.kill()
+        client.stop()
+        client.close()
