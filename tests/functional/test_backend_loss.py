@@ -63,7 +63,10 @@ def test_zookeeper_down_longer_than_the_lease(managed_zookeeper, tmp_path: Path,
         restarting = time.time()
         server.start()
         up = time.time()
-        time.sleep(RECOVERY + 4 * INTERVAL)
+        # Two complete cycles after the recovery (a busy machine may be slower).
+        assert wait_until(lambda: len(audit_cycles(
+            collector.refresh(), ids, since=up + RECOVERY, interval=INTERVAL)) >= 2,
+            RECOVERY + 60), logs_tail(agents)
 
         audits = audit_cycles(collector.refresh(), ids, since=first + INTERVAL,
                               interval=INTERVAL)
