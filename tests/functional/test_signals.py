@@ -82,6 +82,7 @@ def test_sighup_reloads_good_files_and_keeps_the_running_config_on_bad_ones(
         assert wait_until(lambda: len(_lines(agent, "reload refused")) == 2, 10)
         second = _lines(agent, "reload refused")[1]
         assert str(bad) in second and "'open' cannot be called" in second
+        assert not _lines(agent, "DISABLED")  # the one line above, nothing else
         assert agent.proc.poll() is None
 
         # 3. Good files: 'first' removed, 'second' and a dynamic pollster added.
