@@ -3,11 +3,15 @@
     zkpoll-polling [--config-file zkpoll.conf] [--polling-namespaces central compute]
 
 SIGTERM or SIGINT stops it gracefully (its work is handed over without gap
-or duplicate); a second signal stops it at once.
+or duplicate); a second signal stops it at once.  SIGHUP reloads the
+polling YAML and the dynamic pollster definitions (validated first; see
+docs/signals.md).  A standalone agent (no backend) refuses to start, exit
+status 2, while another one runs the same configuration.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -26,8 +30,9 @@ from zkpoll.cmd._common import (
 from zkpoll.cmd._config_files import check_config_files, unknown_names
 from zkpoll.cmd._list_plugins import list_plugins
 from zkpoll.coordination import register_opts as register_coordination_opts
+from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import ConfigError, ZkpollError
-from zkpoll.polling import dynamic, options
+from zkpoll.polling import dynamic, instance_lock, options
 from zkpoll.polling.agent import Agent
 from zkpoll.polling.startup_checks import (
     check_discoveries,
@@ -39,6 +44,7 @@ from zkpoll.version import __version__
 __all__ = ["CLI_OPTS", "main"]
 
 PROG = "zkpoll-polling"
+LOG = logging.getLogger(PROG)
 
 CLI_OPTS = [
     cfg.MultiStrOpt("polling-namespaces", default=["compute", "central"],
@@ -142,19 +148,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_plugins(conf, sys.stdout)
     try:
         agent = configure(conf)
+        lock = _single_instance(conf, agent)
     except ZkpollError as exc:
         return die(PROG, str(exc))
     stop = threading.Event()
     forced = threading.Event()
+    reload = threading.Event()
+    wake = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         (forced if stop.is_set() else stop).set()
+        wake.set()
+
+    def on_hangup(signum: int, _frame: FrameType | None) -> None:
+        reload.set()
+        wake.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     agent.start()
-    while not stop.wait(3600):
-        pass
+    while not stop.is_set():
+        wake.wait(3600)
+        wake.clear()
+        if reload.is_set() and not stop.is_set():
+            reload.clear()
+            _reload(agent)
     stopper = threading.Thread(target=agent.stop, kwargs={"graceful": True},
                                name="zkpoll-stop", daemon=True)
     stopper.start()
@@ -163,7 +182,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if forced.is_set():
         print(f"{PROG}: second signal: stopping at once", file=sys.stderr)
         return 1
+    if lock is not None:
+        lock.release()
     return 0
+
+
+def _single_instance(conf: cfg.ConfigOpts, agent: Agent) -> instance_lock.InstanceLock | None:
+    """Lock this configuration when the agent is standalone (None when coordinated)."""
+    if not isinstance(agent.coordinator, StandaloneCoordinator) or agent.polling is None:
+        return None
+    lock_dir = conf.polling.lock_dir or instance_lock.default_lock_dir()
+    return instance_lock.acquire(lock_dir, [*conf.config_file, *(conf.config_dir or [])],
+                                 agent.polling.path, agent.namespaces)
+
+
+def _reload(agent: Agent) -> None:
+    """SIGHUP: reload; the agent logs what changed or why it refused."""
+    try:
+        agent.reload()
+    except Exception as exc:  # noqa: BLE001 - a failed reload must not stop the agent
+        LOG.error("reload failed, keeping the running configuration: %s: %s",
+                  type(exc).__name__, exc)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from zkpoll.polling.health import Health, Withdrawal
 from zkpoll.polling.overlap import OverlapMonitor
 from zkpoll.polling.ownership import KEEP_LAST_RING, Ownership
 from zkpoll.polling.plugins import LoadedPlugins, load_plugins
+from zkpoll.polling.reload import ReloadResult, reload_agent
 from zkpoll.polling.runner import CycleStats, SourceRunner
 from zkpoll.polling.sources import PollingConfig
 from zkpoll.publisher import load_publisher
@@ -192,7 +193,7 @@ class Agent:
         source = runner.source
         offset = source_offset(source.name, source.interval)
         index, start = next_cycle(time.time(), source.interval, offset)
-        while self._wait_until(start):
+        while self._wait_until(start) and runner in self.runners:  # reload: gone -> end
             self._run_one(runner, index, start)
             following, start_next = next_cycle(time.time(), source.interval, offset)
             if following > index + 1:
@@ -293,3 +294,15 @@ class Agent:
 
     def _longest_timeout(self) -> float:
         return max((r.timeout for r in self.runners), default=1.0) + 1.0
+
+    # --- reload (SIGHUP); the logic is in zkpoll/polling/reload.py ----------------
+    def reload(self) -> ReloadResult:
+        """Reload the polling YAML and dynamic pollsters, validated first (SIGHUP)."""
+        return reload_agent(self)
+
+    def start_loop(self, runner: SourceRunner) -> None:
+        """Start the scheduler thread of a runner added by :meth:`reload`."""
+        thread = threading.Thread(target=self._loop, args=(runner,),
+                                  name=f"zkpoll-source-{runner.source.name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)

@@ -25,25 +25,37 @@ The subset:
   'next', value)``).
 
 Not allowed: attribute access other than those method calls (so no
-dunders), imports, comprehensions, f-strings, ``**``, assignments.
+dunders), imports, comprehensions, f-strings, ``**``, shifts, assignments.
+An operation is at most :data:`MAX_TEXT` characters and :data:`MAX_NODES`
+nodes nested at most :data:`MAX_NESTING` deep.
+
+Every evaluation has a budget of size, steps and time
+(:mod:`zkpoll.polling.dynamic_budget`); going over it raises
+:class:`~zkpoll.polling.dynamic_budget.ExpressionBudgetError`.
 """
 
 from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any
 
-__all__ = ["FUNCTIONS", "MAX_LENGTH", "METHODS", "Expression", "ExpressionError", "lookup"]
+from zkpoll.polling import dynamic_budget as budget
+from zkpoll.polling.dynamic_budget import ExpressionBudgetError
+from zkpoll.polling.dynamic_safe import FUNCTIONS, call_method
+
+__all__ = ["FUNCTIONS", "MAX_LENGTH", "MAX_NESTING", "MAX_NODES", "MAX_TEXT", "METHODS",
+           "Expression", "ExpressionBudgetError", "ExpressionError", "lookup"]
 
 #: Longest string or list that ``*`` may build.
 MAX_LENGTH = 100_000
-
-#: Functions an operation may call (or pass, e.g. ``sorted(value, key=len)``).
-FUNCTIONS: Mapping[str, Callable[..., Any]] = {
-    f.__name__: f for f in (abs, all, any, bool, dict, filter, float, int, len, list, map,
-                            max, min, reversed, round, sorted, str, sum, tuple)}
+#: Longest attribute expression (path and operations), in characters.
+MAX_TEXT = 4096
+#: Most AST nodes in one operation.
+MAX_NODES = 1000
+#: Deepest nesting of AST nodes in one operation.
+MAX_NESTING = 50
 
 #: Methods an operation may call, by the type of the object.
 METHODS: Mapping[type, frozenset[str]] = {
@@ -134,15 +146,23 @@ def _check(node: ast.AST, names: frozenset[str]) -> None:
             _check(child, names)
 
 
+def _check_product(left: Any, right: Any) -> None:
+    """Refuse a ``*`` whose result would be over budget, before computing it."""
+    for seq, count in ((left, right), (right, left)):
+        if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and count > 0:
+            if len(seq) * count > MAX_LENGTH:
+                raise ExpressionBudgetError(f"'*' would build more than {MAX_LENGTH} items")
+            budget.refuse_size(budget.size_of(seq) * count, "'*'")
+    if isinstance(left, int) and isinstance(right, int):
+        budget.refuse_product(left, right)
+
+
 def _binary(op: ast.operator, left: Any, right: Any) -> Any:
     if isinstance(op, ast.Mult):
-        for seq, count in ((left, right), (right, left)):
-            if isinstance(seq, (str, list, tuple)) and isinstance(count, int) \
-                    and len(seq) * count > MAX_LENGTH:
-                raise ExpressionError(f"'*' would build more than {MAX_LENGTH} items")
+        _check_product(left, right)
     if isinstance(op, ast.Mod) and not isinstance(left, (int, float)):
         raise ExpressionError("'%' is only allowed on numbers")
-    return _BINARY[type(op)](left, right)
+    return budget.check_size(_BINARY[type(op)](left, right), "an operator")
 
 
 def _call(node: ast.Call, env: Mapping[str, Any]) -> Any:
@@ -154,7 +174,7 @@ def _call(node: ast.Call, env: Mapping[str, Any]) -> Any:
         allowed = next((m for t, m in METHODS.items() if isinstance(obj, t)), frozenset())
         if func.attr not in allowed:
             raise ExpressionError(f"{type(obj).__name__}.{func.attr}() is not allowed")
-        return getattr(obj, func.attr)(*args, **kwargs)
+        return call_method(obj, func.attr, args, kwargs)
     return FUNCTIONS[func.id](*args, **kwargs)  # type: ignore[attr-defined]
 
 
@@ -162,6 +182,7 @@ def _lambda(node: ast.Lambda, env: Mapping[str, Any]) -> Callable[..., Any]:
     params = [a.arg for a in node.args.args]
 
     def function(*args: Any) -> Any:
+        budget.current().step()
         if len(args) != len(params):
             raise ExpressionError(f"lambda takes {len(params)} argument(s), got {len(args)}")
         return _eval(node.body, {**env, **dict(zip(params, args))})
@@ -171,6 +192,7 @@ def _lambda(node: ast.Lambda, env: Mapping[str, Any]) -> Callable[..., Any]:
 
 def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
     """Interpret a checked node."""
+    budget.current().step()
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
@@ -206,25 +228,51 @@ def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
         return _eval(node.body if _eval(node.test, env) else node.orelse, env)
     if isinstance(node, (ast.List, ast.Tuple)):
         items = [_eval(e, env) for e in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
+        return budget.check_size(items if isinstance(node, ast.List) else tuple(items),
+                                 "a list or tuple")
     if isinstance(node, ast.Dict):
-        return {_eval(k, env): _eval(v, env) for k, v in zip(node.keys, node.values)
-                if k is not None}
+        return budget.check_size({_eval(k, env): _eval(v, env)
+                                  for k, v in zip(node.keys, node.values) if k is not None},
+                                 "a dict")
     if isinstance(node, ast.Lambda):
         return _lambda(node, env)
     raise ExpressionError(f"{type(node).__name__} is not allowed")  # unreachable once checked
 
 
+def _check_shape(tree: ast.AST) -> None:
+    """Refuse a tree of more than MAX_NODES nodes or nested deeper than MAX_NESTING."""
+    count = 0
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ExpressionError(f"more than {MAX_NODES} syntax nodes")
+        if depth > MAX_NESTING:
+            raise ExpressionError(f"nested deeper than {MAX_NESTING} levels")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
 def _compile(text: str) -> ast.Expression:
     try:
         tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, RecursionError) as exc:
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise ExpressionError(f"operation {text!r} is not a valid expression: {exc}") from exc
     try:
+        _check_shape(tree)
         _check(tree, frozenset({"value"}))
     except ExpressionError as exc:
         raise ExpressionError(f"operation {text!r}: {exc}") from None
     return tree
+
+
+def _finish(value: Any) -> Any:
+    """The result of an operation as data: lazy iterators consumed, never a function."""
+    if isinstance(value, (Iterator, KeysView, ValuesView, ItemsView)):
+        return FUNCTIONS["list"](value)
+    if callable(value):
+        raise ExpressionError("the operation gives a function, not a value")
+    return value
 
 
 def lookup(obj: Any, path: str) -> Any:
@@ -256,7 +304,9 @@ class Expression:
 
     def __init__(self, text: str) -> None:
         if not isinstance(text, str) or not text.strip():
-            raise ExpressionError(f"must be a non-empty string, not {text!r}")
+            raise ExpressionError(f"must be a non-empty string, not {_short(text)}")
+        if len(text) > MAX_TEXT:
+            raise ExpressionError(f"{_short(text)} is longer than {MAX_TEXT} characters")
         path, *ops = text.split("|")
         self.text = text
         self.path = path.strip()
@@ -267,6 +317,12 @@ class Expression:
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Expression) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
     def __call__(self, obj: Any) -> Any:
         """Look the path up in ``obj`` and apply the operations.
 
@@ -276,14 +332,31 @@ class Expression:
         return self.apply(lookup(obj, self.path))
 
     def apply(self, value: Any) -> Any:
-        """Apply the operations (not the path) to ``value``."""
-        for text, tree in self._ops:
-            try:
-                value = _eval(tree.body, {"value": value})
-            except ExpressionError:
-                raise
-            except (ArithmeticError, AttributeError, LookupError, TypeError,
-                    ValueError) as exc:
-                raise ExpressionError(f"operation {text!r} failed on {_short(value)}: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+        """Apply the operations (not the path) to ``value``.
+
+        :raises ExpressionError: an operation failed on this value.
+        :raises ExpressionBudgetError: an operation went over its budget.
+        """
+        if not self._ops:
+            return value
+        with budget.evaluation(budget.new_budget()):
+            for text, tree in self._ops:
+                value = self._apply_one(text, tree, value)
         return value
+
+    @staticmethod
+    def _apply_one(text: str, tree: ast.Expression, value: Any) -> Any:
+        try:
+            return _finish(_eval(tree.body, {"value": value}))
+        except ExpressionError:
+            raise
+        except ExpressionBudgetError as exc:
+            raise ExpressionBudgetError(f"operation {text!r} went over its budget: "
+                                        f"{exc}") from None
+        except (MemoryError, RecursionError) as exc:
+            raise ExpressionBudgetError(f"operation {text!r} went over its budget: "
+                                        f"{type(exc).__name__}") from None
+        except (ArithmeticError, AttributeError, LookupError, TypeError,
+                ValueError) as exc:
+            raise ExpressionError(f"operation {text!r} failed on {_short(value)}: "
+                                  f"{type(exc).__name__}: {exc}") from exc

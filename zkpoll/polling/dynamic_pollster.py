@@ -22,10 +22,11 @@ from urllib.parse import urljoin, urlsplit
 
 from zkpoll.discovery.local import host_id
 from zkpoll.exceptions import PluginError
+from zkpoll.polling.dynamic_budget import evaluation_deadline
 from zkpoll.polling.dynamic_defs import Definition
 from zkpoll.polling.dynamic_expr import ExpressionError, lookup
 from zkpoll.polling.dynamic_fetch import http_get, parse_response, run_command
-from zkpoll.polling.plugin_base import resource_key
+from zkpoll.polling.plugin_base import PollingContext, resource_key
 from zkpoll.pollsters.reading import ReadingPollster
 from zkpoll.sample import Sample
 
@@ -143,6 +144,16 @@ class DynamicPollster(ReadingPollster):
         return urljoin(url, found) if isinstance(found, str) and found else None
 
     # --- samples ------------------------------------------------------------------
+    def get_samples(self, context: PollingContext, resources: list[Any]) -> list[Sample]:
+        """Poll as any reading pollster; expressions stop at the end of the poll's budget.
+
+        An expression over its budget (:mod:`~zkpoll.polling.dynamic_budget`)
+        raises ExpressionBudgetError (a PluginError): the call fails and the
+        agent counts an error for this pollster in this cycle.
+        """
+        with evaluation_deadline(time.monotonic() + self.timeout(context)):
+            return super().get_samples(context, resources)
+
     def make_samples(self, resource_id: str, reading: Any,
                      timestamp: float) -> Iterable[Sample]:
         d = self.definition

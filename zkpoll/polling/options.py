@@ -65,6 +65,13 @@ POLLING_OPTS = [
                     "disables it."),
     cfg.IntOpt("max_parallel_pollsters", default=8, min=1, max=256,
                help="Pollsters run at once, across all sources."),
+    cfg.StrOpt("lock_dir", sample_default="/run/zkpoll if writable, else $XDG_RUNTIME_DIR, "
+                                          "else the temporary directory",
+               help="Directory of the lock files that keep a second standalone agent "
+                    "(no [coordination] backend_url) from running the same configuration "
+                    "(same config files, polling YAML and namespace): it exits with status "
+                    "2 naming the first agent's pid and the lock file. Unset: /run/zkpoll "
+                    "if writable, else $XDG_RUNTIME_DIR, else the temporary directory."),
 ]
 
 PUBLISHER_OPTS = [

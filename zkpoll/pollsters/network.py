@@ -5,11 +5,21 @@ Resources are strings given by the source (``resources:`` or a
 ``host:port`` or ``tcp://host:port`` for ``tcp.connect.time``.  The
 ``resource_id`` of a sample is the resource as given.
 
-Endpoints are checked concurrently by a small thread pool
-(:data:`MAX_WORKERS`), each with a timeout of ``min(context.timeout,
-MAX_TIMEOUT)`` seconds per socket operation.  ``http.status`` and
-``http.response.time`` share one GET per URL per cycle through the cycle
-cache.  Redirects are not followed: the status is what is measured.
+Endpoints are checked concurrently by a small thread pool per call
+(:data:`MAX_WORKERS`), all within one deadline: :data:`BUDGET_SHARE` of
+the pollster's budget (``context.timeout``, at most :data:`MAX_TIMEOUT`
+seconds), so the call always returns before the agent gives up on it.
+Every socket operation of a check gets only the time left until that
+deadline; a check still running at the deadline is abandoned (its thread
+ends at the deadline) and counts as failed for that endpoint alone: one
+unresponsive endpoint never costs the samples of the others.
+
+A failed endpoint gives ``http.status`` 0 with ``resource_metadata["error"]``
+(e.g. ``no answer within 1.6s``); ``http.response.time`` and
+``tcp.connect.time`` give no sample for it and log a WARNING naming it.
+``http.status`` and ``http.response.time`` share one GET per URL per cycle
+through the cycle cache.  Redirects are not followed: the status is what
+is measured.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -31,6 +41,7 @@ from zkpoll.sample import GAUGE, Sample
 from zkpoll.version import __version__
 
 __all__ = [
+    "BUDGET_SHARE",
     "MAX_TIMEOUT",
     "MAX_WORKERS",
     "HTTPResponseTimePollster",
@@ -41,9 +52,11 @@ __all__ = [
 LOG = logging.getLogger(__name__)
 
 #: Endpoints checked at once by one pollster call.
-MAX_WORKERS = 8
-#: Upper bound (seconds) of the per-request timeout.
+MAX_WORKERS = 16
+#: Upper bound (seconds) of the time one call may spend checking endpoints.
 MAX_TIMEOUT = 10.0
+#: Share of the pollster's budget the checks may use (the rest is margin).
+BUDGET_SHARE = 0.8
 
 _USER_AGENT = f"zkpoll/{__version__}"
 T = TypeVar("T")
@@ -55,13 +68,37 @@ def _request_timeout(context: PollingContext) -> float:
     return min(timeout, MAX_TIMEOUT) if timeout and timeout > 0 else MAX_TIMEOUT
 
 
-def _concurrently(check: Callable[[str], T], targets: list[str]) -> list[T]:
-    """Return ``[check(t) for t in targets]``, run by at most MAX_WORKERS threads."""
-    if len(targets) <= 1:
-        return [check(t) for t in targets]
-    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(targets)),
-                            thread_name_prefix="zkpoll-check") as pool:
-        return list(pool.map(check, targets))
+def _checks_budget(context: PollingContext) -> float:
+    """Seconds one call may spend checking: BUDGET_SHARE of the request timeout."""
+    return _request_timeout(context) * BUDGET_SHARE
+
+
+def _concurrently(check: Callable[[str], T], targets: list[str], deadline: float,
+                  late: Callable[[str], T]) -> list[T]:
+    """Return ``[check(t) for t in targets]`` run by at most MAX_WORKERS threads.
+
+    Returns at the monotonic ``deadline`` at the latest: a check not done by
+    then gives ``late(target)``, and its thread is not waited for.
+    """
+    if not targets:
+        return []
+    pool = futures.ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(targets)),
+                                      thread_name_prefix="zkpoll-check")
+    try:
+        calls = [pool.submit(check, t) for t in targets]
+        futures.wait(calls, timeout=max(0.0, deadline - time.monotonic()))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # never wait for a straggler
+    return [call.result() if call.done() and not call.cancelled() else late(target)
+            for call, target in zip(calls, targets)]
+
+
+def _left(deadline: float) -> float:
+    """Seconds until the monotonic ``deadline``; TimeoutError when none are left."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("timed out")
+    return remaining
 
 
 def _describe(exc: BaseException) -> str:
@@ -78,8 +115,11 @@ class _HTTPResult:
     error: str | None = None
 
 
-def _http_check(url: str, timeout: float) -> _HTTPResult:
-    """GET ``url`` once, without following redirects, and time the headers."""
+def _http_check(url: str, deadline: float) -> _HTTPResult:
+    """GET ``url`` once, without following redirects, and time the headers.
+
+    Each socket operation may only take the time left until ``deadline``.
+    """
     started = time.time()
     try:
         parts = urlsplit(url)
@@ -90,13 +130,16 @@ def _http_check(url: str, timeout: float) -> _HTTPResult:
         port = parts.port or (443 if https else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         conn_class = http.client.HTTPSConnection if https else http.client.HTTPConnection
-        conn = conn_class(parts.hostname, port, timeout=timeout)
+        conn = conn_class(parts.hostname, port, timeout=max(0.001, deadline - time.monotonic()))
     except ValueError as exc:  # bad port, bad host encoding
         return _HTTPResult(started, error=_describe(exc))
     try:
         begin = time.perf_counter()
+        conn.connect()
+        conn.sock.settimeout(_left(deadline))
         conn.request("GET", path, headers={"User-Agent": _USER_AGENT, "Accept": "*/*",
                                            "Connection": "close"})
+        conn.sock.settimeout(_left(deadline))
         response = conn.getresponse()
         return _HTTPResult(started, status=response.status, elapsed=time.perf_counter() - begin)
     except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -114,15 +157,19 @@ class _HTTPPollster(Pollster):
     default_discovery = None
 
     def get_samples(self, context: PollingContext, resources: list[Any]) -> list[Sample]:
-        timeout = _request_timeout(context)
+        budget = _checks_budget(context)
+        deadline = time.monotonic() + budget
 
         def check(url: str) -> _HTTPResult:
             return cycle_cached(context, f"zkpoll.pollsters.network:http:{url}",
-                                lambda: _http_check(url, timeout))
+                                lambda: _http_check(url, deadline))
+
+        def late(url: str) -> _HTTPResult:
+            return _HTTPResult(time.time(), error=f"no answer within {budget:.1f}s")
 
         urls = _unique_ids(resources)
         samples = (self._sample(url, result)
-                   for url, result in zip(urls, _concurrently(check, urls)))
+                   for url, result in zip(urls, _concurrently(check, urls, deadline, late)))
         return [s for s in samples if s is not None]
 
     @abc.abstractmethod
@@ -171,13 +218,12 @@ def _parse_endpoint(resource: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def _tcp_connect(host: str, port: int, timeout: float) -> tuple[float, str]:
+def _tcp_connect(host: str, port: int, deadline: float) -> tuple[float, str]:
     """Connect to ``host:port``; return ``(seconds, address)``, or raise OSError.
 
     Name resolution is not timed; each address it returns is tried until
-    one accepts, all within ``timeout``.
+    one accepts, all before the monotonic ``deadline``.
     """
-    deadline = time.monotonic() + timeout
     error: OSError = OSError(f"no address for {host}")
     for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port,
                                                                type=socket.SOCK_STREAM):
@@ -208,12 +254,13 @@ class TCPConnectTimePollster(Pollster):
     default_discovery = None
 
     def get_samples(self, context: PollingContext, resources: list[Any]) -> list[Sample]:
-        timeout = _request_timeout(context)
+        budget = _checks_budget(context)
+        deadline = time.monotonic() + budget
 
         def check(resource: str) -> Sample | None:
             timestamp = time.time()
             try:
-                elapsed, address = _tcp_connect(*_parse_endpoint(resource), timeout)
+                elapsed, address = _tcp_connect(*_parse_endpoint(resource), deadline)
             except (OSError, ValueError) as exc:
                 LOG.warning("%s: connect to %s failed: %s", self.meter, resource,
                             _describe(exc))
@@ -221,5 +268,10 @@ class TCPConnectTimePollster(Pollster):
             return Sample(self.meter, self.sample_type, self.unit, elapsed, resource,
                           timestamp=timestamp, resource_metadata={"address": address})
 
-        samples = _concurrently(check, _unique_ids(resources))
+        def late(resource: str) -> Sample | None:
+            LOG.warning("%s: connect to %s failed: no answer within %.1fs", self.meter,
+                        resource, budget)
+            return None
+
+        samples = _concurrently(check, _unique_ids(resources), deadline, late)
         return [s for s in samples if s is not None]

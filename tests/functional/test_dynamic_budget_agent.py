@@ -1,0 +1,111 @@
+"""A real agent with a dynamic pollster whose expression would freeze it (issue 12).
+
+``str([[0]*100000]*100000)`` once took an agent to 17 GB and 99 % CPU and
+made it ignore SIGINT.  Here a standalone ``zkpoll-polling`` runs that
+definition (reading a loopback HTTP API) next to a synthetic source: the
+bad pollster fails each cycle with a clear error, the other source keeps
+its cycles, memory stays small, and the agent stops on SIGTERM or SIGINT
+within seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.functional.agents import AgentProcess, wait_until
+
+pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
+
+#: The agent's resident memory must stay under this (its normal size is ~60 MB).
+MAX_RSS_KB = 400 * 1024
+
+
+class _Stats(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # http.server's name
+        body = json.dumps({"queue": {"depth": 7, "name": "jobs"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def stats_api() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Stats)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/stats"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_expression_over_budget_never_freezes_the_agent(
+        stats_api: str, tmp_path: Path, signum: signal.Signals) -> None:
+    definitions = tmp_path / "pollsters.d"
+    definitions.mkdir()
+    (definitions / "bomb.yaml").write_text(
+        "- name: dyn.bomb\n  sample_type: gauge\n  unit: B\n"
+        f"  url_path: {stats_api}\n  response_entries_key: queue\n"
+        "  value_attribute: \"depth | str([[0]*100000]*100000)\"\n"
+        "  resource_id_attribute: name\n")
+    polling = tmp_path / "polling.yaml"
+    polling.write_text(
+        "sources:\n"
+        "  - name: bomb\n    interval: 1\n    meters: [dyn.bomb]\n"
+        "  - name: steady\n    interval: 1\n    meters: [synthetic.constant]\n"
+        "    resources: [r1]\n")
+    agent = AgentProcess(tmp_path, "agent", "", polling, namespaces="central,synthetic",
+                         extra=f"[polling]\npollsters_definitions_dirs = {definitions}\n")
+    peak = 0
+    try:
+        def failed_bomb_cycles() -> int:
+            return agent.log().count("pollster dyn.bomb failed: ExpressionBudgetError")
+
+        assert wait_until(lambda: failed_bomb_cycles() >= 3, 30), agent.log()[-3000:]
+
+        # The steady source keeps polling: cycles after the bomb first went off.
+        def steady_cycles_since() -> set[str]:
+            return {s["cycle_start"] for s in agent.samples()
+                    if s["name"] == "synthetic.constant"}
+
+        seen = len(steady_cycles_since())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(steady_cycles_since()) < seen + 3:
+            peak = max(peak, _rss_kb(agent.proc.pid))
+            time.sleep(0.2)
+        assert len(steady_cycles_since()) >= seen + 3, agent.log()[-3000:]
+        peak = max(peak, _rss_kb(agent.proc.pid))
+        signalled = time.monotonic()
+        agent.proc.send_signal(signum)
+        status = agent.proc.wait(15)
+        stopped_in = time.monotonic() - signalled
+    finally:
+        agent.kill()
+    log = agent.log()
+    assert status == 0, log[-3000:]
+    assert stopped_in < 10, f"stopped {stopped_in:.1f}s after the signal"
+    assert peak < MAX_RSS_KB, f"agent grew to {peak} kB"
+    assert "went over its budget: '*' would build" in log
+    assert "Traceback" not in log
+    assert not [s for s in agent.samples() if s["name"] == "dyn.bomb"]

@@ -1,0 +1,78 @@
+"""A real agent polls a healthy URL and one that never answers, every 4 s (issue 12).
+
+The unresponsive endpoint (accepts TCP, never replies) costs only its own
+sample (``http.status`` 0 with the error); the healthy URL of the same
+source has its ``http.status`` and ``http.response.time`` in every cycle,
+and no pollster call times out.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.functional.agents import AgentProcess, wait_until
+from zkpoll.testing.plugins import SilentServer
+
+pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
+
+
+class _Ok(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # http.server's name
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def healthy_url() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/health"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_one_dead_url_costs_only_its_own_sample(healthy_url: str, tmp_path: Path) -> None:
+    silent = SilentServer()
+    dead_url = f"http://{silent.address}/health"
+    polling = tmp_path / "polling.yaml"
+    polling.write_text(
+        "sources:\n  - name: web\n    interval: 4\n"
+        "    meters: [http.status, http.response.time]\n"
+        f"    resources: ['{healthy_url}', '{dead_url}']\n")
+    agent = AgentProcess(tmp_path, "agent", "", polling, namespaces="central")
+    try:
+        def cycles() -> dict[str, list[dict[str, Any]]]:
+            by_cycle: dict[str, list[dict[str, Any]]] = {}
+            for sample in agent.samples():
+                by_cycle.setdefault(sample["cycle_start"], []).append(sample)
+            return by_cycle
+
+        assert wait_until(lambda: len(cycles()) >= 4, 60), agent.log()[-3000:]
+        assert agent.terminate() == 0
+    finally:
+        agent.kill()
+        silent.close()
+    log = agent.log()
+    observed = sorted(cycles().items())[:-1]  # the last cycle may be cut by the stop
+    assert len(observed) >= 3
+    for start, samples in observed:
+        got = {(s["name"], s["resource_id"]): s for s in samples}
+        assert got[("http.status", healthy_url)]["volume"] == 200, start
+        assert ("http.response.time", healthy_url) in got, start
+        dead = got[("http.status", dead_url)]
+        assert dead["volume"] == 0 and dead["resource_metadata"]["error"], start
+        assert ("http.response.time", dead_url) not in got, start
+    assert "did not return within" not in log
+    assert "overran its interval" not in log

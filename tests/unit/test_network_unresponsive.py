@@ -1,0 +1,147 @@
+"""One unresponsive endpoint costs only its own sample (issue 12, item 4).
+
+Real loopback servers: one healthy HTTP server, one TCP server that
+accepts and never answers, one listener whose backlog is full (connects
+hang).  The pollsters run through the real SourceRunner with the budget of
+a 2 s interval: the healthy endpoints get their samples every cycle, the
+unresponsive ones are reported failed, and no call outlives the runner.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
+from zkpoll.polling.runner import SourceRunner
+from zkpoll.polling.sources import Source
+from zkpoll.pollsters import network
+from zkpoll.publisher.base import Publisher
+from zkpoll.sample import Sample
+from zkpoll.testing.plugins import SilentServer
+
+pytestmark = pytest.mark.timeout(60)
+
+INTERVAL = 2.0
+
+
+class _Recorder(Publisher):
+    def __init__(self) -> None:
+        super().__init__(None, urllib.parse.urlsplit("memory://"))
+        self.samples: list[Sample] = []
+
+    def publish_samples(self, samples: Sequence[Sample]) -> None:
+        self.samples.extend(samples)
+
+
+class _Ok(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # http.server's name
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def healthy() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    server = SilentServer()
+    yield server.address
+    server.close()
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[str]:
+    """A listener nobody accepts on, its backlog filled: a new connect hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    for _ in range(8):
+        sock = socket.socket()
+        sock.settimeout(0.2)
+        try:
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            break
+        fillers.append(sock)
+    else:
+        pytest.fail("the backlog never filled")
+    yield f"127.0.0.1:{address[1]}"
+    for sock in fillers:
+        sock.close()
+    listener.close()
+
+
+def _run_cycles(meters: list[Any], resources: list[str], cycles: int) -> list[tuple[Any, list[Sample]]]:
+    pool = futures.ThreadPoolExecutor(4)
+    try:
+        recorder = _Recorder()
+        source = Source("web", int(INTERVAL), ("*",), resources=tuple(resources))
+        infos = [PollsterInfo(p.meter, "central", p) for p in meters]
+        runner = SourceRunner(source, infos, LoadedPlugins(), [recorder], pool,
+                              lambda src, ns, keys, start: keys, None, lambda: "me",
+                              timeout=INTERVAL, batch_size=100)
+        out = []
+        for index in range(cycles):
+            before = len(recorder.samples)
+            stats = runner.run_cycle(index, float(index))
+            out.append((stats, recorder.samples[before:]))
+        return out
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_an_unresponsive_url_does_not_cost_the_healthy_ones(healthy: str,
+                                                            silent: str) -> None:
+    good, dead = f"http://{healthy}/", f"http://{silent}/"
+    cycles = _run_cycles([network.HTTPStatusPollster(), network.HTTPResponseTimePollster()],
+                         [good, dead], 3)
+    for stats, samples in cycles:
+        assert stats.timeouts == 0, stats  # every call returned within the budget
+        status = {s.resource_id: s for s in samples if s.name == "http.status"}
+        assert status[good].volume == 200
+        assert status[dead].volume == 0
+        assert "no answer within" in status[dead].resource_metadata["error"] \
+            or "timed out" in status[dead].resource_metadata["error"]
+        timing = [s.resource_id for s in samples if s.name == "http.response.time"]
+        assert timing == [good]
+
+
+def test_a_hanging_connect_does_not_cost_the_healthy_endpoints(
+        healthy: str, full_backlog: str, caplog: pytest.LogCaptureFixture) -> None:
+    cycles = _run_cycles([network.TCPConnectTimePollster()], [healthy, full_backlog], 2)
+    for stats, samples in cycles:
+        assert stats.timeouts == 0, stats
+        assert [s.resource_id for s in samples] == [healthy]
+    assert f"connect to {full_backlog} failed" in caplog.text
+
+
+def test_checks_use_a_share_of_the_budget() -> None:
+    context = network.PollingContext(None, {}, "s", 0.0, 5.0)
+    assert network._checks_budget(context) == pytest.approx(5.0 * network.BUDGET_SHARE)
+    context.timeout = 60.0
+    assert network._checks_budget(context) == pytest.approx(network.MAX_TIMEOUT
+                                                            * network.BUDGET_SHARE)
