@@ -46,7 +46,7 @@ def require_zookeeper() -> None:
     kit_require()
 
 
-def require_server(kind: type[ManagedMemcached] | type[ManagedRabbitMQ]) -> None:
+def require_server(kind: type[ManagedMemcached | ManagedRabbitMQ]) -> None:
     from zkpoll.testing.plugins import require_server as kit_require
 
     kit_require(kind)
