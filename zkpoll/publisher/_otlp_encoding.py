@@ -11,7 +11,8 @@ Mapping (see docs/sinks.md, "OTLP/HTTP"):
 - ``gauge`` -> ``Gauge``; ``cumulative`` -> ``Sum`` with CUMULATIVE
   temporality and ``is_monotonic`` true; ``delta`` -> ``Sum`` with DELTA
   temporality and ``is_monotonic`` false (a delta may be negative);
-- ``time_unix_nano``: the poll time (``sample.timestamp``) in nanoseconds;
+- ``time_unix_nano``: the poll time (``sample.timestamp``) in nanoseconds
+  (to the microsecond: see :func:`unix_nanos`);
   ``start_time_unix_nano``: unset (0, "unknown") for gauges and cumulative
   sums, whose counter started at a time zkpoll cannot know (and a start
   invented by one agent would read as a counter reset when another agent
@@ -30,6 +31,7 @@ Mapping (see docs/sinks.md, "OTLP/HTTP"):
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,8 +53,14 @@ _NO_VALUE = metrics_pb2.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 
 
 def unix_nanos(seconds: float) -> int:
-    """Seconds since the epoch (a float) as integer nanoseconds."""
-    return round(seconds * 1_000_000_000)
+    """Seconds since the epoch (a float) as integer nanoseconds, to the microsecond.
+
+    A float near today's epoch holds about a quarter of a microsecond, so the
+    digits below the microsecond would be rounding noise; the whole seconds
+    and the fraction are converted apart, so 0.25 s is exactly 250000000 ns.
+    """
+    whole = math.floor(seconds)
+    return whole * 1_000_000_000 + round((seconds - whole) * 1_000_000) * 1000
 
 
 def attribute_value(value: Any) -> common_pb2.AnyValue | None:
