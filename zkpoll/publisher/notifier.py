@@ -37,6 +37,7 @@ import datetime as _dt
 import logging
 import urllib.parse
 import uuid
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -107,7 +108,9 @@ class NotifierSender(BatchSender):
         self.retry: int = opts["retry"]
         self.publisher_id: str = opts["publisher_id"]
         try:
-            import oslo_messaging
+            with warnings.catch_warnings():  # eventlet's deprecation notice, via oslo.service
+                warnings.simplefilter("ignore")
+                import oslo_messaging
         except ImportError as exc:
             raise ConfigError(f"{where}: the notifier sender needs oslo.messaging "
                               f"(pip install 'zkpoll[notifier]'): {exc}") from exc
@@ -120,8 +123,10 @@ class NotifierSender(BatchSender):
         self._transport_url_text = transport_url
         self.redacted_transport_url = _redact(transport_url, transport_url)
         try:
-            self._transport = oslo_messaging.get_notification_transport(
-                messaging_conf, url=transport_url)
+            with warnings.catch_warnings():  # loads the driver, which imports oslo.service
+                warnings.simplefilter("ignore")
+                self._transport = oslo_messaging.get_notification_transport(
+                    messaging_conf, url=transport_url)
         except (oslo_messaging.InvalidTransportURL, oslo_messaging.DriverLoadFailure) as exc:
             raise ConfigError(f"{where}: unusable transport URL "
                               f"{self.redacted_transport_url!r}: "
