@@ -14,7 +14,9 @@ import base64
 import gzip
 import http.server
 import logging
+import shutil
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -31,6 +33,7 @@ from zkpoll.publisher.notifier import NotifierSender
 from zkpoll.publisher.otlp import OTLPSender
 from zkpoll.sample import Sample
 from zkpoll.testing._server import free_port
+from zkpoll.testing.tls import make_certificates
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(60)]
 
@@ -41,7 +44,8 @@ CYCLE_NS = 1_764_300_000_000_000_000
 class Receiver:
     """An OTLP/HTTP metrics receiver on 127.0.0.1 that records and answers requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
         self.answer: tuple[int, dict[str, str], bytes] = (
@@ -58,6 +62,7 @@ class Receiver:
                 receiver.connections += 1
 
             def do_POST(self) -> None:
+                close = receiver.close_after_answer  # as it was when the request came
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 raw = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" \
                     else body
@@ -73,19 +78,22 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(payload)
                 self.wfile.flush()
-                if receiver.close_after_answer:  # like an idle keep-alive timeout
+                if close:  # like an idle keep-alive timeout
                     self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"otlp+http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "otlp+https" if self.tls else "otlp+http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def start(self) -> None:
         self.thread.start()
@@ -222,6 +230,27 @@ def test_options_gzip_basic_auth_path_and_no_sample_id(receiver):
         b"ann:s:cret").decode()
     point = seen["request"].resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
     assert "sample_id" not in attributes(point.attributes)
+
+
+def test_otlp_https_verifies_the_receiver_against_ca_file(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    certificates = make_certificates(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificates.server_pem)
+    receiver = Receiver(tls=context)
+    receiver.start()
+    try:
+        trusted = sender_for(f"{receiver.url}/v1/metrics?ca_file={certificates.ca}")
+        trusted.send(batch())
+        trusted.close()
+        assert len(receiver.requests) == 1
+        untrusted = sender_for(receiver.url)  # the system CAs do not know the test CA
+        with pytest.raises(PublishError, match="CERTIFICATE_VERIFY_FAILED"):
+            untrusted.send(batch())
+        untrusted.close()
+    finally:
+        receiver.stop()
 
 
 def test_connection_is_kept_open_and_renewed_when_the_receiver_closed_it(receiver, caplog):

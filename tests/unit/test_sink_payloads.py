@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sys
 import urllib.parse
 
 import pytest
@@ -19,6 +20,7 @@ from zkpoll.publisher.ceilometer_sample import (
     verify_signature,
 )
 from zkpoll.publisher.notifier import NotifierSender, register_opts
+from zkpoll.publisher.otlp import OTLPSender
 from zkpoll.sample import Sample
 
 # -- OTLP -------------------------------------------------------------------
@@ -165,3 +167,15 @@ def test_notification_envelope_is_ceilometers_polling_notification():
 def test_bad_notifier_urls_are_config_errors(url, needle):
     with pytest.raises(ConfigError, match=needle):
         notifier(url, conf_with())
+
+
+# -- optional dependencies ------------------------------------------------------
+
+def test_missing_extras_are_config_errors_that_say_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "oslo_messaging", None)  # import fails
+    with pytest.raises(ConfigError, match=r"pip install 'zkpoll\[notifier\]'"):
+        notifier("notifier://h:5672/", conf_with())
+    monkeypatch.setitem(sys.modules, "zkpoll.publisher._otlp_encoding", None)
+    monkeypatch.delattr("zkpoll.publisher._otlp_encoding", raising=False)
+    with pytest.raises(ConfigError, match=r"pip install 'zkpoll\[otlp\]'"):
+        OTLPSender(None, urllib.parse.urlsplit("otlp+http://127.0.0.1:4318"))
