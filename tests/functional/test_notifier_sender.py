@@ -236,6 +236,32 @@ def test_send_fails_fast_while_rabbitmq_is_stopped_and_works_after_restart(rabbi
     assert count_queued(rabbitmq_server, f"{topic}.sample") == 1
 
 
+def test_send_gives_up_on_a_frozen_rabbitmq_within_the_heartbeat_timeout(rabbitmq_server):
+    topic = f"zkpoll-frozen-{uuid.uuid4().hex[:8]}"
+    conf = make_conf()
+    sender = make_sender(conf, notifier_url(rabbitmq_server, f"?topic={topic}"))
+    threshold = 2
+    conf.set_override("heartbeat_timeout_threshold", threshold, group="oslo_messaging_rabbit")
+    run = uuid.uuid4().hex[:8]
+    try:
+        sender.send(samples_of_every_type(run))
+        rabbitmq_server.pause()  # TCP stays up, nothing answers: no error, only silence
+        try:
+            for attempt in range(2):  # waits on the pooled connection, then on a new one
+                started = time.monotonic()
+                with pytest.raises(PublishError, match="timed out"):
+                    sender.send(samples_of_every_type(f"{run}-{attempt}"))
+                took = time.monotonic() - started
+                # the confirm wait is bounded by the threshold, a new connection's
+                # handshake by kombu's connect timeout; generous for a busy machine
+                assert took < 10 * threshold, f"send blocked {took:.1f}s on a frozen broker"
+        finally:
+            rabbitmq_server.resume()
+        sender.send(samples_of_every_type(f"{run}-again"))
+    finally:
+        sender.close()
+
+
 def count_queued(server: ManagedRabbitMQ, queue: str) -> int:
     result = server.ctl("list_queues", "name", "messages", "--quiet", "--no-table-headers")
     for line in result.stdout.splitlines():

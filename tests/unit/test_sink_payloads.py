@@ -157,6 +157,16 @@ def test_notification_envelope_is_ceilometers_polling_notification():
     assert verify_signature(note["payload"]["samples"][0], "change this for valid signing")
 
 
+def test_heartbeats_are_required_so_that_a_send_is_bounded(tmp_path):
+    config = tmp_path / "zkpoll.conf"
+    config.write_text("[oslo_messaging_rabbit]\nheartbeat_timeout_threshold = 0\n")
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf(["--config-file", str(config)], project="zkpoll-test")
+    with pytest.raises(ConfigError, match="heartbeat_timeout_threshold must be above 0"):
+        notifier("notifier://h:5672/", conf)
+
+
 @pytest.mark.parametrize("url, needle", [
     ("notifier://", "names no message bus"),
     ("notifier://h:5672/?retry=-1", "retry"),

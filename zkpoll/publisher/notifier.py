@@ -23,7 +23,8 @@ them), so :meth:`NotifierSender.send` returns only once the broker took the
 message.  It never waits for ever: ``retry`` (default 0) is the number of
 reconnection attempts, a connection attempt gives up after kombu's connect
 timeout and an answer is awaited at most
-``[oslo_messaging_rabbit] heartbeat_timeout_threshold`` seconds (60).
+``[oslo_messaging_rabbit] heartbeat_timeout_threshold`` seconds (60), which
+therefore must be above 0.
 
 oslo.messaging's ``Notifier`` logs and swallows delivery errors, so the
 sender hands the message to the transport itself
@@ -131,6 +132,12 @@ class NotifierSender(BatchSender):
             raise ConfigError(f"{where}: unusable transport URL "
                               f"{self.redacted_transport_url!r}: "
                               f"{_redact(str(exc), transport_url)}") from exc
+        rabbit = getattr(messaging_conf, "oslo_messaging_rabbit", None)  # rabbit driver only
+        if rabbit is not None and not rabbit.heartbeat_timeout_threshold > 0:
+            self._transport.cleanup()
+            raise ConfigError(f"{where}: [oslo_messaging_rabbit] heartbeat_timeout_threshold "
+                              "must be above 0: it bounds how long a send waits for the "
+                              "broker, and without it a frozen broker blocks delivery for ever")
         self._target = oslo_messaging.Target(topic=f"{self.topic}.{PRIORITY.lower()}",
                                              exchange=self.exchange)
 

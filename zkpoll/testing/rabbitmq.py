@@ -10,6 +10,7 @@ port of its own, stopped with the node so no Erlang process outlives it::
     with ManagedRabbitMQ() as server:
         url = server.url       # rabbit://guest:guest@127.0.0.1:<port>/
         server.stop()          # rabbitmqctl stop; start() again on the same port and data
+        server.pause()         # SIGSTOP: a broker that accepts and never answers; resume()
 
 Booting takes about 5 s on an idle machine.
 """
@@ -118,6 +119,19 @@ class ManagedRabbitMQ(ManagedServer):
         self._kill_group()
         super().kill()
         self._stop_epmd()
+
+    def pause(self) -> None:
+        """Freeze the node (SIGSTOP): connections stay open and nothing answers."""
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused node run again (SIGCONT)."""
+        self._signal_group(signal.SIGCONT)
+
+    def _signal_group(self, signum: int) -> None:
+        if not self.running or self._process is None:
+            raise ZkpollError(f"{self!r} is not running")
+        os.killpg(self._process.pid, signum)
 
     def _kill_group(self) -> None:
         """SIGKILL the node's process group: the start script runs the VM as a child."""
