@@ -115,7 +115,6 @@ class NotifierSender(BatchSender):
         except ImportError as exc:
             raise ConfigError(f"{where}: the notifier sender needs oslo.messaging "
                               f"(pip install 'zkpoll[notifier]'): {exc}") from exc
-        self._messaging = oslo_messaging
         messaging_conf = conf if isinstance(conf, cfg.ConfigOpts) else cfg.ConfigOpts()
         register_opts(messaging_conf)
         self.secret: str = messaging_conf.publisher.telemetry_secret or ""
