@@ -9,6 +9,7 @@
   ManagedZooKeeper (to stop, kill or break), closed after the test.
 - ``tcp_proxy``: ``tcp_proxy(host, port)`` returns a started TCPProxy.
 - ``redis_server``, ``memcached_server``: one server each for the whole run.
+- ``rabbitmq_server``: one RabbitMQ node for the whole run.
 - ``backend_url``: parametrized over zookeeper, redis and memcached; a URL
   (no query) with a root/key prefix unique to the test.
 
@@ -31,6 +32,7 @@ from zkpoll.testing import (
     TCPProxy,
     ZooKeeperEnsemble,
 )
+from zkpoll.testing.rabbitmq import ManagedRabbitMQ
 
 # zookeeper_server, redis_server and the require_* helpers come from the kit
 # plugin authors use (one definition; loaded as a plugin so it is not
@@ -44,7 +46,7 @@ def require_zookeeper() -> None:
     kit_require()
 
 
-def require_server(kind: type[ManagedMemcached]) -> None:
+def require_server(kind: type[ManagedMemcached | ManagedRabbitMQ]) -> None:
     from zkpoll.testing.plugins import require_server as kit_require
 
     kit_require(kind)
@@ -182,6 +184,21 @@ def memcached_server() -> Iterator[ManagedMemcached]:
     """
     require_server(ManagedMemcached)
     server = ManagedMemcached()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server() -> Iterator[ManagedRabbitMQ]:
+    """One RabbitMQ node for the whole run (about 5 s to boot).
+
+    A test that stops it must start it again before it ends.
+    """
+    require_server(ManagedRabbitMQ)
+    server = ManagedRabbitMQ()
     try:
         server.start()
         yield server

@@ -17,6 +17,7 @@ from zkpoll.cmd._common import LOGGING_OPTS
 from zkpoll.cmd.polling import CLI_OPTS
 from zkpoll.coordination.loader import OPTS as COORDINATION_OPTS
 from zkpoll.polling import dynamic, options
+from zkpoll.publisher import notifier
 
 __all__ = ["list_opts"]
 
@@ -30,7 +31,7 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
         ("coordination", list(itertools.chain(COORDINATION_OPTS,
                                               options.AGENT_COORDINATION_OPTS))),
         ("polling", list(itertools.chain(options.POLLING_OPTS, dynamic.OPTS))),
-        ("publisher", list(options.PUBLISHER_OPTS)),
+        ("publisher", list(itertools.chain(options.PUBLISHER_OPTS, notifier.OPTS))),
         ("compute", list(options.COMPUTE_OPTS)),
         ("api", list(api.OPTS)),
     ]

@@ -218,7 +218,7 @@ def _apply(agent: Agent, polling: PollingConfig, plugins: LoadedPlugins,
     agent.polling = polling
     agent.plugins = plugins
     agent.runners = runners  # loops of runners no longer listed end before their next cycle
-    agent.ownership.runners = list(runners)
+    agent.ownership.runners = {r.source.name: r for r in runners}
     for name in list(agent.last_stats):
         if name not in {r.source.name for r in runners}:
             agent.last_stats.pop(name, None)
