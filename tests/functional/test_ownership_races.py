@@ -1,0 +1,138 @@
+"""The three races the ownership core v2 removed, each against real servers.
+
+1. Two sources of one agent claim cycles at the same time: every claims
+   record the backend confirms holds both newest claims (the record is built
+   and queued in one step; before, each source read, merged and wrote it in
+   two lock sections, and one could publish a map without the other's claim).
+2. An agent holds no ownership thread before it starts or after it stops
+   (before, ``Agent()`` started a ``zkpoll-resume`` thread that ``start()``
+   replaced without stopping).
+3. An ``update()`` made while the registration hook runs is published, not
+   dropped and marked applied (before, the hook's result on an older copy of
+   the data replaced the newer data).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.functional.test_coordinator_contract import coordinator_for, wait_until
+from zkpoll.coordination import Coordinator
+from zkpoll.ownership import Partition, claimed_cycle
+from zkpoll.polling.agent import Agent
+
+
+@pytest.fixture
+def started() -> Iterator[Callable[[str], Coordinator]]:
+    made: list[Coordinator] = []
+
+    def make(url: str) -> Coordinator:
+        coordinator = coordinator_for(url, 10.0)
+        made.append(coordinator)
+        coordinator.start(timeout=10)
+        return coordinator
+
+    yield make
+    for coordinator in made:
+        coordinator.stop()
+
+
+def test_concurrent_claims_of_two_sources_are_never_lost(backend_url: str, started) -> None:
+    coordinator = started(backend_url)
+    partition = Partition(coordinator, "g", settle_time=0.5)
+    partition.join({"weight": 1}, wait=5)
+    wait_until(partition.registered, 10, "our own registration in the snapshot")
+    time.sleep(0.6)  # past active_at
+    keys = [f"r{i}" for i in range(20)]
+    results: dict[str, list[bool]] = {"a": [], "b": []}
+    try:
+        for index in range(1, 16):
+            barrier = threading.Barrier(2)
+            start = time.time()
+
+            def claim(source: str, index: int = index, start: float = start,
+                      barrier: threading.Barrier = barrier) -> None:
+                barrier.wait()
+                owned = partition.plan_cycle(source, index, start, 60.0, keys)
+                results[source].append(owned is not None and len(owned) == len(keys))
+
+            threads = [threading.Thread(target=claim, args=(s,)) for s in ("a", "b")]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            assert results["a"][-1] and results["b"][-1], f"cycle {index} not confirmed"
+            record = coordinator.read_claims("g", [coordinator.member_id])[
+                coordinator.member_id]
+            assert (claimed_cycle(record, "a"), claimed_cycle(record, "b")) == (index, index)
+    finally:
+        partition.leave(wait=5)
+
+
+def _zkpoll_threads() -> set[str]:
+    return {t.name for t in threading.enumerate()
+            if t.name.startswith(("zkpoll-resume", "zkpoll-ownership", "zkpoll-catchup"))}
+
+
+def test_an_agent_holds_no_ownership_thread_before_start_or_after_stop(
+        zookeeper_server, zk_chroot: str, tmp_path: Path) -> None:
+    from oslo_config import cfg
+
+    (tmp_path / "polling.yaml").write_text(
+        "sources:\n  - name: s\n    interval: 1\n    meters: ['synthetic.*']\n"
+        "    resources: [a, b, c]\n")
+    from zkpoll.coordination import register_opts
+    from zkpoll.polling import options
+
+    conf = cfg.ConfigOpts()
+    options.register_opts(conf)
+    register_opts(conf)
+    conf([], default_config_files=[])
+    conf.set_override("cfg_file", str(tmp_path / "polling.yaml"), "polling")
+    conf.set_override("backend_url", f"zookeeper://{zookeeper_server.address}{zk_chroot}"
+                      "?timeout=4", "coordination")
+    conf.set_override("settle_time", 2.0, "coordination")
+    conf.set_override("heartbeat_interval", 0.5, "coordination")
+    before = _zkpoll_threads()
+    agent = Agent(conf, ["synthetic"])
+    agent.setup()
+    assert _zkpoll_threads() == before  # neither the constructor nor setup() start any
+    agent.start()
+    assert _zkpoll_threads() - before, "a partitioned agent runs its ownership worker"
+    agent.stop(graceful=False)
+    deadline = time.monotonic() + 10
+    while _zkpoll_threads() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _zkpoll_threads() - before == set()
+
+
+def test_an_update_during_the_registration_hook_is_published(backend_url: str,
+                                                             started) -> None:
+    coordinator = started(backend_url)
+    in_hook, release = threading.Event(), threading.Event()
+
+    def slow_hook(group: str, data: dict[str, Any]) -> dict[str, Any]:
+        in_hook.set()
+        release.wait(10)
+        return dict(data, registered=True)
+
+    coordinator.set_registration_hook("g", slow_hook)
+    coordinator.join("g", {"x": 1})
+    assert in_hook.wait(10)
+    updated = threading.Thread(target=coordinator.update, args=("g", {"x": 2}),
+                               kwargs={"wait": 10})
+    updated.start()
+    time.sleep(0.3)  # the update is queued while the hook still runs
+    release.set()
+    updated.join(15)
+
+    def published() -> bool:
+        me = coordinator.get_members("g").get(coordinator.member_id)
+        return me is not None and me.data.get("x") == 2 and me.data.get("registered") is True
+    wait_until(published, 10, "x = 2 and the hook's field, both published")
