@@ -13,7 +13,7 @@ import zkpoll.discovery
 from zkpoll.discovery.local import LocalHostDiscovery, host_id
 from zkpoll.discovery.static import FileDiscovery, StaticDiscovery
 from zkpoll.exceptions import PluginError
-from zkpoll.polling.plugin_base import Discovery, PollingContext
+from zkpoll.plugin import Discovery, PollingContext
 
 pytestmark = pytest.mark.timeout(5)
 

@@ -16,8 +16,9 @@ import pytest
 
 from zkpoll.discovery.local import host_id
 from zkpoll.exceptions import PluginError
-from zkpoll.polling import dynamic, dynamic_budget
-from zkpoll.polling.dynamic_budget import (
+from zkpoll.polling import dynamic
+from zkpoll.polling.dynamic import budget as dynamic_budget
+from zkpoll.polling.dynamic.budget import (
     MAX_ALLOCATED,
     MAX_DEPTH,
     MAX_INT_BITS,
@@ -27,8 +28,8 @@ from zkpoll.polling.dynamic_budget import (
     evaluation_deadline,
     size_of,
 )
-from zkpoll.polling.dynamic_defs import parse_definition
-from zkpoll.polling.dynamic_expr import (
+from zkpoll.polling.dynamic.defs import parse_definition
+from zkpoll.polling.dynamic.expr import (
     MAX_NESTING,
     MAX_NODES,
     MAX_TEXT,

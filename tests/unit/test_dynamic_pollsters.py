@@ -19,8 +19,8 @@ from oslo_config import cfg
 from zkpoll.discovery.local import host_id
 from zkpoll.exceptions import ConfigError, PluginError
 from zkpoll.polling import dynamic
-from zkpoll.polling.dynamic_defs import parse_definition
-from zkpoll.polling.dynamic_expr import Expression, ExpressionError, lookup
+from zkpoll.polling.dynamic.defs import parse_definition
+from zkpoll.polling.dynamic.expr import Expression, ExpressionError, lookup
 from zkpoll.polling.plugins import load_plugins
 from zkpoll.testing.plugins import make_context, poll
 

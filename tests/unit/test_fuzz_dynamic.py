@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 from zkpoll.exceptions import ConfigError, PluginError
 from zkpoll.polling.dynamic import DynamicPollster, load_definitions
-from zkpoll.polling.dynamic_budget import ExpressionBudgetError
-from zkpoll.polling.dynamic_defs import _KEYS, UNSUPPORTED, parse_definition
-from zkpoll.polling.dynamic_expr import Expression, ExpressionError
+from zkpoll.polling.dynamic.budget import ExpressionBudgetError
+from zkpoll.polling.dynamic.defs import _KEYS, UNSUPPORTED, parse_definition
+from zkpoll.polling.dynamic.expr import Expression, ExpressionError
 from zkpoll.sample import Sample
 
 pytestmark = pytest.mark.timeout(120)

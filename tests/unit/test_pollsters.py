@@ -19,7 +19,7 @@ import pytest
 
 import zkpoll.pollsters
 from zkpoll.discovery.local import host_id
-from zkpoll.polling.plugin_base import PollingContext, Pollster
+from zkpoll.plugin import PollingContext, Pollster
 from zkpoll.pollsters import cycle_cached, host, network
 from zkpoll.sample import CUMULATIVE, GAUGE, Sample
 

@@ -13,6 +13,11 @@ PUBLIC = {
                             "parse_backend_url", "register_opts"],
     "zkpoll.polling": ["Discovery", "PollingConfig", "PollingContext", "Pollster", "Source",
                        "load_polling_config", "resource_key"],
+    "zkpoll.plugin": ["Discovery", "PollingContext", "Pollster", "resource_key"],
+    "zkpoll.polling.plugin_base": ["Discovery", "PollingContext", "Pollster", "resource_key"],
+    "zkpoll.ownership": ["Contact", "MemberInfo", "OwnershipConfig", "OwnershipState",
+                         "Partition", "Poll", "PollCallback", "Skip", "claimed_cycle",
+                         "eligible_members", "member_info", "ring_epoch"],
     "zkpoll.testing": ["Certificates", "DEFAULT_CLASSPATH", "ManagedMemcached", "ManagedRedis",
                        "ManagedZooKeeper", "TCPProxy", "ZooKeeperEnsemble", "expire_session",
                        "find_installation", "four_letter_word", "free_port",
@@ -36,3 +41,11 @@ def test_one_exception_root() -> None:
 
     for name in exceptions.__all__:
         assert issubclass(getattr(exceptions, name), exceptions.ZkpollError)
+
+
+def test_old_plugin_contract_path_is_the_same_contract() -> None:
+    import zkpoll.plugin
+    import zkpoll.polling.plugin_base
+
+    for name in zkpoll.plugin.__all__:
+        assert getattr(zkpoll.polling.plugin_base, name) is getattr(zkpoll.plugin, name)

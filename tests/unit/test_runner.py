@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from zkpoll.polling.plugin_base import Discovery, PollingContext, Pollster, resource_key
+from zkpoll.plugin import Discovery, PollingContext, Pollster, resource_key
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
 from zkpoll.polling.runner import SourceRunner
 from zkpoll.polling.sources import Source

@@ -20,8 +20,8 @@ from oslo_config import cfg
 
 from zkpoll.coordination import register_opts as register_coordination_opts
 from zkpoll.exceptions import PluginOptOut
+from zkpoll.plugin import Discovery, Pollster
 from zkpoll.polling import dynamic, options
-from zkpoll.polling.plugin_base import Discovery, Pollster
 from zkpoll.publisher.base import Publisher
 
 __all__ = ["PluginRow", "list_plugins", "plugin_rows"]

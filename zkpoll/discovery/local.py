@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from zkpoll.polling.plugin_base import Discovery, PollingContext
+from zkpoll.plugin import Discovery, PollingContext
 
 __all__ = ["LocalHostDiscovery", "host_id"]
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from zkpoll.exceptions import PluginError
-from zkpoll.polling.plugin_base import Discovery, PollingContext
+from zkpoll.plugin import Discovery, PollingContext
 
 __all__ = ["FileDiscovery", "StaticDiscovery"]
 

@@ -6,7 +6,7 @@ Public API for plugin authors::
     Source, PollingConfig, load_polling_config          (the polling YAML)
 """
 
-from zkpoll.polling.plugin_base import Discovery, PollingContext, Pollster, resource_key
+from zkpoll.plugin import Discovery, PollingContext, Pollster, resource_key
 from zkpoll.polling.sources import PollingConfig, Source, load_polling_config
 
 __all__ = [

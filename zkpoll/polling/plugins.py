@@ -20,8 +20,8 @@ from typing import Any
 import stevedore
 
 from zkpoll.exceptions import PluginOptOut
+from zkpoll.plugin import Discovery, Pollster
 from zkpoll.polling import dynamic
-from zkpoll.polling.plugin_base import Discovery, Pollster
 
 __all__ = ["LoadedPlugins", "PollsterInfo", "load_plugins", "register_extensions"]
 

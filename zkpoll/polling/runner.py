@@ -17,7 +17,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
-from zkpoll.polling.plugin_base import PollingContext, resource_key
+from zkpoll.plugin import PollingContext, resource_key
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
 from zkpoll.polling.sources import Source
 from zkpoll.publisher.base import Publisher

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from zkpoll.polling.plugin_base import PollingContext, resource_key
+from zkpoll.plugin import PollingContext, resource_key
 
 __all__ = ["cycle_cached"]
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import psutil
 
 from zkpoll.discovery.local import host_id
-from zkpoll.polling.plugin_base import PollingContext, Pollster
+from zkpoll.plugin import PollingContext, Pollster
 from zkpoll.pollsters import _unique_ids, cycle_cached
 from zkpoll.sample import CUMULATIVE, GAUGE, Sample
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
-from zkpoll.polling.plugin_base import PollingContext, Pollster
+from zkpoll.plugin import PollingContext, Pollster
 from zkpoll.pollsters import _unique_ids, cycle_cached
 from zkpoll.sample import GAUGE, Sample
 from zkpoll.version import __version__

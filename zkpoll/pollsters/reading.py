@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from zkpoll.exceptions import PluginError
-from zkpoll.polling.plugin_base import PollingContext, Pollster, resource_key
+from zkpoll.plugin import PollingContext, Pollster, resource_key
 from zkpoll.pollsters import cycle_cached
 from zkpoll.sample import GAUGE, Sample
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from zkpoll.polling.plugin_base import PollingContext, Pollster, resource_key
+from zkpoll.plugin import PollingContext, Pollster, resource_key
 from zkpoll.sample import GAUGE, Sample
 
 __all__ = ["ConstantPollster"]

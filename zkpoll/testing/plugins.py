@@ -42,7 +42,7 @@ import stevedore
 from stevedore.extension import Extension
 
 from zkpoll.exceptions import ZkpollError
-from zkpoll.polling.plugin_base import Discovery, PollingContext, Pollster, resource_key
+from zkpoll.plugin import Discovery, PollingContext, Pollster, resource_key
 from zkpoll.polling.plugins import LoadedPlugins, register_extensions
 from zkpoll.sample import Sample
 from zkpoll.testing._server import ManagedServer

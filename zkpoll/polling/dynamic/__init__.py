@@ -33,9 +33,9 @@ from oslo_config import cfg
 
 from zkpoll.discovery.local import LocalHostDiscovery
 from zkpoll.exceptions import ConfigError
-from zkpoll.polling.dynamic_defs import Definition, parse_definition
-from zkpoll.polling.dynamic_pollster import URL_DISCOVERY, DynamicPollster
-from zkpoll.polling.plugin_base import Discovery, PollingContext
+from zkpoll.plugin import Discovery, PollingContext
+from zkpoll.polling.dynamic.defs import Definition, parse_definition
+from zkpoll.polling.dynamic.pollster import URL_DISCOVERY, DynamicPollster
 
 __all__ = ["OPTS", "DynamicPlugins", "DynamicPollster", "URLDiscovery", "load_definitions",
            "load_dynamic_pollsters"]

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from zkpoll.exceptions import ConfigError
-from zkpoll.polling.dynamic_expr import Expression, ExpressionError
+from zkpoll.polling.dynamic.expr import Expression, ExpressionError
 from zkpoll.sample import TYPES
 
 __all__ = ["HANDLERS", "UNSUPPORTED", "Definition", "MultiMetric", "parse_definition"]

@@ -1,7 +1,7 @@
 """What one dynamic pollster expression may cost: size, steps and time.
 
 An operation of a ``*_attribute`` expression runs in zkpoll's own
-interpreter (:mod:`zkpoll.polling.dynamic_expr`), under the GIL, in the
+interpreter (:mod:`zkpoll.polling.dynamic.expr`), under the GIL, in the
 agent's process.  Without bounds, ``str([[0]*100000]*100000)`` would build
 a 10**10-character string in one C call: the agent freezes, its heartbeat
 and its signal handlers with it.  This module bounds every evaluation:

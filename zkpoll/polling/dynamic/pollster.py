@@ -22,11 +22,11 @@ from urllib.parse import urljoin, urlsplit
 
 from zkpoll.discovery.local import host_id
 from zkpoll.exceptions import PluginError
-from zkpoll.polling.dynamic_budget import evaluation_deadline
-from zkpoll.polling.dynamic_defs import Definition
-from zkpoll.polling.dynamic_expr import ExpressionError, lookup
-from zkpoll.polling.dynamic_fetch import http_get, parse_response, run_command
-from zkpoll.polling.plugin_base import PollingContext, resource_key
+from zkpoll.plugin import PollingContext, resource_key
+from zkpoll.polling.dynamic.budget import evaluation_deadline
+from zkpoll.polling.dynamic.defs import Definition
+from zkpoll.polling.dynamic.expr import ExpressionError, lookup
+from zkpoll.polling.dynamic.fetch import http_get, parse_response, run_command
 from zkpoll.pollsters.reading import ReadingPollster
 from zkpoll.sample import Sample
 
@@ -60,7 +60,7 @@ def _number(value: Any) -> int | float:
 
 
 class DynamicPollster(ReadingPollster):
-    """A pollster built from a :class:`~zkpoll.polling.dynamic_defs.Definition`."""
+    """A pollster built from a :class:`~zkpoll.polling.dynamic.defs.Definition`."""
 
     reading = "zkpoll.polling.dynamic"
 
@@ -147,7 +147,7 @@ class DynamicPollster(ReadingPollster):
     def get_samples(self, context: PollingContext, resources: list[Any]) -> list[Sample]:
         """Poll as any reading pollster; expressions stop at the end of the poll's budget.
 
-        An expression over its budget (:mod:`~zkpoll.polling.dynamic_budget`)
+        An expression over its budget (:mod:`~zkpoll.polling.dynamic.budget`)
         raises ExpressionBudgetError (a PluginError): the call fails and the
         agent counts an error for this pollster in this cycle.
         """

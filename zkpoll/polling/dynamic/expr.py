@@ -30,8 +30,8 @@ An operation is at most :data:`MAX_TEXT` characters and :data:`MAX_NODES`
 nodes nested at most :data:`MAX_NESTING` deep.
 
 Every evaluation has a budget of size, steps and time
-(:mod:`zkpoll.polling.dynamic_budget`); going over it raises
-:class:`~zkpoll.polling.dynamic_budget.ExpressionBudgetError`.
+(:mod:`zkpoll.polling.dynamic.budget`); going over it raises
+:class:`~zkpoll.polling.dynamic.budget.ExpressionBudgetError`.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ import operator
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any
 
-from zkpoll.polling import dynamic_budget as budget
-from zkpoll.polling.dynamic_budget import ExpressionBudgetError
-from zkpoll.polling.dynamic_safe import FUNCTIONS, call_method
+from zkpoll.polling.dynamic import budget
+from zkpoll.polling.dynamic.budget import ExpressionBudgetError
+from zkpoll.polling.dynamic.safe import FUNCTIONS, call_method
 
 __all__ = ["FUNCTIONS", "MAX_LENGTH", "MAX_NESTING", "MAX_NODES", "MAX_TEXT", "METHODS",
            "Expression", "ExpressionBudgetError", "ExpressionError", "lookup"]

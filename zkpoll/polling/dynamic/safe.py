@@ -5,7 +5,7 @@ then call it from C) is wrapped: it charges a step and its result is
 measured.  Those that could build a huge value in one C call check the
 size first: ``str()``, ``int()`` of a string, ``sum()`` of sequences, and
 the methods ``join``, ``replace`` and ``zfill``.  See
-:mod:`zkpoll.polling.dynamic_budget` for the bounds.
+:mod:`zkpoll.polling.dynamic.budget` for the bounds.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from zkpoll.polling.dynamic_budget import (
+from zkpoll.polling.dynamic.budget import (
     MAX_INT_BITS,
     MAX_INT_DIGITS,
     MAX_SIZE,

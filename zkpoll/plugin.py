@@ -1,0 +1,103 @@
+"""Contracts for pollster and discovery plugins.
+
+Plugins are found through stevedore entry points (pollsters under
+``zkpoll.poll.<namespace>``, named after the meter they produce; discoveries
+under ``zkpoll.discover.<namespace>``).  A plugin receives a narrow
+:class:`PollingContext`, never the agent itself.
+
+A *resource* is whatever a discovery returns: a string, or a mapping or
+object with an ``id``.  :func:`resource_key` gives the stable string that
+partitioning hashes and that pollsters use as ``resource_id``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from zkpoll.sample import Sample
+
+__all__ = ["Discovery", "PollingContext", "Pollster", "resource_key"]
+
+
+class PollingContext:
+    """What a plugin may see while it polls or discovers.
+
+    :param conf: the agent's ``oslo.config`` options (read them, never set them)
+    :param cache: a dict shared by every plugin for one cycle of one source;
+        use it to avoid fetching the same thing twice in a cycle
+    :param source: the name of the polling source being run
+    :param cycle_start: wall-clock start of the cycle (seconds since the epoch)
+    :param timeout: seconds the plugin has before the agent gives up on it
+    """
+
+    __slots__ = ("cache", "conf", "cycle_start", "source", "timeout")
+
+    def __init__(self, conf: Any, cache: dict[str, Any] | None = None, source: str = "",
+                 cycle_start: float = 0.0, timeout: float = 0.0) -> None:
+        self.conf = conf
+        self.cache = {} if cache is None else cache
+        self.source = source
+        self.cycle_start = cycle_start
+        self.timeout = timeout
+
+
+class Pollster(abc.ABC):
+    """A plugin that measures one meter on a list of resources.
+
+    Subclasses set :attr:`default_discovery` (the discovery used when the
+    source names no ``resources`` or ``discovery``) and implement
+    :meth:`get_samples`.  The constructor receives the agent's ``conf``; it
+    may raise :class:`zkpoll.exceptions.PluginOptOut` to be skipped quietly
+    on a host where it cannot work.
+    """
+
+    def __init__(self, conf: Any = None) -> None:
+        self.conf = conf
+
+    @property
+    @abc.abstractmethod
+    def default_discovery(self) -> str | None:
+        """Name of the discovery to use when the source gives none (or None)."""
+
+    @abc.abstractmethod
+    def get_samples(self, context: PollingContext, resources: list[Any]) -> Iterable[Sample]:
+        """Return or yield samples for exactly the ``resources`` given.
+
+        Poll only these resources (the agent has already kept the ones this
+        member owns); never poll others.  Raise on failure: the agent logs
+        and counts the error and the rest of the cycle goes on.
+        """
+
+
+class Discovery(abc.ABC):
+    """A plugin that finds the resources a source polls."""
+
+    def __init__(self, conf: Any = None) -> None:
+        self.conf = conf
+
+    @abc.abstractmethod
+    def discover(self, context: PollingContext, param: str | None = None) -> list[Any]:
+        """Return the resources, each a string or something with an ``id``.
+
+        ``param`` is the text after ``://`` in the source's discovery entry
+        (``static://a,b`` gives ``"a,b"``), or None.
+        """
+
+
+def resource_key(resource: Any) -> str:
+    """Return the stable id of a resource (the partitioning key).
+
+    Strings are their own id; mappings use ``resource["id"]``; other objects
+    use ``resource.id``.  Raise ``ValueError`` when there is none.
+    """
+    if isinstance(resource, str):
+        return resource
+    if isinstance(resource, Mapping):
+        rid = resource.get("id")
+    else:
+        rid = getattr(resource, "id", None)
+    if rid is None or rid == "":
+        raise ValueError(f"resource {resource!r} has no id")
+    return str(rid)
