@@ -12,10 +12,10 @@ import itertools
 
 from oslo_config import cfg
 
-from zkpoll import api
 from zkpoll.cmd._common import LOGGING_OPTS
 from zkpoll.cmd.polling import CLI_OPTS
 from zkpoll.coordination.loader import OPTS as COORDINATION_OPTS
+from zkpoll.endpoint import server as api
 from zkpoll.polling import dynamic, options
 from zkpoll.publisher import notifier
 

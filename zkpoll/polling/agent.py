@@ -25,9 +25,9 @@ from typing import Any
 
 from oslo_config import cfg
 
-from zkpoll.api import ApiServer
 from zkpoll.coordination import Coordinator, get_coordinator
 from zkpoll.coordination.standalone import StandaloneCoordinator
+from zkpoll.endpoint.server import ApiServer
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 from zkpoll.ownership import Partition, ring_epoch
 from zkpoll.polling import options

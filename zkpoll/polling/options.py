@@ -8,7 +8,7 @@ import socket
 
 from oslo_config import cfg
 
-from zkpoll import api
+from zkpoll.endpoint import server as api
 from zkpoll.exceptions import ConfigError
 from zkpoll.polling.sources import PollingConfig, load_polling_config
 

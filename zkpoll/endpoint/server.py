@@ -17,14 +17,13 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from oslo_config import cfg
 
+from zkpoll.endpoint import metrics
+from zkpoll.endpoint.view import AgentView
 from zkpoll.exceptions import ConfigError
-
-if TYPE_CHECKING:
-    from zkpoll.polling.agent import Agent
 
 __all__ = ["OPTS", "ApiServer", "parse_bind"]
 
@@ -49,7 +48,7 @@ def parse_bind(text: str) -> tuple[str, int]:
 class ApiServer:
     """A small threaded HTTP server in a daemon thread."""
 
-    def __init__(self, agent: Agent, bind: str) -> None:
+    def __init__(self, agent: AgentView, bind: str) -> None:
         self.agent = agent
         host, port = parse_bind(bind)
         handler = type("Handler", (_Handler,), {"agent": agent})
@@ -76,11 +75,9 @@ class ApiServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    agent: Agent
+    agent: AgentView
 
     def do_GET(self) -> None:
-        from zkpoll.polling import metrics  # prometheus_client only when served
-
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             body, ctype = metrics.render(self.agent)

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from zkpoll.coordination import SessionState
+from zkpoll.endpoint.view import AgentView
 from zkpoll.ownership import ring_epoch
-
-if TYPE_CHECKING:
-    from zkpoll.polling.agent import Agent
 
 __all__ = ["AgentCollector", "ownership", "problems", "render"]
 
@@ -25,7 +23,7 @@ __all__ = ["AgentCollector", "ownership", "problems", "render"]
 class AgentCollector:
     """A prometheus_client collector over one agent's state."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentView) -> None:
         self.agent = agent
 
     def collect(self) -> Iterator[Metric]:
@@ -35,7 +33,7 @@ class AgentCollector:
         yield from self._membership(agent)
 
     @staticmethod
-    def _sources(agent: Agent) -> Iterator[Metric]:
+    def _sources(agent: AgentView) -> Iterator[Metric]:
         counters = {
             "cycles": CounterMetricFamily("zkpoll_cycles", "Cycles run.", labels=["source"]),
             "samples": CounterMetricFamily("zkpoll_samples_polled",
@@ -73,7 +71,7 @@ class AgentCollector:
         yield from (duration, owned, completed)
 
     @staticmethod
-    def _publishers(agent: Agent) -> Iterator[Metric]:
+    def _publishers(agent: AgentView) -> Iterator[Metric]:
         families = {
             "published": CounterMetricFamily("zkpoll_samples_published",
                                              "Samples delivered.", labels=["publisher"]),
@@ -92,7 +90,7 @@ class AgentCollector:
         yield from families.values()
 
     @staticmethod
-    def _membership(agent: Agent) -> Iterator[Metric]:
+    def _membership(agent: AgentView) -> Iterator[Metric]:
         state = GaugeMetricFamily("zkpoll_coordinator_state",
                                   "1 for the coordinator's current session state.",
                                   labels=["state"])
@@ -121,14 +119,14 @@ class AgentCollector:
         yield from (state, members, active, epoch, fenced, withdrawn)
 
 
-def render(agent: Agent) -> tuple[bytes, str]:
+def render(agent: AgentView) -> tuple[bytes, str]:
     """The exposition text and its content type."""
     registry = CollectorRegistry()
     registry.register(AgentCollector(agent))  # type: ignore[arg-type]
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def ownership(agent: Agent) -> dict[str, Any]:
+def ownership(agent: AgentView) -> dict[str, Any]:
     """What this agent owns per source in its latest cycle."""
     sources = {}
     for name, stats in sorted(agent.last_stats.items()):
@@ -138,7 +136,7 @@ def ownership(agent: Agent) -> dict[str, Any]:
             "groups": [p.group for p in agent.partitions.values()], "sources": sources}
 
 
-def problems(agent: Agent) -> list[str]:
+def problems(agent: AgentView) -> list[str]:
     """Reasons this agent is not doing its share now (empty when healthy)."""
     found = [f"fenced in {group}: {reason}"
              for group, reason in agent.ownership.fenced_groups().items()]
