@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""Scale benchmark: N group members with their own sessions, zkpoll against tooz, one run.
+
+Prints one JSON line per implementation and N::
+
+    python benchmarks/scale_bench.py [--members 100,250,500,1000] [--workers 4]
+                                     [--impl zkpoll,tooz] [--ensemble]
+
+Set-up, per implementation and N: a fresh ZooKeeper (``zkpoll.testing``:
+one server with a 200 ms tick, or with ``--ensemble`` three in a quorum;
+``--zk-hosts`` uses a running one instead).  N members, each with its own
+ZooKeeper session, spread over ``--workers`` processes
+(``benchmarks/_scale_worker.py``, driven over pipes), plus ``--victims``
+members in one more process that is killed.  zkpoll members are built with
+zkpoll's real ``get_coordinator`` and ``Partition`` (group ``central`` data,
+one source); tooz members with ``tooz.coordination.get_coordinator`` on the
+same ZooKeeper, as Ceilometer uses group membership (``start(start_heart=
+True)``, ``create_group``/``join_group``, ``watch_join_group``/
+``watch_leave_group``, ``get_members``; their views change only in
+``run_watchers()``, which each member calls every ``--tooz-watch-interval``
+seconds).  A member's *view* is the set of member ids it currently
+believes in (zkpoll: ``partition.membership.member_ids``).  Every wait is
+bounded by ``--converge-timeout``: a measure that did not converge is
+``null`` and named in ``timed_out``.
+
+Measures (in this order; times are wall clock, read by every process on the
+same machine):
+
+* ``join_converged_s``: all sessions connected first; at one instant every
+  member starts joining (a join storm); until every view holds all N.
+* ``watches``: ZooKeeper's ``wchs`` "Total watches" after the join (summed
+  over the ensemble), and ``watches_per_member``.
+* ``zk_idle_requests_per_member_per_s``: ``mntr`` ``zk_packets_received``
+  (every request and ping the servers received, summed) over
+  ``--idle-window`` seconds with nothing happening, per member and second:
+  the heartbeats (zkpoll's lease reads, kazoo pings; tooz's run_watchers
+  listings).
+* claims (zkpoll only): at one instant (a barrier at a wall-clock time)
+  every member calls ``announce_cycle`` for the same new cycle (timeout
+  ``--claim-timeout``).  ``claim_p99_s`` is the 99th percentile of the call
+  latencies, ``claims_unconfirmed`` the calls that returned False.
+  ``claims_seen_s``: from the barrier until every view holds every member's
+  claim (``polling_cycle`` in member data); null when the views do not carry
+  claims.  For tooz the "cycle" is one ``run_watchers()`` per member at the
+  barrier (what a Ceilometer agent does for membership per cycle) and the
+  claim fields are null.
+* ``zk_requests_per_member_per_cycle``: packets received from just before
+  the barrier until the claims are confirmed and seen (plus 1 s), divided by
+  N: raw, heartbeats included; ``zk_idle_requests_per_member_same_window`` is
+  the idle rate over the same window length, and
+  ``zk_net_requests_per_member_per_cycle`` the difference (what the cycle
+  itself cost).
+* ``rss_mb_per_member``: the sum of the member processes' VmRSS (each
+  includes its Python interpreter and imports) divided by N.
+* ``leave_converged_s``: one member leaves gracefully (zkpoll:
+  ``announce_leave`` then ``leave``, which waits ``settle_time`` after its
+  last confirmed claim; tooz: ``leave_group``); from the start of the leave
+  until every other view has dropped it.  ``leave_call_s``: how long the
+  leaver's own calls took.
+* ``crash_converged_s``: SIGKILL of the victims' process; until every
+  surviving view has dropped the victims.  Compare with
+  ``session_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from zkpoll.testing import ManagedZooKeeper, ZooKeeperEnsemble, four_letter_word
+
+WORKER = Path(__file__).resolve().with_name("_scale_worker.py")
+IMPLS = ("zkpoll", "tooz")
+
+
+class BenchError(Exception):
+    """The run cannot produce a measurement (said in an ``error`` line)."""
+
+
+def emit(**fields: object) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def progress(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of ``pid`` in MiB (0 when the process is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"^VmRSS:\s+(\d+)\s+kB", status, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+# --- ZooKeeper: servers and what they report ------------------------------------
+class Servers:
+    """The ZooKeeper the bench talks to: started by it, or ``--zk-hosts``."""
+
+    def __init__(self, ensemble: bool, hosts: str | None) -> None:
+        self._owned: ManagedZooKeeper | ZooKeeperEnsemble | None = None
+        if hosts is None:
+            self._owned = ZooKeeperEnsemble(3) if ensemble else ManagedZooKeeper()
+            self._owned.start()
+            hosts = self._owned.hosts if ensemble else self._owned.address
+        self.hosts = hosts
+        self.addresses = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]))
+                          for h in hosts.split(",")]
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.close()
+
+    def _words(self, cmd: str) -> list[str]:
+        return [four_letter_word(host, port, cmd, timeout=10.0)
+                for host, port in self.addresses]
+
+    def packets_received(self) -> int:
+        total = 0
+        for text in self._words("mntr"):
+            match = re.search(r"^zk_packets_received\s+(\d+)", text, re.MULTILINE)
+            if match is None:
+                raise BenchError(f"no zk_packets_received in mntr: {text[:200]!r}")
+            total += int(match.group(1))
+        return total
+
+    def watches(self) -> int:
+        total = 0
+        for text in self._words("wchs"):
+            match = re.search(r"Total watches:\s*(\d+)", text)
+            if match is None:
+                raise BenchError(f"unexpected wchs answer: {text[:200]!r}")
+            total += int(match.group(1))
+        return total
+
+
+# --- worker processes -------------------------------------------------------------
+class WorkerProc:
+    """One ``_scale_worker.py`` process and its members."""
+
+    def __init__(self, impl: str, name: str, ids: list[str]) -> None:
+        self.name = name
+        self.ids = ids
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), impl],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.progress: dict[str, Any] = {}
+        self._next_id = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        first = self.replies.get(timeout=60)
+        if first.get("type") != "ready":
+            raise BenchError(f"{name}: did not start: {first}")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if message.get("type") == "progress":
+                self.progress = message
+            else:
+                self.replies.put(message)
+        self.replies.put({"type": "eof"})
+
+    def send(self, cmd: str, **args: Any) -> int:
+        self._next_id += 1
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps({"id": self._next_id, "cmd": cmd, **args}) + "\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise BenchError(f"{self.name} is gone ({cmd}): {exc}") from exc
+        return self._next_id
+
+    def reply(self, rid: int, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                message = self.replies.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise BenchError(f"{self.name}: no reply within {timeout:.0f} s") from None
+            if message.get("type") == "eof":
+                raise BenchError(f"{self.name} exited (rc {self.proc.wait()})")
+            if message.get("id") == rid:
+                if "error" in message:
+                    raise BenchError(f"{self.name}: {message['error']}")
+                return message
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> float:
+        """SIGKILL; returns the wall time of the kill."""
+        t = time.time()
+        if self.alive:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        return t
+
+    def close(self, timeout: float) -> None:
+        """Stop the members (bounded), then make sure the process is gone."""
+        if self.alive:
+            try:
+                self.reply(self.send("stop"), timeout)
+            except BenchError:
+                pass
+        if self.alive:
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def call_all(workers: list[WorkerProc], cmd: str, reply_timeout: float,
+             args_for: Any = None, label: str | None = None,
+             **args: Any) -> list[dict[str, Any]]:
+    """Send ``cmd`` to every worker at once and collect the replies, printing
+    the workers' progress to stderr every few seconds."""
+    rids = [w.send(cmd, **(args_for(w) if args_for else args)) for w in workers]
+    results: list[dict[str, Any] | None] = [None] * len(workers)
+    errors: list[BaseException | None] = [None] * len(workers)
+
+    def collect(i: int) -> None:
+        try:
+            results[i] = workers[i].reply(rids[i], reply_timeout)
+        except BenchError as exc:
+            errors[i] = exc
+
+    threads = [threading.Thread(target=collect, args=(i,), daemon=True)
+               for i in range(len(workers))]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(5.0)
+            if label and t.is_alive():
+                done = sum(w.progress.get("satisfied", 0) for w in workers)
+                progress(f"  {label}: {done} member(s) satisfied so far")
+                break
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    return [r for r in results if r is not None]
+
+
+# --- one implementation at one N ---------------------------------------------------
+class Run:
+    def __init__(self, args: argparse.Namespace, impl: str, n: int) -> None:
+        self.args, self.impl, self.n = args, impl, n
+        self.servers: Servers | None = None
+        self.workers: list[WorkerProc] = []
+        self.victim: WorkerProc | None = None
+        self.timed_out: list[str] = []
+        tag = uuid.uuid4().hex[:6]
+        self.ids = [f"bench-{i:04d}.{tag}" for i in range(n)]
+        self.group = f"scale-{tag}"
+        self.root = f"/scale-bench-{tag}"
+
+    @property
+    def all_procs(self) -> list[WorkerProc]:
+        return self.workers + ([self.victim] if self.victim else [])
+
+    def start(self) -> None:
+        a = self.args
+        self.servers = Servers(a.ensemble, a.zk_hosts)
+        victims = min(a.victims, self.n - 2)
+        regular, victim_ids = self.ids[:self.n - victims], self.ids[self.n - victims:]
+        workers = max(1, min(a.workers, len(regular)))
+        for w in range(workers):
+            self.workers.append(WorkerProc(self.impl, f"worker-{w}", regular[w::workers]))
+        if victim_ids:
+            self.victim = WorkerProc(self.impl, "victim", victim_ids)
+        spec = {"hosts": self.servers.hosts, "root": self.root, "group": self.group,
+                "session_timeout": a.session_timeout, "heartbeat": a.heartbeat,
+                "settle_time": a.settle_time, "watch_interval": a.tooz_watch_interval,
+                "connect_timeout": 60.0}
+        progress(f"{self.impl} N={self.n}: connecting {self.n} sessions in "
+                 f"{len(self.all_procs)} processes")
+        replies = call_all(self.all_procs, "setup", 300.0,
+                           args_for=lambda w: {"ids": w.ids, "spec": spec})
+        connected = sum(r["connected"] for r in replies)
+        errors = [e for r in replies for e in r["errors"]]
+        progress(f"{self.impl} N={self.n}: {connected}/{self.n} members connected")
+        if connected != self.n:
+            raise BenchError(f"only {connected} of {self.n} sessions connected: {errors[:3]}")
+
+    def close(self) -> None:
+        for proc in self.all_procs:
+            try:
+                proc.close(timeout=30.0)
+            except Exception as exc:  # noqa: BLE001 - cleanup goes on
+                progress(f"closing {proc.name}: {exc}")
+                proc.proc.kill()
+        if self.servers is not None:
+            self.servers.close()
+
+    def wait_views(self, name: str, kind: str, ids: list[str], procs: list[WorkerProc],
+                   skip: list[str] | None = None, index: int | None = None,
+                   timeout: float | None = None) -> float | None:
+        """Latest time any member (but ``skip``) first satisfied ``kind`` (None: timed out)."""
+        timeout = self.args.converge_timeout if timeout is None else timeout
+        replies = call_all(procs, "wait", timeout + 30.0, label=f"{self.impl} {name}",
+                           kind=kind, ids=ids, skip=skip or [], timeout=timeout, index=index)
+        if any(r.get("not_applicable") for r in replies):
+            return None
+        pending = sum(r["pending"] for r in replies)
+        if pending:
+            self.timed_out.append(name)
+            progress(f"{self.impl} N={self.n}: {name}: {pending} view(s) not converged "
+                     f"within {timeout:.0f} s")
+            return None
+        return max(r["converged_at"] for r in replies)
+
+    def execute(self) -> dict[str, Any]:
+        assert self.servers is not None
+        a, n, impl = self.args, self.n, self.impl
+        result: dict[str, Any] = {}
+        procs = self.all_procs
+
+        # join storm
+        at = time.time() + 1.0
+        joined = call_all(procs, "join", 300.0, at=at)
+        progress(f"{impl} N={n}: {n} members joined in "
+                 f"{max(r['done'] for r in joined) - at:.2f} s; waiting for views")
+        if errors := [e for r in joined for e in r["errors"]]:
+            raise BenchError(f"join failed: {errors[:3]}")
+        done = self.wait_views("join", "has", self.ids, procs)
+        result["join_converged_s"] = rounded(done and done - at)
+        progress(f"{impl} N={n}: join views converged: {result['join_converged_s']} s")
+
+        time.sleep(a.settle_time + 1.0)  # every member active, nothing in flight
+        result["watches"] = self.servers.watches()
+        result["watches_per_member"] = round(result["watches"] / n, 2)
+
+        # idle rate
+        p0, t0 = self.servers.packets_received(), time.monotonic()
+        time.sleep(a.idle_window)
+        idle_rate = (self.servers.packets_received() - p0) / (time.monotonic() - t0)
+        result["zk_idle_requests_per_member_per_s"] = round(idle_rate / n, 3)
+
+        # one cycle: every member claims (zkpoll) / runs its watchers (tooz) at once
+        index = int(time.time())
+        at = time.time() + 1.0
+        p0, t0 = self.servers.packets_received(), time.time()
+        if impl == "zkpoll":
+            claims = call_all(procs, "claim", a.claim_timeout + 60.0, at=at, index=index,
+                              timeout=a.claim_timeout)
+            latencies = [lat for r in claims for lat in r["latencies"]]
+            result["claim_p99_s"] = rounded(percentile(latencies, 99))
+            result["claim_p50_s"] = rounded(percentile(latencies, 50))
+            result["claims_unconfirmed"] = sum(r["unconfirmed"] + r["missing"] for r in claims)
+            progress(f"{impl} N={n}: claims: p99 {result['claim_p99_s']} s, "
+                     f"{result['claims_unconfirmed']} unconfirmed; waiting for views")
+            seen = self.wait_views("claims_seen", "claims", self.ids, procs, index=index)
+            result["claims_seen_s"] = rounded(seen and seen - at)
+        else:
+            call_all(procs, "run_watchers", 120.0, at=at)
+            result.update(claim_p99_s=None, claim_p50_s=None, claims_unconfirmed=None,
+                          claims_seen_s=None)
+        time.sleep(1.0)
+        window = time.time() - t0
+        packets = self.servers.packets_received() - p0
+        result["cycle_window_s"] = round(window, 2)
+        result["zk_requests_per_member_per_cycle"] = round(packets / n, 2)
+        result["zk_idle_requests_per_member_same_window"] = round(idle_rate * window / n, 2)
+        result["zk_net_requests_per_member_per_cycle"] = round(
+            (packets - idle_rate * window) / n, 2)
+
+        rss = sum(rss_mb(p.proc.pid) for p in procs)
+        result["rss_mb_total"] = round(rss, 1)
+        result["rss_mb_per_member"] = round(rss / n, 2)
+
+        # graceful leave of one member (of worker 0)
+        leaver_proc = self.workers[0]
+        leaver = leaver_proc.ids[0]
+        started = leaver_proc.reply(leaver_proc.send("leave", member_id=leaver), 30.0)["started"]
+        gone = self.wait_views("leave", "lacks", [leaver], procs, skip=[leaver])
+        result["leave_converged_s"] = rounded(gone and gone - started)
+        left = leaver_proc.reply(leaver_proc.send("leave_result", member_id=leaver,
+                                                  timeout=30.0), 60.0)
+        result["leave_call_s"] = rounded(left["done"] - started) if "done" in left else None
+        progress(f"{impl} N={n}: leave converged: {result['leave_converged_s']} s")
+
+        # crash: SIGKILL the victims' process
+        if self.victim is not None:
+            t_kill = self.victim.kill()
+            gone = self.wait_views("crash", "lacks", self.victim.ids, self.workers,
+                                      skip=[leaver],
+                                      timeout=max(a.converge_timeout, 3 * a.session_timeout))
+            result["crash_converged_s"] = rounded(gone and gone - t_kill)
+            result["victims"] = len(self.victim.ids)
+            progress(f"{impl} N={n}: crash converged: {result['crash_converged_s']} s "
+                     f"(session timeout {a.session_timeout:g} s)")
+        else:
+            result["crash_converged_s"] = None
+        return result
+
+
+def run_one(args: argparse.Namespace, impl: str, n: int) -> int:
+    run = Run(args, impl, n)
+    common = {"bench": "scale", "impl": impl, "members": n, "workers": args.workers,
+              "ensemble": args.ensemble, "session_timeout_s": args.session_timeout,
+              "settle_time_s": args.settle_time, "heartbeat_s": args.heartbeat}
+    if impl == "tooz":
+        common["tooz_watch_interval_s"] = args.tooz_watch_interval
+    started = time.monotonic()
+    try:
+        run.start()
+        result = run.execute()
+    except BenchError as exc:
+        emit(**common, error=str(exc), loadavg=round(os.getloadavg()[0], 2))
+        return 1
+    finally:
+        run.close()
+    emit(**common, **result, timed_out=run.timed_out,
+         run_s=round(time.monotonic() - started, 1), loadavg=round(os.getloadavg()[0], 2))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", default="100,250,500,1000",
+                        help="comma-separated group sizes N")
+    parser.add_argument("--impl", default="zkpoll,tooz", help="zkpoll, tooz or both")
+    parser.add_argument("--workers", type=int, default=4, help="member processes")
+    parser.add_argument("--victims", type=int, default=1,
+                        help="members in the process killed with SIGKILL")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="a 3-server ZooKeeper ensemble instead of one server")
+    parser.add_argument("--zk-hosts", help="use this running ZooKeeper (host:port,...) "
+                        "instead of starting one")
+    parser.add_argument("--session-timeout", type=int, default=10,
+                        help="ZooKeeper session timeout, s (an integer: tooz wants one)")
+    parser.add_argument("--heartbeat", type=float, default=1.0,
+                        help="zkpoll [coordination] heartbeat_interval, s")
+    parser.add_argument("--settle-time", type=float, default=5.0,
+                        help="zkpoll settle_time, s")
+    parser.add_argument("--tooz-watch-interval", type=float, default=1.0,
+                        help="seconds between a tooz member's run_watchers() calls")
+    parser.add_argument("--claim-timeout", type=float, default=1.0,
+                        help="announce_cycle timeout, s")
+    parser.add_argument("--idle-window", type=float, default=5.0,
+                        help="seconds over which the idle request rate is measured")
+    parser.add_argument("--converge-timeout", type=float, default=120.0,
+                        help="bound of every wait for views to converge, s")
+    args = parser.parse_args()
+    try:
+        sizes = [int(x) for x in args.members.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--members: comma-separated integers, not {args.members!r}")
+    impls = [x.strip() for x in args.impl.split(",") if x.strip()]
+    if unknown := set(impls) - set(IMPLS):
+        parser.error(f"--impl: unknown {', '.join(sorted(unknown))}; choose from {IMPLS}")
+    if any(n < 3 for n in sizes):
+        parser.error("--members: at least 3 (one leaves, one is killed)")
+    if args.workers < 1 or args.victims < 0:
+        parser.error("--workers must be >= 1 and --victims >= 0")
+    if "tooz" in impls:
+        try:
+            import tooz  # noqa: F401
+        except ImportError:
+            sys.exit("tooz is not installed: pip install '.[bench]'")
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    status = 0
+    try:
+        for n in sizes:
+            for impl in impls:
+                status |= run_one(args, impl, n)
+    except KeyboardInterrupt:
+        progress("interrupted: cleaning up")
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
