@@ -319,10 +319,14 @@ class Run:
         if connected != self.n:
             raise BenchError(f"only {connected} of {self.n} sessions connected: {errors[:3]}")
 
-    def close(self) -> None:
+    def close(self, graceful: bool = True) -> None:
+        """Stop the members (``graceful``: leave first, bounded), then every process."""
         for proc in self.all_procs:
             try:
-                proc.close(timeout=30.0)
+                if graceful:
+                    proc.close(timeout=30.0)
+                else:
+                    proc.kill()
             except Exception as exc:  # noqa: BLE001 - cleanup goes on
                 progress(f"closing {proc.name}: {exc}")
                 proc.proc.kill()
@@ -439,14 +443,17 @@ def run_one(args: argparse.Namespace, impl: str, n: int) -> int:
     if impl == "tooz":
         common["tooz_watch_interval_s"] = args.tooz_watch_interval
     started = time.monotonic()
+    graceful = False
     try:
         run.start()
         result = run.execute()
+        graceful = True
     except BenchError as exc:
+        graceful = True
         emit(**common, error=str(exc), loadavg=round(os.getloadavg()[0], 2))
         return 1
     finally:
-        run.close()
+        run.close(graceful)  # interrupted: kill at once
     emit(**common, **result, timed_out=run.timed_out,
          run_s=round(time.monotonic() - started, 1), loadavg=round(os.getloadavg()[0], 2))
     return 0
@@ -500,6 +507,7 @@ def main() -> int:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     status = 0
     try:
         for n in sizes:
