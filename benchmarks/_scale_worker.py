@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Worker process of ``scale_bench.py``: hosts many group members, one session each.
 
-Not a user tool.  The bench starts it with ``--impl zkpoll|tooz`` and talks
+Not a user tool.  The bench starts it as ``_scale_worker.py zkpoll|tooz
+[LOG_LEVEL]`` (stderr, ERROR by default) and talks
 to it in JSON lines: commands on stdin (``{"id": 1, "cmd": "setup", ...}``),
 replies on stdout (``{"id": 1, "type": "reply", ...}``) plus ``progress``
 lines while it waits for views to converge.  EOF on stdin stops every member
@@ -345,10 +346,11 @@ def sleep_until(t: float) -> None:
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench handles Ctrl-C and kills us
     impl = sys.argv[1] if len(sys.argv) > 1 else ""
-    if impl not in IMPLS:
-        print(f"usage: {sys.argv[0]} zkpoll|tooz", file=sys.stderr)
+    level = sys.argv[2] if len(sys.argv) > 2 else "ERROR"
+    if impl not in IMPLS or level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        print(f"usage: {sys.argv[0]} zkpoll|tooz [LOG_LEVEL]", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+    logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s worker-{os.getpid()} %(levelname)s "
                                "%(name)s %(message)s")
     worker = Worker(impl)

@@ -167,10 +167,10 @@ class Servers:
 class WorkerProc:
     """One ``_scale_worker.py`` process and its members."""
 
-    def __init__(self, impl: str, name: str, ids: list[str]) -> None:
+    def __init__(self, impl: str, name: str, ids: list[str], log_level: str) -> None:
         self.name = name
         self.ids = ids
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), impl],
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), impl, log_level],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
         self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -302,9 +302,10 @@ class Run:
         regular, victim_ids = self.ids[:self.n - victims], self.ids[self.n - victims:]
         workers = max(1, min(a.workers, len(regular)))
         for w in range(workers):
-            self.workers.append(WorkerProc(self.impl, f"worker-{w}", regular[w::workers]))
+            self.workers.append(WorkerProc(self.impl, f"worker-{w}", regular[w::workers],
+                                           a.worker_log_level))
         if victim_ids:
-            self.victim = WorkerProc(self.impl, "victim", victim_ids)
+            self.victim = WorkerProc(self.impl, "victim", victim_ids, a.worker_log_level)
         spec = {"hosts": self.servers.hosts, "root": self.root, "group": self.group,
                 "session_timeout": a.session_timeout, "heartbeat": a.heartbeat,
                 "settle_time": a.settle_time, "watch_interval": a.tooz_watch_interval,
@@ -485,6 +486,9 @@ def main() -> int:
                         help="seconds over which the idle request rate is measured")
     parser.add_argument("--converge-timeout", type=float, default=120.0,
                         help="bound of every wait for views to converge, s")
+    parser.add_argument("--worker-log-level", default="ERROR",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level of the member processes (stderr)")
     args = parser.parse_args()
     try:
         sizes = [int(x) for x in args.members.split(",") if x.strip()]
