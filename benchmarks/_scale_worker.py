@@ -82,9 +82,17 @@ class ZkpollMember:
                 seen.add(member.member_id)
         return frozenset(seen)
 
-    def leave(self) -> None:
-        self.partition.announce_leave(wait=5.0)
-        self.partition.leave(wait=5.0)
+    def leave(self) -> list[str]:
+        """Graceful leave as the agent does it; returns the errors it logs and goes on."""
+        from zkpoll.exceptions import CoordinatorUnreachable
+
+        errors = []
+        for step in (self.partition.announce_leave, self.partition.leave):
+            try:
+                step(wait=5.0)
+            except CoordinatorUnreachable as exc:
+                errors.append(f"{step.__name__}: {exc}")
+        return errors
 
     def stop(self) -> None:
         self.coordinator.stop()
@@ -163,9 +171,10 @@ class ToozMember:
     def claims_seen(self, index: int) -> frozenset[str] | None:
         return None
 
-    def leave(self) -> None:
+    def leave(self) -> list[str]:
         self.coordinator.leave_group(self.group).get()
         self._joined = False
+        return []
 
     def stop(self) -> None:
         self.coordinator.stop()
@@ -318,10 +327,11 @@ class Worker:
 
         def run() -> None:
             try:
-                member.leave()
-                self._leave_result[member_id] = {"done": time.time()}
+                errors = member.leave()
+                self._leave_result[member_id] = {"done": time.time(), "leave_errors": errors}
             except Exception as exc:  # noqa: BLE001 - reported to the bench
-                self._leave_result[member_id] = {"error": f"{type(exc).__name__}: {exc}"}
+                self._leave_result[member_id] = {
+                    "leave_errors": [f"{type(exc).__name__}: {exc}"]}
 
         threading.Thread(target=run, name="bench-leave", daemon=True).start()
         return {"started": started}
@@ -330,7 +340,7 @@ class Worker:
         deadline = time.monotonic() + timeout
         while member_id not in self._leave_result and time.monotonic() < deadline:
             time.sleep(0.05)
-        return self._leave_result.get(member_id, {"error": "still leaving"})
+        return self._leave_result.get(member_id, {"leave_errors": ["still leaving"]})
 
     def stop(self) -> dict[str, Any]:
         self._stop.set()

@@ -286,6 +286,7 @@ class Run:
         self.workers: list[WorkerProc] = []
         self.victim: WorkerProc | None = None
         self.timed_out: list[str] = []
+        self.result: dict[str, Any] = {}
         tag = uuid.uuid4().hex[:6]
         self.ids = [f"bench-{i:04d}.{tag}" for i in range(n)]
         self.group = f"scale-{tag}"
@@ -351,10 +352,11 @@ class Run:
             return None
         return max(r["converged_at"] for r in replies)
 
-    def execute(self) -> dict[str, Any]:
+    def execute(self) -> None:
+        """Measure, filling :attr:`result` as it goes (kept if a later step fails)."""
         assert self.servers is not None
         a, n, impl = self.args, self.n, self.impl
-        result: dict[str, Any] = {}
+        result = self.result
         procs = self.all_procs
 
         # join storm
@@ -419,6 +421,7 @@ class Run:
         left = leaver_proc.reply(leaver_proc.send("leave_result", member_id=leaver,
                                                   timeout=30.0), 60.0)
         result["leave_call_s"] = rounded(left["done"] - started) if "done" in left else None
+        result["leave_errors"] = left["leave_errors"]
         progress(f"{impl} N={n}: leave converged: {result['leave_converged_s']} s")
 
         # crash: SIGKILL the victims' process
@@ -433,7 +436,6 @@ class Run:
                      f"(session timeout {a.session_timeout:g} s)")
         else:
             result["crash_converged_s"] = None
-        return result
 
 
 def run_one(args: argparse.Namespace, impl: str, n: int) -> int:
@@ -443,21 +445,21 @@ def run_one(args: argparse.Namespace, impl: str, n: int) -> int:
               "settle_time_s": args.settle_time, "heartbeat_s": args.heartbeat}
     if impl == "tooz":
         common["tooz_watch_interval_s"] = args.tooz_watch_interval
-    started = time.monotonic()
-    graceful = False
+    started, load_start = time.monotonic(), round(os.getloadavg()[0], 2)
+    graceful, error = False, None
     try:
         run.start()
-        result = run.execute()
+        run.execute()
         graceful = True
     except BenchError as exc:
-        graceful = True
-        emit(**common, error=str(exc), loadavg=round(os.getloadavg()[0], 2))
-        return 1
+        graceful, error = True, str(exc)
     finally:
         run.close(graceful)  # interrupted: kill at once
-    emit(**common, **result, timed_out=run.timed_out,
-         run_s=round(time.monotonic() - started, 1), loadavg=round(os.getloadavg()[0], 2))
-    return 0
+    emit(**common, **run.result, timed_out=run.timed_out,
+         **({"error": error} if error else {}),
+         run_s=round(time.monotonic() - started, 1), loadavg_start=load_start,
+         loadavg=round(os.getloadavg()[0], 2))
+    return 0 if error is None else 1
 
 
 def main() -> int:
