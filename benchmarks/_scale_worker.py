@@ -240,8 +240,12 @@ class Worker:
         errors = self.each(lambda m: m.join(), self.members.values())
         return {"started": started, "done": time.time(), "errors": errors[:5]}
 
-    def claim(self, at: float, index: int, timeout: float) -> dict[str, Any]:
-        """Every member calls ``claim`` at wall time ``at``, each in its own thread."""
+    def claim(self, at: float, index: int, timeout: float, grace: float) -> dict[str, Any]:
+        """Every member calls ``claim`` at wall time ``at``, each in its own thread.
+
+        Calls still running ``timeout + grace`` s after ``at`` are counted as
+        ``not_returned`` with the time waited so far as their latency.
+        """
         go = threading.Event()
         results: dict[str, tuple[bool | None, float]] = {}
 
@@ -261,11 +265,16 @@ class Worker:
             t.start()
         sleep_until(at)
         go.set()
+        started = time.monotonic()
+        deadline = started + timeout + grace
         for t in threads:
-            t.join(timeout + 30)
-        return {"latencies": [lat for _, lat in results.values()],
-                "unconfirmed": sum(1 for ok, _ in results.values() if not ok),
-                "missing": len(threads) - len(results)}
+            t.join(max(0.0, deadline - time.monotonic()))
+        done = dict(results)
+        waited = time.monotonic() - started
+        not_returned = len(threads) - len(done)
+        return {"latencies": [lat for _, lat in done.values()] + [waited] * not_returned,
+                "unconfirmed": sum(1 for ok, _ in done.values() if not ok) + not_returned,
+                "not_returned": not_returned}
 
     def run_watchers(self, at: float) -> dict[str, Any]:
         """Every member runs its watchers once at wall time ``at`` (tooz's cycle)."""

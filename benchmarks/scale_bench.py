@@ -38,7 +38,9 @@ same machine):
 * claims (zkpoll only): at one instant (a barrier at a wall-clock time)
   every member calls ``announce_cycle`` for the same new cycle (timeout
   ``--claim-timeout``).  ``claim_p99_s`` is the 99th percentile of the call
-  latencies, ``claims_unconfirmed`` the calls that returned False.
+  latencies, ``claims_unconfirmed`` the calls that returned False or had
+  not returned ``--converge-timeout`` s after the barrier
+  (``claims_not_returned``; counted at the time waited).
   ``claims_seen_s``: from the barrier until every view holds every member's
   claim (``polling_cycle`` in member data); null when the views do not carry
   claims.  For tooz the "cycle" is one ``run_watchers()`` per member at the
@@ -368,7 +370,8 @@ class Run:
             raise BenchError(f"join failed: {errors[:3]}")
         done = self.wait_views("join", "has", self.ids, procs)
         result["join_converged_s"] = rounded(done and done - at)
-        progress(f"{impl} N={n}: join views converged: {result['join_converged_s']} s")
+        if done is not None:
+            progress(f"{impl} N={n}: join views converged: {result['join_converged_s']} s")
 
         time.sleep(a.settle_time + 1.0)  # every member active, nothing in flight
         result["watches"] = self.servers.watches()
@@ -385,12 +388,16 @@ class Run:
         at = time.time() + 1.0
         p0, t0 = self.servers.packets_received(), time.time()
         if impl == "zkpoll":
-            claims = call_all(procs, "claim", a.claim_timeout + 60.0, at=at, index=index,
-                              timeout=a.claim_timeout)
+            claims = call_all(procs, "claim", a.claim_timeout + a.converge_timeout + 60.0,
+                              at=at, index=index, timeout=a.claim_timeout,
+                              grace=a.converge_timeout)
             latencies = [lat for r in claims for lat in r["latencies"]]
             result["claim_p99_s"] = rounded(percentile(latencies, 99))
             result["claim_p50_s"] = rounded(percentile(latencies, 50))
-            result["claims_unconfirmed"] = sum(r["unconfirmed"] + r["missing"] for r in claims)
+            result["claims_unconfirmed"] = sum(r["unconfirmed"] for r in claims)
+            result["claims_not_returned"] = sum(r["not_returned"] for r in claims)
+            if result["claims_not_returned"]:
+                self.timed_out.append("claims")
             progress(f"{impl} N={n}: claims: p99 {result['claim_p99_s']} s, "
                      f"{result['claims_unconfirmed']} unconfirmed; waiting for views")
             seen = self.wait_views("claims_seen", "claims", self.ids, procs, index=index)
@@ -398,7 +405,7 @@ class Run:
         else:
             call_all(procs, "run_watchers", 120.0, at=at)
             result.update(claim_p99_s=None, claim_p50_s=None, claims_unconfirmed=None,
-                          claims_seen_s=None)
+                          claims_not_returned=None, claims_seen_s=None)
         time.sleep(1.0)
         window = time.time() - t0
         packets = self.servers.packets_received() - p0
