@@ -70,12 +70,8 @@ import argparse
 import json
 import math
 import os
-import queue
-import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -84,22 +80,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from zkpoll.testing import ManagedZooKeeper, ZooKeeperEnsemble, four_letter_word
+from benchmarks._scale_procs import (
+    BenchError,
+    Servers,
+    WorkerProc,
+    call_all,
+    progress,
+    rss_mb,
+)
 
-WORKER = Path(__file__).resolve().with_name("_scale_worker.py")
 IMPLS = ("zkpoll", "tooz")
-
-
-class BenchError(Exception):
-    """The run cannot produce a measurement (said in an ``error`` line)."""
+STOP_TIMEOUT = 30.0  # s for all member processes to stop gracefully after a run
 
 
 def emit(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
-
-
-def progress(text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -112,172 +107,6 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def rounded(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS of ``pid`` in MiB (0 when the process is gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    match = re.search(r"^VmRSS:\s+(\d+)\s+kB", status, re.MULTILINE)
-    return int(match.group(1)) / 1024 if match else 0.0
-
-
-# --- ZooKeeper: servers and what they report ------------------------------------
-class Servers:
-    """The ZooKeeper the bench talks to: started by it, or ``--zk-hosts``."""
-
-    def __init__(self, ensemble: bool, hosts: str | None) -> None:
-        self._owned: ManagedZooKeeper | ZooKeeperEnsemble | None = None
-        if hosts is None:
-            self._owned = ZooKeeperEnsemble(3) if ensemble else ManagedZooKeeper()
-            self._owned.start()
-            hosts = self._owned.hosts if ensemble else self._owned.address
-        self.hosts = hosts
-        self.addresses = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]))
-                          for h in hosts.split(",")]
-
-    def close(self) -> None:
-        if self._owned is not None:
-            self._owned.close()
-
-    def _words(self, cmd: str) -> list[str]:
-        return [four_letter_word(host, port, cmd, timeout=10.0)
-                for host, port in self.addresses]
-
-    def packets_received(self) -> int:
-        total = 0
-        for text in self._words("mntr"):
-            match = re.search(r"^zk_packets_received\s+(\d+)", text, re.MULTILINE)
-            if match is None:
-                raise BenchError(f"no zk_packets_received in mntr: {text[:200]!r}")
-            total += int(match.group(1))
-        return total
-
-    def watches(self) -> int:
-        total = 0
-        for text in self._words("wchs"):
-            match = re.search(r"Total watches:\s*(\d+)", text)
-            if match is None:
-                raise BenchError(f"unexpected wchs answer: {text[:200]!r}")
-            total += int(match.group(1))
-        return total
-
-
-# --- worker processes -------------------------------------------------------------
-class WorkerProc:
-    """One ``_scale_worker.py`` process and its members."""
-
-    def __init__(self, impl: str, name: str, ids: list[str], log_level: str) -> None:
-        self.name = name
-        self.ids = ids
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), impl, log_level],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
-        self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.progress: dict[str, Any] = {}
-        self._next_id = 0
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        first = self.replies.get(timeout=60)
-        if first.get("type") != "ready":
-            raise BenchError(f"{name}: did not start: {first}")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if message.get("type") == "progress":
-                self.progress = message
-            else:
-                self.replies.put(message)
-        self.replies.put({"type": "eof"})
-
-    def send(self, cmd: str, **args: Any) -> int:
-        self._next_id += 1
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(json.dumps({"id": self._next_id, "cmd": cmd, **args}) + "\n")
-            self.proc.stdin.flush()
-        except OSError as exc:
-            raise BenchError(f"{self.name} is gone ({cmd}): {exc}") from exc
-        return self._next_id
-
-    def reply(self, rid: int, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                message = self.replies.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise BenchError(f"{self.name}: no reply within {timeout:.0f} s") from None
-            if message.get("type") == "eof":
-                raise BenchError(f"{self.name} exited (rc {self.proc.wait()})")
-            if message.get("id") == rid:
-                if "error" in message:
-                    raise BenchError(f"{self.name}: {message['error']}")
-                return message
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> float:
-        """SIGKILL; returns the wall time of the kill."""
-        t = time.time()
-        if self.alive:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        return t
-
-    def close(self, timeout: float) -> None:
-        """Stop the members (bounded), then make sure the process is gone."""
-        if self.alive:
-            try:
-                self.reply(self.send("stop"), timeout)
-            except BenchError:
-                pass
-        if self.alive:
-            try:
-                self.proc.wait(2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-def call_all(workers: list[WorkerProc], cmd: str, reply_timeout: float,
-             args_for: Any = None, label: str | None = None,
-             **args: Any) -> list[dict[str, Any]]:
-    """Send ``cmd`` to every worker at once and collect the replies, printing
-    the workers' progress to stderr every few seconds."""
-    rids = [w.send(cmd, **(args_for(w) if args_for else args)) for w in workers]
-    results: list[dict[str, Any] | None] = [None] * len(workers)
-    errors: list[BaseException | None] = [None] * len(workers)
-
-    def collect(i: int) -> None:
-        try:
-            results[i] = workers[i].reply(rids[i], reply_timeout)
-        except BenchError as exc:
-            errors[i] = exc
-
-    threads = [threading.Thread(target=collect, args=(i,), daemon=True)
-               for i in range(len(workers))]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        for t in threads:
-            t.join(5.0)
-            if label and t.is_alive():
-                done = sum(w.progress.get("satisfied", 0) for w in workers)
-                progress(f"  {label}: {done} member(s) satisfied so far")
-                break
-    for exc in errors:
-        if exc is not None:
-            raise exc
-    return [r for r in results if r is not None]
 
 
 # --- one implementation at one N ---------------------------------------------------
@@ -324,16 +153,14 @@ class Run:
             raise BenchError(f"only {connected} of {self.n} sessions connected: {errors[:3]}")
 
     def close(self, graceful: bool = True) -> None:
-        """Stop the members (``graceful``: leave first, bounded), then every process."""
-        for proc in self.all_procs:
-            try:
-                if graceful:
-                    proc.close(timeout=30.0)
-                else:
-                    proc.kill()
-            except Exception as exc:  # noqa: BLE001 - cleanup goes on
-                progress(f"closing {proc.name}: {exc}")
-                proc.proc.kill()
+        """Stop every process (``graceful``: members leave first, within
+        ``STOP_TIMEOUT`` s in all; else SIGKILL at once), then ZooKeeper."""
+        procs = [p for p in self.all_procs if p.alive]
+        for proc in procs if graceful else ():
+            proc.request_stop()
+        deadline = time.monotonic() + (STOP_TIMEOUT if graceful else 0.0)
+        for proc in procs:
+            proc.wait_exit(deadline)
         if self.servers is not None:
             self.servers.close()
 
@@ -356,12 +183,17 @@ class Run:
 
     def execute(self) -> None:
         """Measure, filling :attr:`result` as it goes (kept if a later step fails)."""
-        assert self.servers is not None
-        a, n, impl = self.args, self.n, self.impl
-        result = self.result
-        procs = self.all_procs
+        self._join_storm()
+        time.sleep(self.args.settle_time + 1.0)  # every member active, nothing in flight
+        self._steady_cycle()
+        rss = sum(rss_mb(p.proc.pid) for p in self.all_procs)
+        self.result["rss_mb_total"] = round(rss, 1)
+        self.result["rss_mb_per_member"] = round(rss / self.n, 2)
+        leaver = self._graceful_leave()
+        self._crash(leaver)
 
-        # join storm
+    def _join_storm(self) -> None:
+        n, impl, result, procs = self.n, self.impl, self.result, self.all_procs
         at = time.time() + 1.0
         joined = call_all(procs, "join", 300.0, at=at)
         progress(f"{impl} N={n}: {n} members joined in "
@@ -373,17 +205,19 @@ class Run:
         if done is not None:
             progress(f"{impl} N={n}: join views converged: {result['join_converged_s']} s")
 
-        time.sleep(a.settle_time + 1.0)  # every member active, nothing in flight
+    def _steady_cycle(self) -> None:
+        """Watches, the idle request rate, then one cycle in which all claim at once."""
+        assert self.servers is not None
+        a, n, impl, result, procs = self.args, self.n, self.impl, self.result, self.all_procs
         result["watches"] = self.servers.watches()
         result["watches_per_member"] = round(result["watches"] / n, 2)
 
-        # idle rate
         p0, t0 = self.servers.packets_received(), time.monotonic()
         time.sleep(a.idle_window)
         idle_rate = (self.servers.packets_received() - p0) / (time.monotonic() - t0)
         result["zk_idle_requests_per_member_per_s"] = round(idle_rate / n, 3)
 
-        # one cycle: every member claims (zkpoll) / runs its watchers (tooz) at once
+        # zkpoll: every member claims the same new cycle; tooz: runs its watchers
         index = int(time.time())
         at = time.time() + 1.0
         p0, t0 = self.servers.packets_received(), time.time()
@@ -415,11 +249,9 @@ class Run:
         result["zk_net_requests_per_member_per_cycle"] = round(
             (packets - idle_rate * window) / n, 2)
 
-        rss = sum(rss_mb(p.proc.pid) for p in procs)
-        result["rss_mb_total"] = round(rss, 1)
-        result["rss_mb_per_member"] = round(rss / n, 2)
-
-        # graceful leave of one member (of worker 0)
+    def _graceful_leave(self) -> str:
+        """One member of worker 0 leaves; returns its id."""
+        n, impl, result, procs = self.n, self.impl, self.result, self.all_procs
         leaver_proc = self.workers[0]
         leaver = leaver_proc.ids[0]
         started = leaver_proc.reply(leaver_proc.send("leave", member_id=leaver), 30.0)["started"]
@@ -430,13 +262,16 @@ class Run:
         result["leave_call_s"] = rounded(left["done"] - started) if "done" in left else None
         result["leave_errors"] = left["leave_errors"]
         progress(f"{impl} N={n}: leave converged: {result['leave_converged_s']} s")
+        return leaver
 
-        # crash: SIGKILL the victims' process
+    def _crash(self, leaver: str) -> None:
+        """SIGKILL the victims' process."""
+        a, n, impl, result = self.args, self.n, self.impl, self.result
         if self.victim is not None:
             t_kill = self.victim.kill()
             gone = self.wait_views("crash", "lacks", self.victim.ids, self.workers,
-                                      skip=[leaver],
-                                      timeout=max(a.converge_timeout, 3 * a.session_timeout))
+                                   skip=[leaver],
+                                   timeout=max(a.converge_timeout, 3 * a.session_timeout))
             result["crash_converged_s"] = rounded(gone and gone - t_kill)
             result["victims"] = len(self.victim.ids)
             progress(f"{impl} N={n}: crash converged: {result['crash_converged_s']} s "
