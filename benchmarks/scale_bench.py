@@ -315,7 +315,8 @@ def main() -> int:
     parser.add_argument("--ensemble", action="store_true",
                         help="a 3-server ZooKeeper ensemble instead of one server")
     parser.add_argument("--zk-hosts", help="use this running ZooKeeper (host:port,...) "
-                        "instead of starting one")
+                        "instead of starting one; its maxClientCnxns must allow N "
+                        "connections from this host")
     parser.add_argument("--session-timeout", type=int, default=10,
                         help="ZooKeeper session timeout, s (an integer: tooz wants one)")
     parser.add_argument("--heartbeat", type=float, default=1.0,
