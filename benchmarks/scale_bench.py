@@ -12,29 +12,32 @@ one server with a 200 ms tick, or with ``--ensemble`` three in a quorum;
 ZooKeeper session, spread over ``--workers`` processes
 (``benchmarks/_scale_worker.py``, driven over pipes), plus ``--victims``
 members in one more process that is killed.  zkpoll members are built with
-zkpoll's real ``get_coordinator`` and ``Partition`` (group ``central`` data,
-one source); tooz members with ``tooz.coordination.get_coordinator`` on the
+zkpoll's real ``get_coordinator`` and ``Partition`` (member data like the
+agent's ``central`` namespace, one source), all zkpoll calls in the
+``ZkpollMember`` adapter of the worker; tooz members with ``tooz.coordination.get_coordinator`` on the
 same ZooKeeper, as Ceilometer uses group membership (``start(start_heart=
 True)``, ``create_group``/``join_group``, ``watch_join_group``/
 ``watch_leave_group``, ``get_members``; their views change only in
 ``run_watchers()``, which each member calls every ``--tooz-watch-interval``
 seconds).  A member's *view* is the set of member ids it currently
 believes in (zkpoll: ``partition.membership.member_ids``).  Every wait is
-bounded by ``--converge-timeout``: a measure that did not converge is
-``null`` and named in ``timed_out``.
+bounded by ``--converge-timeout`` (the crash by at least 3 session
+timeouts): a measure that did not converge is ``null`` and named in
+``timed_out``; a step that fails outright ends the line with ``error``
+after the measures already taken.
 
 Measures (in this order; times are wall clock, read by every process on the
 same machine):
 
 * ``join_converged_s``: all sessions connected first; at one instant every
   member starts joining (a join storm); until every view holds all N.
-* ``watches``: ZooKeeper's ``wchs`` "Total watches" after the join (summed
-  over the ensemble), and ``watches_per_member``.
+* ``watches``: ZooKeeper's ``wchs`` "Total watches" ``settle_time`` + 1 s
+  after the join (summed over the ensemble), and ``watches_per_member``.
 * ``zk_idle_requests_per_member_per_s``: ``mntr`` ``zk_packets_received``
   (every request and ping the servers received, summed) over
   ``--idle-window`` seconds with nothing happening, per member and second:
   the heartbeats (zkpoll's lease reads, kazoo pings; tooz's run_watchers
-  listings).
+  listings).  Idle only if the join converged: otherwise its churn counts.
 * claims (zkpoll only): at one instant (a barrier at a wall-clock time)
   every member calls ``announce_cycle`` for the same new cycle (timeout
   ``--claim-timeout``).  ``claim_p99_s`` is the 99th percentile of the call
@@ -55,10 +58,11 @@ same machine):
 * ``rss_mb_per_member``: the sum of the member processes' VmRSS (each
   includes its Python interpreter and imports) divided by N.
 * ``leave_converged_s``: one member leaves gracefully (zkpoll:
-  ``announce_leave`` then ``leave``, which waits ``settle_time`` after its
-  last confirmed claim; tooz: ``leave_group``); from the start of the leave
-  until every other view has dropped it.  ``leave_call_s``: how long the
-  leaver's own calls took.
+  ``announce_leave(wait=5)`` then ``leave(wait=5)``, which lingers until
+  its last confirmed claim is ``settle_time`` old; tooz: ``leave_group``);
+  from the start of the leave until every other view has dropped it.
+  ``leave_call_s``: how long the leaver's own calls took; ``leave_errors``:
+  what they raised (logged and ignored, as the agent does).
 * ``crash_converged_s``: SIGKILL of the victims' process; until every
   surviving view has dropped the victims.  Compare with
   ``session_timeout_s``.
