@@ -5,8 +5,8 @@ Not a user tool.  The bench starts it as ``_scale_worker.py zkpoll|tooz
 [LOG_LEVEL]`` (stderr, ERROR by default) and talks
 to it in JSON lines: commands on stdin (``{"id": 1, "cmd": "setup", ...}``),
 replies on stdout (``{"id": 1, "type": "reply", ...}``) plus ``progress``
-lines while it waits for views to converge.  EOF on stdin stops every member
-and exits.
+lines while it waits for views to converge.  ``stop`` stops every member
+and exits; EOF on stdin exits at once (the sessions then expire).
 
 Every zkpoll-specific call lives in :class:`ZkpollMember` and every tooz call
 in :class:`ToozMember`; both offer the same small interface (start, join,
@@ -119,8 +119,7 @@ class ToozMember:
         self.group = spec["group"].encode()
         self.coordinator = coordination.get_coordinator(url, member_id.encode())
         self._lock = threading.Lock()
-        self._view: set[str] = set()
-        self._version = 0
+        self._view: frozenset[str] = frozenset()
         self._joined = False
 
     def start(self, timeout: float) -> None:
@@ -141,29 +140,25 @@ class ToozMember:
         members = self.coordinator.get_members(self.group).get()
         with self._lock:
             self._view |= {m.decode() for m in members}
-            self._version += 1
             self._joined = True
 
     def _on_join(self, event: Any) -> None:
         with self._lock:
-            self._view.add(event.member_id.decode())
-            self._version += 1
+            self._view |= {event.member_id.decode()}
 
     def _on_leave(self, event: Any) -> None:
         with self._lock:
-            self._view.discard(event.member_id.decode())
-            self._version += 1
+            self._view -= {event.member_id.decode()}
 
     def run_watchers(self) -> None:
         if self._joined:
             self.coordinator.run_watchers()
 
     def view_token(self) -> object:
-        return self._version
+        return self._view  # a new frozenset on every change
 
     def view(self) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._view)
+        return self._view
 
     def claim(self, index: int, timeout: float) -> bool:
         raise NotImplementedError("tooz has no cycle claims")
