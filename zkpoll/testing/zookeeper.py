@@ -238,6 +238,7 @@ class ManagedZooKeeper(ManagedServer):
             f"maxSessionTimeout={self.max_session_timeout}",
             "admin.enableServer=false",
             "4lw.commands.whitelist=*",
+            "maxClientCnxns=0",  # no per-IP cap (60 by default): every client is 127.0.0.1
             # Test data: no fsync, no 64 MB preallocated transaction logs.
             "forceSync=no",
             "preAllocSize=1024",

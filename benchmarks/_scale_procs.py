@@ -1,0 +1,208 @@
+"""Plumbing of ``scale_bench.py``: the ZooKeeper it measures and its member processes.
+
+:class:`Servers` starts (or uses) ZooKeeper and reads its four-letter-word
+counters; :class:`WorkerProc` runs one ``_scale_worker.py`` and exchanges
+JSON lines with it; :func:`call_all` sends one command to many workers at
+once and prints their progress.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from zkpoll.testing import ManagedZooKeeper, ZooKeeperEnsemble, four_letter_word
+
+WORKER = Path(__file__).resolve().with_name("_scale_worker.py")
+
+
+class BenchError(Exception):
+    """The run cannot produce a measurement (said in an ``error`` line)."""
+
+
+def progress(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of ``pid`` in MiB (0 when the process is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"^VmRSS:\s+(\d+)\s+kB", status, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+# --- ZooKeeper: servers and what they report ------------------------------------
+class Servers:
+    """The ZooKeeper the bench talks to: started by it, or ``--zk-hosts``."""
+
+    def __init__(self, ensemble: bool, hosts: str | None) -> None:
+        self._owned: ManagedZooKeeper | ZooKeeperEnsemble | None = None
+        if hosts is None:
+            if ensemble:
+                self._owned = started = ZooKeeperEnsemble(3)
+                hosts = started.hosts
+            else:
+                self._owned = single = ManagedZooKeeper()
+                hosts = single.address
+            try:
+                self._owned.start()
+            except BaseException:
+                self._owned.close()
+                raise
+        self.hosts = hosts
+        self.addresses = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]))
+                          for h in hosts.split(",")]
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.close()
+
+    def _words(self, cmd: str) -> list[str]:
+        return [four_letter_word(host, port, cmd, timeout=10.0)
+                for host, port in self.addresses]
+
+    def packets_received(self) -> int:
+        total = 0
+        for text in self._words("mntr"):
+            match = re.search(r"^zk_packets_received\s+(\d+)", text, re.MULTILINE)
+            if match is None:
+                raise BenchError(f"no zk_packets_received in mntr: {text[:200]!r}")
+            total += int(match.group(1))
+        return total
+
+    def watches(self) -> int:
+        total = 0
+        for text in self._words("wchs"):
+            match = re.search(r"Total watches:\s*(\d+)", text)
+            if match is None:
+                raise BenchError(f"unexpected wchs answer: {text[:200]!r}")
+            total += int(match.group(1))
+        return total
+
+
+# --- worker processes -------------------------------------------------------------
+class WorkerProc:
+    """One ``_scale_worker.py`` process and its members."""
+
+    def __init__(self, impl: str, name: str, ids: list[str], log_level: str) -> None:
+        self.name = name
+        self.ids = ids
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), impl, log_level],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.progress: dict[str, Any] = {}
+        self._next_id = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        first = self.replies.get(timeout=60)
+        if first.get("type") != "ready":
+            raise BenchError(f"{name}: did not start: {first}")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if message.get("type") == "progress":
+                self.progress = message
+            else:
+                self.replies.put(message)
+        self.replies.put({"type": "eof"})
+
+    def send(self, cmd: str, **args: Any) -> int:
+        self._next_id += 1
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps({"id": self._next_id, "cmd": cmd, **args}) + "\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise BenchError(f"{self.name} is gone ({cmd}): {exc}") from exc
+        return self._next_id
+
+    def reply(self, rid: int, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                message = self.replies.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise BenchError(f"{self.name}: no reply within {timeout:.0f} s") from None
+            if message.get("type") == "eof":
+                raise BenchError(f"{self.name} exited (rc {self.proc.wait()})")
+            if message.get("id") == rid:
+                if "error" in message:
+                    raise BenchError(f"{self.name}: {message['error']}")
+                return message
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> float:
+        """SIGKILL; returns the wall time of the kill."""
+        t = time.time()
+        if self.alive:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        return t
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop its members and exit (see :meth:`wait_exit`)."""
+        if self.alive:
+            try:
+                self.send("stop")
+            except BenchError:
+                pass
+
+    def wait_exit(self, deadline: float) -> None:
+        """Wait for the process until monotonic ``deadline``, then SIGKILL it."""
+        try:
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def call_all(workers: list[WorkerProc], cmd: str, reply_timeout: float,
+             args_for: Any = None, label: str | None = None,
+             **args: Any) -> list[dict[str, Any]]:
+    """Send ``cmd`` to every worker at once and collect the replies, printing
+    the workers' progress to stderr every few seconds."""
+    rids = [w.send(cmd, **(args_for(w) if args_for else args)) for w in workers]
+    results: list[dict[str, Any] | None] = [None] * len(workers)
+    errors: list[BaseException | None] = [None] * len(workers)
+
+    def collect(i: int) -> None:
+        try:
+            results[i] = workers[i].reply(rids[i], reply_timeout)
+        except BenchError as exc:
+            errors[i] = exc
+
+    threads = [threading.Thread(target=collect, args=(i,), daemon=True)
+               for i in range(len(workers))]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(5.0)
+            if label and t.is_alive():
+                done = sum(w.progress.get("satisfied", 0) for w in workers)
+                progress(f"  {label}: {done} member(s) satisfied so far")
+                break
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    return [r for r in results if r is not None]
