@@ -41,7 +41,7 @@ class ZkpollMember:
         from oslo_config import cfg
 
         from zkpoll.coordination import get_coordinator, register_opts
-        from zkpoll.partition import Partition
+        from zkpoll.ownership import Partition
 
         conf = cfg.ConfigOpts()
         register_opts(conf)
@@ -68,19 +68,23 @@ class ZkpollMember:
         return frozenset(self.partition.membership.member_ids)
 
     def claim(self, index: int, timeout: float) -> bool:
-        """Write-ahead claim of cycle ``index``; True if the backend confirmed it."""
-        return self.partition.announce_cycle(SOURCE, index, timeout=timeout)
+        """Write-ahead claim of cycle ``index``; True if the backend confirmed it.
+
+        The claims record the agent writes (``Partition.plan_cycle`` queues it
+        and waits for this confirmation), written through the coordinator
+        directly: ``plan_cycle`` would also build this member's Maglev table
+        over N members (CPU that each agent spends on its own host, measured
+        by ring_bench.py, not N-fold on this bench's two cores).
+        """
+        coordinator = self.partition.coordinator
+        group = self.partition.group
+        gen = coordinator.put_claims(group, {"cycles": {SOURCE: index}, "protocol": 2})
+        return coordinator.wait_claims(group, gen, timeout)
 
     def claims_seen(self, index: int) -> frozenset[str] | None:
-        """Members whose claim of ``index`` this member's view holds; None when the
-        view does not carry claims (claims kept where nobody watches them)."""
-        seen = set()
-        for member in self.partition.membership.members:
-            cycles = member.data.get("polling_cycle")
-            if isinstance(cycles, dict) and isinstance(cycles.get(SOURCE), int) \
-                    and cycles[SOURCE] >= index:
-                seen.add(member.member_id)
-        return frozenset(seen)
+        """None: claims are kept where nobody watches them (peers read a
+        member's claims once, after it vanished)."""
+        return None
 
     def leave(self) -> list[str]:
         """Graceful leave as the agent does it; returns the errors it logs and goes on."""
