@@ -244,15 +244,31 @@ class OwnershipModel(RuleBasedStateMachine):
         return any(m.active(at) for m in self.truth.values())
 
     def _step_member(self, sim: Sim) -> None:
+        """One step of one agent: hear from the backend unless cut off; its
+        source thread starts cycles on time either way."""
         t = self.t
-        if sim.cut(t):
-            return
+        if not sim.cut(t):
+            self._hear_from_backend(sim)
+        local = t + sim.skew
+        while sim.alive and (sim.next_cycle * INTERVAL <= local):
+            start = sim.next_cycle * INTERVAL
+            if sim.leave_at is not None and start >= sim.leave_at:
+                if not sim.cut(t):
+                    self._leave_now(sim)
+                return
+            sim.next_cycle += 1
+            self._feed(sim, CycleStarted("src", round(start / INTERVAL), start, INTERVAL,
+                                         KEYS, self._contact(sim)))
+        if sim.alive and sim.state.wants_ticks:
+            self._feed(sim, Tick(self._contact(sim)))
+
+    def _hear_from_backend(self, sim: Sim) -> None:
+        t = self.t
         if sim.cut_until > -math.inf and sim.last_contact < sim.cut_until:  # reconnected
             if sim.member_id not in self.truth:  # the session expired meanwhile
                 self._feed(sim, SessionLost(self._contact(sim)))
                 sim.session += 1
                 sim.member_id = f"{sim.name}.{sim.session}"
-                sim.expires_at = math.inf
                 sim.last_contact = t
                 sim.unpublished.clear()
                 self._register(sim)
@@ -269,17 +285,6 @@ class OwnershipModel(RuleBasedStateMachine):
             if version > sim.seen:
                 sim.seen = version
                 self._feed(sim, MembershipChanged(snapshot, self._contact(sim)))
-        local = t + sim.skew
-        while sim.alive and (sim.next_cycle * INTERVAL <= local):
-            start = sim.next_cycle * INTERVAL
-            if sim.leave_at is not None and start >= sim.leave_at:
-                self._leave_now(sim)
-                return
-            sim.next_cycle += 1
-            self._feed(sim, CycleStarted("src", round(start / INTERVAL), start, INTERVAL,
-                                         KEYS, self._contact(sim)))
-        if sim.alive and sim.state.wants_ticks:
-            self._feed(sim, Tick(self._contact(sim)))
 
     def _leave_now(self, sim: Sim) -> None:
         self.truth.pop(sim.member_id, None)
@@ -340,3 +345,78 @@ def test_ownership_model() -> None:
     run_state_machine_as_test(OwnershipModel, settings=settings(
         max_examples=EXAMPLES, stateful_step_count=25, deadline=None, derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
+# --- the same world, driven by hand through each documented scenario -------------------
+def world(count: int = 3) -> OwnershipModel:
+    model = OwnershipModel()
+    model.start(count=count, seed=7)
+    model.run(20.0)
+    return model
+
+
+def until_phase(model: OwnershipModel, phase: float) -> None:
+    """Advance to the next moment ``phase`` seconds into a cycle."""
+    model._step()
+    while abs(model.t % INTERVAL - phase) > STEP / 2:
+        model._step()
+
+
+def cycles_polled_by_kind(model: OwnershipModel, kind: str) -> set[int]:
+    return {index for (index, _), pollers in model.polls.items()
+            if any(k == kind for _, k in pollers)}
+
+
+def check(model: OwnershipModel) -> None:
+    model.no_key_polled_twice()
+    model.every_key_polled_outside_fault_windows()
+
+
+def test_a_crash_late_in_a_cycle_is_caught_up_in_the_next_one() -> None:
+    model = world()
+    until_phase(model, 7.0)  # the session expires 6 s later, inside the next cycle
+    victim = model._running()[0]
+    model._die(victim)
+    model.run(30.0)
+    check(model)
+    assert cycles_polled_by_kind(model, "catch_up"), "the survivors caught up"
+    assert not {c for c in model.faulty if c >= model.first_cycle}
+
+
+def test_a_crash_between_claim_and_poll_costs_that_cycle_only() -> None:
+    model = world()
+    model._running()[0].die_mid_cycle = True
+    model.run(40.0)
+    check(model)
+    assert len({c for c in model.faulty if c >= model.first_cycle}) == 1
+
+
+def test_graceful_leave_and_join_have_no_gap_and_no_duplicate() -> None:
+    model = world(4)
+    leaver = model._running()[0]
+    model._feed(leaver, LeaveRequested(model._contact(leaver)))
+    leaver.leave_at = leaver.state.own.leave_at if leaver.state.own else model.t
+    model.run(15.0)
+    model._spawn()
+    model.run(30.0)
+    check(model)
+    assert not {c for c in model.faulty if c >= model.first_cycle}
+    assert not cycles_polled_by_kind(model, "catch_up")
+
+
+def test_a_short_cut_at_a_cycle_start_is_resumed_in_the_same_cycle() -> None:
+    model = world()
+    until_phase(model, INTERVAL - 0.5)
+    sim = model._running()[0]
+    sim.cut_until = model.t + 1.5  # no faulty window marked: the cycle must be complete
+    model.run(25.0)
+    check(model)
+    assert cycles_polled_by_kind(model, "resume")
+
+
+def test_a_cut_longer_than_the_session_never_duplicates() -> None:
+    model = world()
+    model._cut([model._running()[0]], 12.0)
+    model.run(40.0)
+    check(model)
+    assert any(s.session for s in model.sims.values()), "re-registered in a new session"
