@@ -160,13 +160,15 @@ def _dict(value: Any) -> dict[str, Any]:
 def with_claims(membership: Membership,
                 claims: Mapping[str, Mapping[str, Any]]) -> Membership:
     """``membership`` with each member's claims record merged into its data
-    (``polling_cycle``, ``last_completed_cycle``, ``owned``, ``fenced``)."""
+    (``polling_cycle``, ``last_completed_cycle``, ``owned``, ``fenced``, and
+    the fields of the agent's report, e.g. ``publishers``)."""
     members = []
     for member in membership.members:
         record = _dict(claims.get(member.member_id))
         extra = {"polling_cycle": _dict(record.get("cycles")),
                  "last_completed_cycle": _dict(record.get("completed")),
-                 "owned": _dict(record.get("owned")), "fenced": record.get("fenced")}
+                 "owned": _dict(record.get("owned")), "fenced": record.get("fenced"),
+                 **_dict(record.get("report"))}
         members.append(Member(member.member_id, {**member.data, **extra}))
     return Membership(membership.group, tuple(members), membership.version)
 

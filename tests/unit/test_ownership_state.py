@@ -20,6 +20,7 @@ from zkpoll.ownership.events import (
     Poll,
     ReadClaims,
     RejoinRequested,
+    ReportChanged,
     SessionLost,
     SessionStarted,
     Skip,
@@ -262,3 +263,13 @@ def test_every_transition_names_its_cause() -> None:
     actions = start_cycle(state, age=8.0)
     assert {a.cause for a in actions} == {"CycleStarted(src#100)"}
     assert state.drain_log() and all(cause for _, cause, _ in state.log)
+
+
+def test_a_report_travels_in_the_claims_record_not_in_member_data() -> None:
+    state = joined()
+    actions = state.handle(ReportChanged({"publishers": {"http://x": {"state": "ok"}}}))
+    assert not of(actions, Announce)
+    assert of(actions, WriteClaims)[0].record["report"] == {
+        "publishers": {"http://x": {"state": "ok"}}}
+    state.handle(SessionStarted("a-new", at(1001.0)))  # kept across sessions
+    assert state.record["report"] and state.record["cycles"] == {}

@@ -19,7 +19,7 @@ from zkpoll.ownership.members import MemberInfo
 __all__ = [
     "Action", "Announce", "ClaimResult", "ClaimsRead", "Contact", "CycleDone",
     "CycleStarted", "Event", "FenceChanged", "JoinRequested", "LeaveRequested",
-    "MembershipChanged", "Poll", "ReadClaims", "RejoinRequested", "SessionLost",
+    "MembershipChanged", "Poll", "ReadClaims", "RejoinRequested", "ReportChanged", "SessionLost",
     "SessionStarted", "Skip", "Tick", "WriteClaims",
 ]
 
@@ -131,6 +131,15 @@ class ClaimsRead(Event):
 
     def describe(self) -> str:
         return f"ClaimsRead({', '.join(self.member_ids)})"
+
+
+@dataclass(frozen=True)
+class ReportChanged(Event):
+    """What this agent reports about itself for ``zkpoll-status`` (e.g. its
+    publishers' health) changed; it travels in the claims record, which
+    nobody watches, never in member data (a change there reaches every peer)."""
+
+    report: Mapping[str, Any]
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from zkpoll.ownership.events import (
     Poll,
     ReadClaims,
     RejoinRequested,
+    ReportChanged,
     SessionLost,
     SessionStarted,
     Skip,
@@ -273,6 +274,11 @@ class Partition:
             if outcome.source == source and outcome.index == index:
                 return outcome.keys
         return None
+
+    def report(self, report: Mapping[str, Any]) -> None:
+        """Publish what this agent says about itself for ``zkpoll-status`` (in
+        the claims record: nobody watches it, so it costs peers nothing)."""
+        self._carry_out(self._feed(ReportChanged(report)))
 
     def cycle_done(self, source: str, index: int, owned: int) -> None:
         """Record a completed cycle (published with the next claims record)."""

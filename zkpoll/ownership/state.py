@@ -57,6 +57,7 @@ from zkpoll.ownership.events import (
     Poll,
     ReadClaims,
     RejoinRequested,
+    ReportChanged,
     SessionLost,
     SessionStarted,
     Skip,
@@ -207,7 +208,7 @@ class OwnershipState:
             self.confirmed.clear()
             self.pending.clear()
             self.skipped.clear()
-            self.record = _empty_record()
+            self.record = dict(_empty_record(), report=self.record.get("report", {}))
         if self.own is None:
             return []
         active_at = max(self.own.active_at, ev.contact.now + self.config.settle_time)
@@ -355,6 +356,10 @@ class OwnershipState:
         self.record["owned"][ev.source] = ev.owned
         return []
 
+    def _report(self, ev: ReportChanged, cause: str) -> list[Action]:
+        self.record["report"] = dict(ev.report)
+        return [WriteClaims(_copy(self.record), cause=cause)]
+
     def _tick(self, ev: Tick, cause: str) -> list[Action]:
         reason = self.fence_reason(ev.contact)
         actions = self._note_fence(reason, cause)
@@ -413,7 +418,7 @@ class OwnershipState:
 
 
 def _empty_record() -> dict[str, Any]:
-    return {"cycles": {}, "completed": {}, "owned": {}, "fenced": None,
+    return {"cycles": {}, "completed": {}, "owned": {}, "fenced": None, "report": {},
             "protocol": PROTOCOL}
 
 
@@ -444,4 +449,5 @@ _HANDLERS: dict[type[Event], Any] = {
     ClaimResult: OwnershipState._claim_result,
     CycleDone: OwnershipState._cycle_done,
     Tick: OwnershipState._tick,
+    ReportChanged: OwnershipState._report,
 }
