@@ -1,0 +1,72 @@
+"""Fuzz: member names and data written by a foreign client (issue 12).
+
+Whatever another client writes into a group (a znode name, a member's
+JSON, a claims record), parsing it and feeding it to the ownership rules
+gives a member view or a fence, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zkpoll.coordination._heartbeat import _decode, _members
+from zkpoll.coordination._names import member_name, parse_member_name
+from zkpoll.coordination.base import Member
+from zkpoll.ownership.events import ClaimsRead, Contact, CycleStarted, MembershipChanged
+from zkpoll.ownership.members import MemberInfo, member_info
+from zkpoll.ownership.state import OwnershipConfig, OwnershipState
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12)
+FIELDS = st.fixed_dictionaries({}, optional={
+    "active_at": JSON, "leave_at": JSON, "weight": JSON, "protocol": JSON})
+NAMES = st.text(alphabet=st.characters(blacklist_characters="/\x00"), max_size=60) | \
+    st.builds(lambda parts: "!".join(parts), st.lists(st.text(max_size=12), max_size=7))
+FUZZ = settings(max_examples=300, derandomize=True, deadline=None)
+
+
+@FUZZ
+@given(NAMES)
+def test_any_znode_name_parses_or_is_foreign(name: str) -> None:
+    parsed = parse_member_name(name)
+    if parsed is not None:
+        member_id, rev, fields = parsed
+        assert member_id and rev >= 0 and fields["weight"] > 0
+        assert math.isfinite(fields["active_at"])
+
+
+@FUZZ
+@given(st.text(min_size=1, max_size=30), st.integers(0, 10**6), FIELDS)
+def test_our_names_round_trip(member_id: str, rev: int, data: dict) -> None:
+    parsed = parse_member_name(member_name(member_id, rev, data))
+    assert parsed is not None and parsed[0] == member_id and parsed[1] == rev
+
+
+@FUZZ
+@given(st.binary(max_size=64) | JSON.map(lambda v: json.dumps(v).encode()))
+def test_any_payload_decodes_to_a_dict(payload: bytes) -> None:
+    assert isinstance(_decode(payload, "m"), dict)
+    (member,) = _members({"m": payload})
+    assert member.weight > 0 and member_info(member).protocol in (1, 2) or \
+        isinstance(member.data.get("protocol"), int)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=8), FIELDS), max_size=6),
+       st.dictionaries(st.text(max_size=8), JSON, max_size=4))
+def test_foreign_members_and_claims_never_break_the_rules(members: list, claims: dict) -> None:
+    state = OwnershipState(OwnershipConfig("g", 3.0))
+    infos = tuple(member_info(Member(mid, data)) for mid, data in members)
+    assert all(isinstance(i, MemberInfo) and i.weight > 0 for i in infos)
+    contact = Contact(1000.0, 0.0, 10.0)
+    state.handle(MembershipChanged(infos, contact))
+    state.handle(CycleStarted("s", 100, 1000.0, 10.0, ("a", "b", "c"), contact))
+    state.handle(MembershipChanged((), contact))
+    state.handle(ClaimsRead(claims, tuple(claims), contact))
