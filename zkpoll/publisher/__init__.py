@@ -12,6 +12,7 @@ registers a BatchSender in ``zkpoll.sender`` and gets the spool for free.
 
 from __future__ import annotations
 
+import importlib.metadata
 import urllib.parse
 from typing import Any, NoReturn
 
@@ -20,6 +21,7 @@ from stevedore.exception import NoMatches
 
 from zkpoll.exceptions import ConfigError
 from zkpoll.publisher.base import Publisher, redact_url, url_options
+from zkpoll.publisher.spooled import SpooledPublisher
 
 __all__ = ["NAMESPACE", "SENDER_NAMESPACE", "Publisher", "available_schemes", "load_publisher",
            "redact_url", "url_options"]
@@ -36,14 +38,15 @@ def available_schemes() -> list[str]:
                   | set(extension.ExtensionManager(SENDER_NAMESPACE).names()))
 
 
+def _registered(namespace: str, name: str) -> bool:
+    return any(ep.name == name for ep in importlib.metadata.entry_points(group=namespace))
+
+
 def _sender_class(scheme: str) -> Any:
-    """The BatchSender class registered for ``scheme``, or None."""
-    try:
-        manager = driver.DriverManager(namespace=SENDER_NAMESPACE, name=scheme,
-                                       invoke_on_load=False, on_load_failure_callback=_raise,
-                                       on_missing_entrypoints_callback=None)
-    except NoMatches:
-        return None
+    """The BatchSender class registered for ``scheme``."""
+    manager = driver.DriverManager(namespace=SENDER_NAMESPACE, name=scheme,
+                                   invoke_on_load=False, on_load_failure_callback=_raise,
+                                   on_missing_entrypoints_callback=None)
     return manager.driver
 
 
@@ -68,18 +71,13 @@ def load_publisher(conf: Any, url: str) -> Publisher:
         raise ConfigError(f"{where} has no scheme; available schemes: "
                           f"{', '.join(available_schemes())}")
     try:
-        try:
-            manager = driver.DriverManager(
-                namespace=NAMESPACE, name=parsed.scheme, invoke_on_load=True,
-                invoke_args=(conf, parsed), on_load_failure_callback=_raise,
-                on_missing_entrypoints_callback=None)
-        except NoMatches:
-            sender = _sender_class(parsed.scheme)
-            if sender is None:
-                raise
-            from zkpoll.publisher.spooled import SpooledPublisher
-
-            return SpooledPublisher(conf, parsed, sender)
+        if _registered(SENDER_NAMESPACE, parsed.scheme) \
+                and not _registered(NAMESPACE, parsed.scheme):
+            return SpooledPublisher(conf, parsed, _sender_class(parsed.scheme))
+        manager = driver.DriverManager(
+            namespace=NAMESPACE, name=parsed.scheme, invoke_on_load=True,
+            invoke_args=(conf, parsed), on_load_failure_callback=_raise,
+            on_missing_entrypoints_callback=None)
     except NoMatches as exc:
         raise ConfigError(f"{where}: unknown scheme {parsed.scheme!r}; available schemes: "
                           f"{', '.join(available_schemes())}") from exc

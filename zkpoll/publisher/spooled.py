@@ -109,8 +109,13 @@ class SpooledPublisher(Publisher):
     # --- accepting --------------------------------------------------------------
     def publish_samples(self, samples: Sequence[Sample]) -> None:
         """Commit ``samples`` to the spool; never blocks on the sink, never raises."""
-        if not samples:
-            return
+        size = self.batch_size
+        for i in range(0, len(samples), size):
+            self._accept(samples[i:i + size])
+        if samples:
+            self._enforce_bounds()
+
+    def _accept(self, samples: Sequence[Sample]) -> None:
         body, count, bad = encode_batch(samples)
         for sample, why in bad:
             self._failed(f"dropped a {sample.name} sample that cannot be encoded: {why}", 1,
@@ -120,10 +125,8 @@ class SpooledPublisher(Publisher):
         oldest = min(s.cycle_start if s.cycle_start is not None else s.timestamp
                      for s in samples)
         with self._cond:
-            if self._closed or self._closing:
-                closed = True
-            else:
-                closed = False
+            closed = self._closed or self._closing
+            if not closed:
                 try:
                     self.spool.append(body, count, oldest)
                 except sqlite3.Error as exc:
@@ -135,8 +138,6 @@ class SpooledPublisher(Publisher):
         if closed:
             self._failed("publisher is closed; samples dropped", count, error=False,
                          level=logging.WARNING, drop_reason="closed")
-            return
-        self._enforce_bounds()
 
     def _start_sender(self) -> None:
         if self._thread is None:
