@@ -97,4 +97,11 @@ class BatchRejected(PublishError):
     the same batch again cannot succeed; the spool then drops the batch,
     counts it under the ``rejected`` reason and logs it at ERROR, instead of
     retrying it forever in front of everything queued behind it.
+
+    ``rejected``: how many samples of the batch were refused when the sender
+    could deliver the others (None: the whole batch).
     """
+
+    def __init__(self, message: str, rejected: int | None = None) -> None:
+        super().__init__(message)
+        self.rejected = rejected

@@ -128,7 +128,7 @@ def test_4xx_is_dropped_at_once(server, caplog):
         publisher.publish_samples(make_samples(4))
         wait_for(lambda: publisher.stats["dropped"] == 4)
     assert srv.requests == 1 and publisher.stats["errors"] == 1
-    assert "HTTP 400" in caplog.text and "rejected a batch for good" in caplog.text
+    assert "HTTP 400" in caplog.text and "rejected 4 of 4 samples for good" in caplog.text
     assert publisher.health.drops == {"rejected": 4}
     publisher.close()
 

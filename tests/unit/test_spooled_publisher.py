@@ -118,7 +118,7 @@ def test_a_rejected_batch_is_dropped_counted_and_logged(tmp_path, recorder, capl
         pub.publish_samples(samples(4))
         wait_for(lambda: pub.stats["dropped"] == 4)
     assert pub.health.drops == {"rejected": 4} and pub.health.depth == 0
-    assert "rejected a batch for good" in caplog.text and "out of bounds" in caplog.text
+    assert "rejected 4 of 4 samples for good" in caplog.text and "out of bounds" in caplog.text
     pub.close()
 
 

@@ -19,9 +19,12 @@ series per sample, named by :func:`series_labels`:
   or polled twice by a catch-up, lands on the same point).
 
 2xx acknowledges the batch; 5xx, 429 and connection errors are retried by
-the spool; any other answer (400: a sample Prometheus refuses, e.g. too old
-for its ``out_of_order_time_window``) raises :class:`BatchRejected` and the
-batch is dropped, counted and logged.  Options: ``timeout`` (10.0 s),
+the spool.  Prometheus refuses a whole request for one sample it cannot
+store (too old for its ``out_of_order_time_window``, out of bounds, a
+different value at the same timestamp): answered with 400, or with 500 and
+such a reason by older versions (2.42).  Then the batch is split in halves
+and sent again until only the refused samples are left; those are dropped,
+counted (reason ``rejected``) and logged (:class:`BatchRejected`).  Options: ``timeout`` (10.0 s),
 ``verify_ssl`` (true), ``ca_file``; the spool's ``batch_size`` (2000),
 ``retry_backoff`` and ``max_backoff``.  User info in the URL becomes Basic auth.
 """
@@ -36,6 +39,7 @@ from typing import Any, ClassVar
 
 import cramjam
 
+from zkpoll.exceptions import BatchRejected, PublishError
 from zkpoll.publisher.base import OptionSpec, number
 from zkpoll.publisher.http import HTTPSender, post
 from zkpoll.publisher.prompb import encode_labels, encode_series
@@ -51,6 +55,9 @@ _UNITS = {"%": "percent", "b": "bytes", "byte": "bytes", "bytes": "bytes", "s": 
           "kib": "kibibytes", "mib": "mebibytes", "gib": "gibibytes"}
 _NO_SUFFIX = frozenset({"", "1", "count", "process", "processes", "status"})
 _CACHE_LIMIT = 100_000
+#: Reasons a Prometheus answers 500 (2.42) for samples it will never take.
+_REFUSED = ("too old sample", "out of bounds", "out of order sample",
+            "duplicate sample for timestamp")
 
 
 def unit_suffix(unit: str) -> str:
@@ -123,6 +130,32 @@ class RemoteWriteSender(HTTPSender):
         return b"".join(parts)
 
     def send(self, samples: Sequence[Sample]) -> None:
-        """POST one snappy-compressed WriteRequest."""
+        """POST one snappy-compressed WriteRequest (split when Prometheus refuses samples)."""
+        rejected, reason = self._send_split(samples)
+        if rejected:
+            raise BatchRejected(f"Prometheus refused {rejected} of {len(samples)} samples: "
+                                f"{reason}", rejected=rejected)
+
+    def _send_split(self, samples: Sequence[Sample]) -> tuple[int, str]:
+        """(samples refused, the first reason); PublishError when to retry it all."""
+        try:
+            self._post(samples)
+            return 0, ""
+        except BatchRejected as exc:
+            if len(samples) == 1:
+                return 1, str(exc)
+            half = len(samples) // 2
+            first, why = self._send_split(samples[:half])
+            second, other = self._send_split(samples[half:])
+            return first + second, why or other
+
+    def _post(self, samples: Sequence[Sample]) -> None:
         body = bytes(cramjam.snappy.compress_raw(self.encode(samples)))
-        post(self.connection(), self._path, body, self.headers)
+        try:
+            post(self.connection(), self._path, body, self.headers)
+        except BatchRejected:
+            raise
+        except PublishError as exc:
+            if any(marker in str(exc) for marker in _REFUSED):
+                raise BatchRejected(str(exc)) from exc
+            raise

@@ -215,9 +215,12 @@ class SpooledPublisher(Publisher):
         try:
             self.sender.send(samples)
         except BatchRejected as exc:
-            removed = self.spool.ack(last)
-            self._failed(f"the sink rejected a batch for good: {exc}; dropped",
-                         sum(e.count for e in removed), drop_reason="rejected")
+            count = sum(e.count for e in self.spool.ack(last))
+            rejected = count if exc.rejected is None else min(count, exc.rejected)
+            if count > rejected:
+                self._delivered(count - rejected)
+            self._failed(f"the sink rejected {rejected} of {count} samples for good: {exc}; "
+                         f"dropped", rejected, drop_reason="rejected")
             self._attempts = 0
         except PublishError as exc:
             self._retry_later(str(exc))
