@@ -138,7 +138,8 @@ def test_size_bound_drops_the_oldest_loudly_with_counts(tmp_path, recorder, capl
     kept = health.depth
     assert health.drops["max_bytes"] + kept == 60 and pub.stats["dropped"] == 60 - kept
     assert kept >= 20 and health.spool_bytes is not None
-    assert health.spool_bytes <= 3 * one_batch
+    # the bound never drops the batch being sent: at most one batch over it
+    assert health.spool_bytes <= 4 * one_batch
     pub.close(timeout=0)
 
 

@@ -240,12 +240,14 @@ class Agent:
         self._log_cycle(stats)
 
     def _log_cycle(self, stats: CycleStats) -> None:
-        level = logging.WARNING if stats.errors or stats.timeouts or stats.fenced else logging.INFO
+        level = logging.WARNING if stats.errors or stats.timeouts or stats.fenced \
+            or stats.publish_errors else logging.INFO
         LOG.log(level, "source %s cycle %d%s: %s/%d resources, %d samples in %.3fs, %d errors, "
-                "%d timeouts, %s", stats.source, stats.index,
+                "%d timeouts, %d publish errors, %s", stats.source, stats.index,
                 " (catch-up)" if stats.catch_up else "",
                 "FENCED" if stats.fenced else stats.owned, stats.resources, stats.samples,
-                stats.duration, stats.errors, stats.timeouts, self._ring_summary(stats.start))
+                stats.duration, stats.errors, stats.timeouts, stats.publish_errors,
+                self._ring_summary(stats.start))
 
     def _ring_summary(self, start: float) -> str:
         if not self.partitions:

@@ -15,7 +15,8 @@ from zkpoll.publisher.base import redact_url
 from zkpoll.publisher.spool import FSYNC_POLICIES
 from zkpoll.sample import HASH_SEED
 
-__all__ = ["DEFAULT_STATE_DIR", "OPTS", "SpoolSettings", "spool_name", "spool_settings"]
+__all__ = ["DEFAULT_STATE_DIR", "OPTS", "SpoolSettings", "degraded_after", "spool_name",
+           "spool_settings"]
 
 #: The spool's default home when it is writable (else ``./zkpoll-spool``).
 DEFAULT_STATE_DIR = "/var/lib/zkpoll/spool"
@@ -74,15 +75,24 @@ def _default_directory() -> Path:
     return Path("zkpoll-spool").absolute()
 
 
+def _get(conf: Any, name: str) -> Any:
+    """``[publisher] name`` from ``conf``, or its default when None or unregistered."""
+    group = getattr(conf, "publisher", None) if conf is not None else None
+    try:
+        return getattr(group, name)
+    except (AttributeError, cfg.NoSuchOptError):
+        return next(o.default for o in OPTS if o.dest == name)
+
+
+def degraded_after(conf: Any) -> float:
+    """``[publisher] degraded_after`` (its default when ``conf`` lacks it)."""
+    return float(_get(conf, "degraded_after"))
+
+
 def spool_settings(conf: Any) -> SpoolSettings:
     """Read the options from ``conf`` (their defaults when None or unregistered)."""
-    group = getattr(conf, "publisher", None) if conf is not None else None
-
     def get(name: str) -> Any:
-        try:
-            return getattr(group, name)
-        except (AttributeError, cfg.NoSuchOptError):
-            return next(o.default for o in OPTS if o.dest == name)
+        return _get(conf, name)
 
     directory = get("spool_dir")
     return SpoolSettings(Path(directory).absolute() if directory else _default_directory(),
