@@ -220,3 +220,12 @@ def test_backoff_doubles_up_to_the_cap():
     assert [backoff_delay(n, 1.0, 30.0, 1.0) for n in (1, 2, 3, 5, 6, 100)] == [
         1.0, 2.0, 4.0, 16.0, 30.0, 30.0]
     assert backoff_delay(3, 1.0, 30.0, 0.5) == 2.0
+
+
+def test_default_spool_dir_follows_systemd_state_directory(tmp_path, monkeypatch):
+    from zkpoll.publisher.spool_options import spool_settings
+
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path}/central:{tmp_path}/other")
+    assert spool_settings(None).directory == tmp_path / "central" / "spool"
+    monkeypatch.delenv("STATE_DIRECTORY")
+    assert spool_settings(make_conf(tmp_path)).directory == tmp_path / "spool"

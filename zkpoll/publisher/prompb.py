@@ -18,9 +18,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-__all__ = ["decode_write_request", "encode_labels", "encode_series", "varint"]
+__all__ = ["DOUBLE", "decode_write_request", "encode_labels", "encode_series", "varint"]
 
-_DOUBLE = struct.Struct("<d")
+#: The little-endian IEEE 754 double of a Sample value.
+DOUBLE = struct.Struct("<d")
 
 
 def varint(value: int) -> bytes:
@@ -48,7 +49,7 @@ def encode_labels(labels: Iterable[tuple[str, str]]) -> bytes:
 
 def encode_series(labels: bytes, value: float, timestamp_ms: int) -> bytes:
     """One ``timeseries`` field of a WriteRequest: encoded ``labels`` and one sample."""
-    sample = b"\x09" + _DOUBLE.pack(value) + b"\x10" + varint(timestamp_ms)
+    sample = b"\x09" + DOUBLE.pack(value) + b"\x10" + varint(timestamp_ms)
     series = labels + b"\x12" + bytes([len(sample)]) + sample
     return b"\x0a" + varint(len(series)) + series
 
@@ -101,7 +102,7 @@ def decode_write_request(data: bytes) -> list[tuple[dict[str, str], list[tuple[f
                 timestamp = int(parts.get(2, 0))
                 if timestamp >= 1 << 63:
                     timestamp -= 1 << 64
-                samples.append((_DOUBLE.unpack(bytes(raw))[0], timestamp))
+                samples.append((DOUBLE.unpack(bytes(raw))[0], timestamp))
         result.append((labels, samples))
     return result
 

@@ -42,7 +42,8 @@ import cramjam
 from zkpoll.exceptions import BatchRejected, PublishError
 from zkpoll.publisher.base import OptionSpec, number
 from zkpoll.publisher.http import HTTPSender, post
-from zkpoll.publisher.prompb import encode_labels, encode_series
+from zkpoll.publisher.prompb import DOUBLE as _DOUBLE
+from zkpoll.publisher.prompb import encode_labels, varint
 from zkpoll.sample import CUMULATIVE, Sample
 
 __all__ = ["RemoteWriteSender", "metric_name", "series_labels", "unit_suffix"]
@@ -113,20 +114,28 @@ class RemoteWriteSender(HTTPSender):
         self._labels: dict[tuple[str, str, str, str, str | None], bytes] = {}
 
     def encode(self, samples: Sequence[Sample]) -> bytes:
-        """The uncompressed WriteRequest of ``samples``."""
+        """The uncompressed WriteRequest of ``samples`` (the hot path: labels are
+        encoded once per series, timestamps once per cycle)."""
         cache = self._labels
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
+        stamps: dict[float, bytes] = {}
+        pack = _DOUBLE.pack
         parts = []
+        append = parts.append
         for sample in samples:
             key = (sample.name, sample.unit, sample.type, sample.resource_id, sample.source)
             labels = cache.get(key)
             if labels is None:
                 labels = cache[key] = encode_labels(series_labels(sample))
             start = sample.cycle_start if sample.cycle_start is not None else sample.timestamp
+            stamp = stamps.get(start)
+            if stamp is None:
+                stamp = stamps[start] = b"\x10" + varint(round(start * 1000))
             volume = sample.volume
-            value = math.nan if volume is None else float(volume)
-            parts.append(encode_series(labels, value, round(start * 1000)))
+            point = b"\x09" + pack(math.nan if volume is None else float(volume)) + stamp
+            series = labels + b"\x12" + bytes((len(point),)) + point
+            append(b"\x0a" + varint(len(series)) + series)
         return b"".join(parts)
 
     def send(self, samples: Sequence[Sample]) -> None:

@@ -22,14 +22,17 @@ __all__ = ["DEFAULT_STATE_DIR", "OPTS", "SpoolSettings", "degraded_after", "spoo
 DEFAULT_STATE_DIR = "/var/lib/zkpoll/spool"
 
 OPTS = [
-    cfg.StrOpt("spool_dir", sample_default=f"{DEFAULT_STATE_DIR} or ./zkpoll-spool",
+    cfg.StrOpt("spool_dir",
+               sample_default=f"<systemd STATE_DIRECTORY>/spool, {DEFAULT_STATE_DIR} or "
+                              "./zkpoll-spool",
                help="Directory of the durable spools of network publishers (one "
                     "sub-directory per publisher URL, named by a hash of the URL). Every "
                     "sample is written here before it counts as accepted, and removed "
                     "once the sink acknowledged it; a restart resumes from there. "
-                    "Default: " + DEFAULT_STATE_DIR + " when it can be created and "
-                    "written, else zkpoll-spool in the working directory. Two agents "
-                    "must not share one: the second refuses to start."),
+                    "Default: spool in systemd's STATE_DIRECTORY when set, else "
+                    + DEFAULT_STATE_DIR + " when it can be created and written, else "
+                    "zkpoll-spool in the working directory. Two agents must not share "
+                    "one: the second refuses to start."),
     cfg.IntOpt("spool_max_bytes", default=1 << 30, min=0,
                help="Bytes each publisher's spool may hold (encoded samples; the file "
                     "on disk is somewhat larger). Beyond it the OLDEST batches are "
@@ -65,6 +68,9 @@ class SpoolSettings:
 
 
 def _default_directory() -> Path:
+    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd:  # the unit's StateDirectory= (one per unit: central and compute differ)
+        return Path(systemd) / "spool"
     state = Path(DEFAULT_STATE_DIR)
     try:
         state.mkdir(parents=True, exist_ok=True)
