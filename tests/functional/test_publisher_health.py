@@ -129,3 +129,20 @@ def test_a_file_publisher_that_cannot_write_is_reported(zookeeper_server, zk_chr
     finally:
         agent.terminate()
     assert re.search(r"source static cycle \d+: .*, [1-9]\d* publish errors", agent.log())
+
+
+def test_two_agents_never_share_a_spool(zookeeper_server, zk_chroot, tmp_path: Path):
+    write_static_source(tmp_path / "polling.yaml", 5, interval=1)
+    backend = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=4"
+    extra = (f"[publisher]\ndefault_publishers = http://127.0.0.1:{free_port()}/\n"
+             f"spool_dir = {tmp_path / 'spool'}\n")
+    first = AgentProcess(tmp_path, "first", backend, tmp_path / "polling.yaml", extra=extra)
+    try:
+        assert wait_until(lambda: "polling 1 source(s)" in first.log(), 20), first.log()
+        second = AgentProcess(tmp_path, "second", backend, tmp_path / "polling.yaml",
+                              extra=extra)
+        assert second.proc.wait(30) == 2
+        assert f"is in use by pid {first.proc.pid}" in second.log()
+        assert "must not share a spool" in second.log() and "Traceback" not in second.log()
+    finally:
+        first.terminate()
