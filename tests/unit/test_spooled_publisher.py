@@ -180,6 +180,7 @@ def test_one_spool_per_url_and_never_shared(tmp_path, recorder):
     with pytest.raises(ConfigError, match="must not share a spool"):
         publisher(conf, recorder)
     assert spool_name("http://u:secret@h/") == spool_name("http://u:other@h/")
+    assert spool_name("http://h/a?batch_size=5") == spool_name("http://h/a?timeout=3")
     assert spool_name("http://h/a").startswith("http-") and \
         spool_name("http://h/a") != spool_name("http://h/b")
     pub.close()
@@ -229,3 +230,21 @@ def test_default_spool_dir_follows_systemd_state_directory(tmp_path, monkeypatch
     assert spool_settings(None).directory == tmp_path / "central" / "spool"
     monkeypatch.delenv("STATE_DIRECTORY")
     assert spool_settings(make_conf(tmp_path)).directory == tmp_path / "spool"
+
+
+def test_a_spool_nobody_sends_any_more_is_named_at_start(tmp_path, recorder, caplog,
+                                                         monkeypatch):
+    from zkpoll.publisher import spooled
+
+    conf = make_conf(tmp_path)
+    recorder.fail = PublishError("down")
+    old = SpooledPublisher(conf, urllib.parse.urlsplit(f"old://gone/?{FAST}"), recorder)
+    old.publish_samples(samples(4))
+    old.close(timeout=0)
+    recorder.fail = None
+    monkeypatch.setattr(spooled, "_ORPHANS_CHECKED", set())  # as in a new agent process
+    with caplog.at_level(logging.WARNING):
+        pub = publisher(conf, recorder)
+        pub.publish_samples(samples(1))
+    assert f"(publisher old://gone/?{FAST}) holds 4 undelivered samples" in caplog.text
+    pub.close()

@@ -27,7 +27,7 @@ from typing import IO
 
 from zkpoll.exceptions import ConfigError
 
-__all__ = ["FSYNC_POLICIES", "Drops", "Entry", "Spool", "plan_drops"]
+__all__ = ["FSYNC_POLICIES", "Drops", "Entry", "Spool", "orphaned_spools", "plan_drops"]
 
 #: ``always``: fsync every accepted batch (survives power loss); ``os``: the
 #: kernel writes back (survives a crash or kill -9 of the agent, not of the host).
@@ -129,6 +129,7 @@ class Spool:
             self._lock_file.close()
             raise ConfigError(f"[publisher] spool_dir: cannot open the spool in "
                               f"{self.directory}: {exc}") from exc
+        _OPEN.add(self.directory.absolute())
         self._mutex = threading.Lock()
         self._entries: collections.deque[Entry] = collections.deque(Entry(*r) for r in rows)
         self._samples = sum(e.count for e in self._entries)
@@ -243,4 +244,48 @@ class Spool:
         """Close the database and release the directory lock."""
         with self._mutex, contextlib.suppress(sqlite3.Error):
             self._db.close()
+        _OPEN.discard(self.directory.absolute())
         self._lock_file.close()
+
+
+#: Directories of the spools open in this process.
+_OPEN: set[Path] = set()
+
+
+def _holder_alive(directory: Path) -> bool:
+    """Whether a live process (this one: with the spool open) uses ``directory``."""
+    try:
+        text = (directory / "lock").read_text().split()
+        pid = int(text[1]) if len(text) > 1 and text[0] == "pid" else 0
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return directory.absolute() in _OPEN
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def orphaned_spools(root: Path) -> list[tuple[Path, int]]:
+    """Spools under ``root`` that hold samples and that no live process uses:
+    (directory, samples).  Read without taking any lock."""
+    found = []
+    for directory in sorted(p for p in Path(root).glob("*") if p.is_dir()):
+        database = directory / "spool.sqlite3"
+        if not database.exists() or _holder_alive(directory):
+            continue
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True,
+                                                    timeout=1.0)) as db:
+                count = db.execute("SELECT COALESCE(SUM(count), 0) FROM batches").fetchone()[0]
+        except sqlite3.Error:
+            continue
+        if count:
+            found.append((directory, int(count)))
+    return found

@@ -26,7 +26,8 @@ OPTS = [
                sample_default=f"<systemd STATE_DIRECTORY>/spool, {DEFAULT_STATE_DIR} or "
                               "./zkpoll-spool",
                help="Directory of the durable spools of network publishers (one "
-                    "sub-directory per publisher URL, named by a hash of the URL). Every "
+                    "sub-directory per destination, named by a hash of the URL without "
+                    "credentials and query string). Every "
                     "sample is written here before it counts as accepted, and removed "
                     "once the sink acknowledged it; a restart resumes from there. "
                     "Default: spool in systemd's STATE_DIRECTORY when set, else "
@@ -107,9 +108,11 @@ def spool_settings(conf: Any) -> SpoolSettings:
 
 
 def spool_name(url: urllib.parse.SplitResult | str) -> str:
-    """``<scheme>-<mmh3 hash of the redacted URL>``: one spool per publisher URL."""
-    text = redact_url(url)
-    scheme = urllib.parse.urlsplit(text).scheme or "sink"
+    """``<scheme>-<mmh3 hash>`` of the destination: the redacted URL without its
+    query string, so changing an option (``batch_size``, ``timeout``) keeps
+    the spool and its backlog; one spool per destination."""
+    parts = urllib.parse.urlsplit(redact_url(url))
+    text = parts._replace(query="", fragment="").geturl()
     digest = format(mmh3.hash128(text, HASH_SEED, signed=False), "032x")
-    safe = "".join(c if c.isalnum() else "-" for c in scheme)
+    safe = "".join(c if c.isalnum() else "-" for c in parts.scheme or "sink")
     return f"{safe}-{digest}"

@@ -24,12 +24,13 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from zkpoll.exceptions import BatchRejected, ConfigError, PublishError
 from zkpoll.publisher.base import OptionSpec, Publisher, integer, number, redact_url
 from zkpoll.publisher.sender import BatchSender
-from zkpoll.publisher.spool import Entry, Spool
+from zkpoll.publisher.spool import Entry, Spool, orphaned_spools
 from zkpoll.publisher.spool_codec import decode_batch, encode_batch
 from zkpoll.publisher.spool_options import spool_name, spool_settings
 from zkpoll.sample import Sample
@@ -45,6 +46,8 @@ REMOVED_OPTIONS = {
 }
 
 _IDLE_CHECK = 5.0  # seconds between bound checks while nothing else happens
+_ORPHANS_LOCK = threading.Lock()
+_ORPHANS_CHECKED: set[Path] = set()  # spool roots already checked for orphans
 
 
 def backoff_delay(attempt: int, initial: float, cap: float, jitter: float) -> float:
@@ -112,7 +115,7 @@ class SpooledPublisher(Publisher):
         size = self.batch_size
         for i in range(0, len(samples), size):
             self._accept(samples[i:i + size])
-        if samples:
+        if samples and not self._closed:
             self._enforce_bounds()
 
     def _accept(self, samples: Sequence[Sample]) -> None:
@@ -141,9 +144,27 @@ class SpooledPublisher(Publisher):
 
     def _start_sender(self) -> None:
         if self._thread is None:
+            self._warn_orphans()
             self._thread = threading.Thread(target=self._run, daemon=True,
                                             name=f"zkpoll-sender-{self.url.scheme}")
             self._thread.start()
+
+    def _warn_orphans(self) -> None:
+        """Once per spool root and process: name spools that hold samples nobody sends
+        (a publisher removed from the configuration, or an agent gone for good)."""
+        root = self.settings.directory
+        with _ORPHANS_LOCK:
+            if root in _ORPHANS_CHECKED:
+                return
+            _ORPHANS_CHECKED.add(root)
+        for directory, count in orphaned_spools(root):
+            try:
+                url = (directory / "url").read_text().strip()
+            except OSError:
+                url = "unknown"
+            self.log.warning("spool %s (publisher %s) holds %d undelivered samples that no "
+                             "running agent sends: configure that publisher again to deliver "
+                             "them, or delete the directory", directory, url, count)
 
     def _enforce_bounds(self) -> None:
         """Apply spool_max_bytes and spool_max_age; count and log what they drop."""
