@@ -97,7 +97,6 @@ class SpooledPublisher(Publisher):
         self._retry_at = 0.0
         self._attempts = 0
         self._inflight = 0  # seq of the last batch being sent (never dropped by bounds)
-        self._bound_log_at = 0.0
         if self.spool.depth:
             self.log.warning("publisher %s: %d samples from an earlier run wait in the spool "
                              "%s; delivering them first", self.redacted_url, self.spool.depth,
@@ -213,7 +212,12 @@ class SpooledPublisher(Publisher):
                     return
                 ready = self.spool.batches and time.monotonic() >= self._retry_at
             if ready:
-                self._send_head()
+                try:
+                    self._send_head()
+                except Exception as exc:  # the spool itself failed (disk full, I/O error)
+                    self.log.exception("publisher %s: cannot read or update the spool %s",
+                                       self.redacted_url, self.spool.directory)
+                    self._retry_later(f"spool error: {type(exc).__name__}: {exc}")
             self._enforce_bounds()
 
     def _send_head(self) -> None:
