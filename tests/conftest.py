@@ -10,6 +10,8 @@
 - ``tcp_proxy``: ``tcp_proxy(host, port)`` returns a started TCPProxy.
 - ``redis_server``, ``memcached_server``: one server each for the whole run.
 - ``rabbitmq_server``: one RabbitMQ node for the whole run.
+- ``managed_prometheus``: ``managed_prometheus()`` starts a private
+  ManagedPrometheus (a remote-write receiver), closed after the test.
 - ``backend_url``: parametrized over zookeeper, redis and memcached; a URL
   (no query) with a root/key prefix unique to the test.
 
@@ -32,6 +34,7 @@ from zkpoll.testing import (
     TCPProxy,
     ZooKeeperEnsemble,
 )
+from zkpoll.testing.prometheus import ManagedPrometheus
 from zkpoll.testing.rabbitmq import ManagedRabbitMQ
 
 # zookeeper_server, redis_server and the require_* helpers come from the kit
@@ -46,7 +49,7 @@ def require_zookeeper() -> None:
     kit_require()
 
 
-def require_server(kind: type[ManagedMemcached | ManagedRabbitMQ]) -> None:
+def require_server(kind: type[ManagedMemcached | ManagedRabbitMQ | ManagedPrometheus]) -> None:
     from zkpoll.testing.plugins import require_server as kit_require
 
     kit_require(kind)
@@ -99,6 +102,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append(
                 (f"ZooKeeper log ({name}, last {LOG_TAIL_LINES} lines)",
                  value.log_text(tail=LOG_TAIL_LINES)))
+
+
+@pytest.fixture(autouse=True)
+def _spools_in_tmp(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process publishers spool under a temp dir, never in /var/lib/zkpoll."""
+    from zkpoll.publisher import spool_options
+
+    monkeypatch.setattr(spool_options, "DEFAULT_STATE_DIR",
+                        str(tmp_path_factory.mktemp("spool")))
 
 
 @pytest.fixture
@@ -203,6 +216,26 @@ def rabbitmq_server() -> Iterator[ManagedRabbitMQ]:
         server.start()
         yield server
     finally:
+        server.close()
+
+
+@pytest.fixture
+def managed_prometheus() -> Iterator[Callable[[], ManagedPrometheus]]:
+    """Factory: ``managed_prometheus()`` starts a private ManagedPrometheus.
+
+    For tests that stop and start their sink; all are closed after the test.
+    """
+    require_server(ManagedPrometheus)
+    servers: list[ManagedPrometheus] = []
+
+    def make() -> ManagedPrometheus:
+        server = ManagedPrometheus()
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
         server.close()
 
 

@@ -11,6 +11,7 @@ Every error zkpoll raises on purpose derives from :class:`ZkpollError`::
     ├── PluginError                 a plugin failed to load or broke its contract
     │   └── PluginOptOut            raised by a plugin that chooses not to load here
     └── PublishError                a publisher could not deliver (internal: counted, never raised to polling)
+        └── BatchRejected           the sink refused a batch for good (4xx): retrying cannot help
 
 Backend exceptions (kazoo, sockets) are translated in one place per backend
 with ``raise ... from exc`` so the cause is kept.
@@ -19,6 +20,7 @@ with ``raise ... from exc`` so the cause is kept.
 from __future__ import annotations
 
 __all__ = [
+    "BatchRejected",
     "ConfigError",
     "CoordinationError",
     "CoordinatorUnreachable",
@@ -86,3 +88,20 @@ class PluginOptOut(PluginError):
 
 class PublishError(ZkpollError):
     """A publisher could not deliver a batch."""
+
+
+class BatchRejected(PublishError):
+    """The sink refused a batch for good (a 4xx answer other than 429).
+
+    A :class:`~zkpoll.publisher.sender.BatchSender` raises it when sending
+    the same batch again cannot succeed; the spool then drops the batch,
+    counts it under the ``rejected`` reason and logs it at ERROR, instead of
+    retrying it forever in front of everything queued behind it.
+
+    ``rejected``: how many samples of the batch were refused when the sender
+    could deliver the others (None: the whole batch).
+    """
+
+    def __init__(self, message: str, rejected: int | None = None) -> None:
+        super().__init__(message)
+        self.rejected = rejected

@@ -31,9 +31,11 @@ class Endpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                with endpoint.lock:
-                    endpoint.samples.extend(json.loads(body))
-                self.send_response(500 if endpoint.failing else 200)
+                failing = endpoint.failing
+                if not failing:  # a batch answered 500 stays in the spool and comes back
+                    with endpoint.lock:
+                        endpoint.samples.extend(json.loads(body))
+                self.send_response(500 if failing else 200)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -41,7 +43,7 @@ class Endpoint:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/?max_retries=0&timeout=1"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/?max_backoff=1&timeout=1"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -62,6 +64,7 @@ def test_unhealthy_agent_hands_over_without_gap_or_duplicate_and_rejoins(
     api = f"127.0.0.1:{free_port()}"
     sick = AgentProcess(tmp_path, "sick", url, tmp_path / "polling.yaml",
                         extra=f"[publisher]\ndefault_publishers = {endpoint.url}\n"
+                              f"spool_dir = {tmp_path / 'spool'}\n"
                               f"[polling]\nwithdraw_after = 2\n[api]\nbind = {api}\n")
     well = AgentProcess(tmp_path, "well", url, tmp_path / "polling.yaml")
 

@@ -16,9 +16,9 @@ from zkpoll.exceptions import ConfigError
 from zkpoll.publisher import load_publisher, redact_url, url_options
 from zkpoll.publisher.base import boolean, integer
 from zkpoll.publisher.file import FilePublisher
-from zkpoll.publisher.http import HTTPPublisher
 from zkpoll.publisher.log import LogPublisher
 from zkpoll.publisher.null import NullPublisher
+from zkpoll.publisher.spooled import SpooledPublisher
 from zkpoll.publisher.udp import UDPPublisher
 from zkpoll.sample import Sample
 
@@ -42,17 +42,18 @@ def read_lines(*paths: str) -> list[dict]:
 
 def test_public_api_is_pinned():
     assert sorted(zkpoll.publisher.__all__) == [
-        "NAMESPACE", "Publisher", "available_schemes", "load_publisher",
+        "NAMESPACE", "Publisher", "SENDER_NAMESPACE", "available_schemes", "load_publisher",
         "redact_url", "url_options"]
-    assert {"file", "http", "https", "udp", "log", "null"} <= set(
+    assert {"file", "http", "https", "udp", "log", "null", "prometheus+remote-write"} <= set(
         zkpoll.publisher.available_schemes())
 
 
 @pytest.mark.parametrize("url, cls", [
     ("null://", NullPublisher), ("log://?level=debug", LogPublisher),
     ("file:///tmp/zkpoll-never-written.jsonl", FilePublisher),
-    ("udp://127.0.0.1:4952", UDPPublisher), ("http://127.0.0.1:8080/x", HTTPPublisher),
-    ("https://example.com/x?verify_ssl=false", HTTPPublisher)])
+    ("udp://127.0.0.1:4952", UDPPublisher), ("http://127.0.0.1:8080/x", SpooledPublisher),
+    ("https://example.com/x?verify_ssl=false", SpooledPublisher),
+    ("prometheus+remote-write://127.0.0.1:9090/api/v1/write", SpooledPublisher)])
 def test_load_publisher_by_scheme(url, cls):
     publisher = load_publisher(None, url)
     assert type(publisher) is cls

@@ -16,8 +16,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from zkpoll.coordination import SessionState
 from zkpoll.endpoint.view import AgentView
 from zkpoll.ownership import ring_epoch
+from zkpoll.publisher.health import DEGRADED, degraded_reason
+from zkpoll.publisher.spool_options import degraded_after
 
-__all__ = ["AgentCollector", "ownership", "problems", "render"]
+__all__ = ["AgentCollector", "degraded", "health_report", "ownership", "problems", "render"]
 
 
 class AgentCollector:
@@ -88,6 +90,50 @@ class AgentCollector:
             for name, family in families.items():
                 family.add_metric([publisher.redacted_url], stats[name])
         yield from families.values()
+        yield from AgentCollector._publisher_health(agent)
+
+    @staticmethod
+    def _publisher_health(agent: AgentView) -> Iterator[Metric]:
+        label = ["publisher"]
+        depth = GaugeMetricFamily("zkpoll_publisher_backlog_samples",
+                                  "Samples accepted (in the spool) and not yet delivered.",
+                                  labels=label)
+        size = GaugeMetricFamily("zkpoll_publisher_spool_bytes",
+                                 "Bytes of undelivered samples in the publisher's spool.",
+                                 labels=label)
+        oldest = GaugeMetricFamily("zkpoll_publisher_oldest_undelivered_age_seconds",
+                                   "Age of the oldest undelivered sample (from its poll "
+                                   "time); 0 when none waits.", labels=label)
+        success = GaugeMetricFamily("zkpoll_publisher_last_success_timestamp_seconds",
+                                    "When a delivery last worked (Unix time).", labels=label)
+        failing = GaugeMetricFamily("zkpoll_publisher_failing_seconds",
+                                    "How long the publisher has been failing (0: its "
+                                    "latest delivery worked).", labels=label)
+        degraded_family = GaugeMetricFamily(
+            "zkpoll_publisher_degraded", "1 while failing for longer than [publisher] "
+            "degraded_after.", labels=label)
+        drops = CounterMetricFamily("zkpoll_publisher_dropped_samples",
+                                    "Samples a publisher lost, by reason (max_bytes, max_age, "
+                                    "rejected, spool_write, unencodable, corrupt, closed, "
+                                    "failed).", labels=["publisher", "reason"])
+        now = time.time()
+        limit = degraded_after(agent.conf)
+        for publisher in agent.publishers.values():
+            url, health = publisher.redacted_url, publisher.health
+            depth.add_metric([url], health.depth)
+            if health.spool_bytes is not None:
+                size.add_metric([url], health.spool_bytes)
+            oldest.add_metric([url], 0.0 if health.oldest is None
+                              else max(0.0, now - health.oldest))
+            if health.last_success is not None:
+                success.add_metric([url], health.last_success)
+            since = health.failing_since
+            failing.add_metric([url], 0.0 if since is None else now - since)
+            degraded_family.add_metric([url], 1.0 if since is not None
+                                       and now - since >= limit else 0.0)
+            for reason, count in sorted(health.drops.items()):
+                drops.add_metric([url, reason], count)
+        yield from (depth, size, oldest, success, failing, degraded_family, drops)
 
     @staticmethod
     def _membership(agent: AgentView) -> Iterator[Metric]:
@@ -116,7 +162,11 @@ class AgentCollector:
         withdrawn = GaugeMetricFamily("zkpoll_withdrawn",
                                       "1 while withdrawn for health reasons.")
         withdrawn.add_metric([], 1.0 if agent.health.withdrawn else 0.0)
-        yield from (state, members, active, epoch, fenced, withdrawn)
+        degraded_now = GaugeMetricFamily(
+            "zkpoll_degraded", "1 while a publisher fails for longer than [publisher] "
+            "degraded_after (samples wait in the spool; the agent keeps polling).")
+        degraded_now.add_metric([], 1.0 if degraded(agent) else 0.0)
+        yield from (state, members, active, epoch, fenced, withdrawn, degraded_now)
 
 
 def render(agent: AgentView) -> tuple[bytes, str]:
@@ -145,3 +195,26 @@ def problems(agent: AgentView) -> list[str]:
     if agent.stopping:
         found.append("stopping")
     return found
+
+
+def degraded(agent: AgentView) -> list[str]:
+    """Why this agent is degraded: publishers failing for longer than
+    ``[publisher] degraded_after`` (empty when none)."""
+    found = agent.health.degraded(time.time(), degraded_after(agent.conf))
+    return [degraded_reason(url, summary) for url, summary in found.items()]
+
+
+def health_report(agent: AgentView) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of ``/healthz``.
+
+    503 while the agent does not poll its share (fenced, withdrawn,
+    stopping); otherwise 200, with ``status`` ``degraded`` while a publisher
+    fails for longer than ``degraded_after`` (its samples wait in the spool)
+    and ``ok`` else.  ``publishers`` holds each publisher's summary.
+    """
+    found = problems(agent)
+    slow = degraded(agent)
+    report = agent.health.publishers_report(time.time(), degraded_after(agent.conf))
+    status = "unhealthy" if found else DEGRADED if slow else "ok"
+    return (503 if found else 200,
+            {"status": status, "problems": found, "degraded": slow, "publishers": report})

@@ -8,7 +8,13 @@ loopback or behind a firewall; it has no authentication).
 * ``/ownership``: JSON, the resources this agent owns per source in its
   latest cycle.
 * ``/healthz``: 200 when the agent polls its share, 503 (with the reason)
-  while it is fenced, withdrawn or stopping.
+  while it is fenced, withdrawn or stopping.  The JSON body says
+  ``"status": "degraded"`` (still 200: the agent polls and its samples wait
+  in the spool) while a publisher has been failing for longer than
+  ``[publisher] degraded_after``, and shows every publisher's backlog, age
+  of the oldest undelivered sample, last success and drops by reason.
+  ``/healthz?degraded=503`` answers 503 when degraded too, for monitors that
+  only read the status code.
 """
 
 from __future__ import annotations
@@ -78,16 +84,17 @@ class _Handler(BaseHTTPRequestHandler):
     agent: AgentView
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == "/metrics":
             body, ctype = metrics.render(self.agent)
             self._send(200, body, ctype)
         elif path == "/ownership":
             self._json(200, metrics.ownership(self.agent))
         elif path == "/healthz":
-            problems = metrics.problems(self.agent)
-            self._json(503 if problems else 200,
-                       {"status": "unhealthy" if problems else "ok", "problems": problems})
+            status, body = metrics.health_report(self.agent)
+            if body["status"] == "degraded" and "degraded=503" in query.split("&"):
+                status = 503
+            self._json(status, body)
         else:
             self._json(404, {"error": f"no such path {path}",
                              "paths": ["/metrics", "/ownership", "/healthz"]})

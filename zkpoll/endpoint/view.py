@@ -25,16 +25,22 @@ class CycleView(Protocol):
 
 
 class HealthView(Protocol):
-    """Per-source totals and the withdrawal state (``Health``)."""
+    """Per-source totals, the withdrawal state and publisher health (``Health``)."""
 
     totals: Mapping[str, Any]
     withdrawn: str | None
+
+    def publishers_report(self, now: float,
+                          degraded_after: float) -> dict[str, dict[str, Any]]: ...
+
+    def degraded(self, now: float, degraded_after: float) -> dict[str, dict[str, Any]]: ...
 
 
 class PublisherView(Protocol):
     """A publisher's counters (``Publisher``)."""
 
     redacted_url: str
+    health: Any  #: zkpoll.publisher.base.PublisherHealth
 
     @property
     def stats(self) -> Mapping[str, Any]: ...
@@ -49,6 +55,7 @@ class FenceView(Protocol):
 class AgentView(Protocol):
     """Everything the endpoint reads of an agent, at request time."""
 
+    conf: Any  #: the agent's oslo.config ConfigOpts
     coordinator: Coordinator | None
     partitions: Mapping[str, Partition]
     ownership: FenceView

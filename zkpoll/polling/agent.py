@@ -232,7 +232,8 @@ class Agent:
         self._log_cycle(stats)
 
     def _log_cycle(self, stats: CycleStats) -> None:
-        level = logging.WARNING if stats.errors or stats.timeouts or stats.fenced else logging.INFO
+        level = logging.WARNING if stats.errors or stats.timeouts or stats.fenced \
+            or stats.publish_errors else logging.INFO
         if stats.catch_up:
             what = ("resumed: polled our %d resource(s) skipped while fenced" if stats.resumed
                     else "catch-up: polled %d resource(s) inherited from a vanished member")
@@ -241,9 +242,10 @@ class Agent:
             polled = f"FENCED: polled none of its {stats.resources} resource(s)"
         else:
             polled = f"polled {stats.owned} of {stats.resources} resource(s)"
-        LOG.log(level, "source %s cycle %d: %s, %d samples in %.3fs, %d errors, %d timeouts; "
-                "%s", stats.source, stats.index, polled, stats.samples, stats.duration,
-                stats.errors, stats.timeouts, self._ring_summary(stats.start))
+        LOG.log(level, "source %s cycle %d: %s, %d samples in %.3fs, %d errors, %d timeouts, "
+                "%d publish errors; %s", stats.source, stats.index, polled, stats.samples,
+                stats.duration, stats.errors, stats.timeouts, stats.publish_errors,
+                self._ring_summary(stats.start))
 
     def _ring_summary(self, start: float) -> str:
         if not self.partitions:

@@ -3,8 +3,11 @@
 :class:`Health` keeps the counters the metrics endpoint exposes and
 decides a *health withdrawal*: after ``threshold`` consecutive cycles in
 which every publisher failed (nothing delivered, something failed or was
-dropped), or in which a cycle overran its interval, the agent should hand
-its work over (the same handoff as SIGTERM) and rejoin once healthy.
+dropped, or its latest delivery attempt failed), or in which a cycle
+overran its interval, the agent should hand its work over (the same handoff
+as SIGTERM) and rejoin once healthy.  :meth:`Health.publishers_report`
+says how each publisher is doing and which are degraded (failing for longer
+than ``[publisher] degraded_after``; reported, not withdrawn).
 """
 
 from __future__ import annotations
@@ -14,16 +17,22 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from zkpoll.exceptions import CoordinationError
 from zkpoll.ownership import Partition
 from zkpoll.polling.runner import CycleStats
 from zkpoll.publisher.base import Publisher
+from zkpoll.publisher.health import DEGRADED, publisher_summary
+from zkpoll.publisher.spool_options import degraded_after
 
 __all__ = ["Health", "SourceTotals", "Withdrawal"]
 
 LOG = logging.getLogger(__name__)
 
 PUBLISHERS_FAILING = "every publisher failing"
+#: Seconds between refreshes of the publishers' summary in the member data.
+PUBLISHERS_REPORT_INTERVAL = 30.0
 OVERRUNNING = "cycles overrunning their interval"
 
 
@@ -74,12 +83,24 @@ class Health:
                 totals.last_completed = stats.index
             self._overrun_streak = self._overrun_streak + 1 if stats.duration > interval else 0
             counts = self._publisher_counts()
+            failing_now = [p.health.failing for p in self.publishers]
             failing = bool(counts) and all(
-                published == old_published and failed > old_failed
-                for (published, failed), (old_published, old_failed)
-                in zip(counts, self._last_counts))
+                now or (published == old_published and failed > old_failed)
+                for now, (published, failed), (old_published, old_failed)
+                in zip(failing_now, counts, self._last_counts))
             self._last_counts = counts
             self._publish_streak = self._publish_streak + 1 if failing else 0
+
+    def publishers_report(self, now: float, degraded_after: float) -> dict[str, dict[str, Any]]:
+        """Per publisher (redacted URL): :func:`publisher_summary`."""
+        return {p.redacted_url: publisher_summary(p.health, now, degraded_after)
+                for p in self.publishers}
+
+    def degraded(self, now: float, degraded_after: float) -> dict[str, dict[str, Any]]:
+        """The publishers failing for longer than ``degraded_after`` seconds."""
+        return {url: summary for url, summary in
+                self.publishers_report(now, degraded_after).items()
+                if summary["state"] == DEGRADED}
 
     def unhealthy(self) -> str | None:
         """Why this agent should withdraw now, or None (0 threshold: never)."""
@@ -132,9 +153,34 @@ class Withdrawal:
         self.probation = probation
         self._lock = threading.Lock()
         self._last_stand: str | None = None
+        self._reported: tuple[str, ...] | None = None
+        self._reported_at = 0.0
+
+    def report_publishers(self) -> None:
+        """Put the publishers' summary in the member data (``publishers``) for
+        zkpoll-status: when a publisher's state changes, else every
+        :data:`PUBLISHERS_REPORT_INTERVAL` seconds."""
+        conf = self.health.publishers[0].conf if self.health.publishers else None
+        now = time.time()
+        report = self.health.publishers_report(now, degraded_after(conf))
+        states = tuple(summary["state"] for summary in report.values())
+        if states == self._reported and now - self._reported_at < PUBLISHERS_REPORT_INTERVAL:
+            return
+        for summary in report.values():
+            if summary["last_error"]:
+                summary["last_error"] = summary["last_error"][:200]
+        try:
+            for partition in self.partitions.values():
+                partition.report({"publishers": report})  # claims record: unwatched
+        except CoordinationError as exc:
+            LOG.debug("could not report the publishers' health: %s", exc)
+            return
+        self._reported, self._reported_at = states, now
 
     def check(self) -> None:
-        """Called after each cycle: withdraw or rejoin when it is time."""
+        """Called after each cycle: report the publishers, withdraw or rejoin."""
+        if self.partitions:
+            self.report_publishers()
         with self._lock:
             if self.health.withdrawn is not None:
                 if self.health.recovered(self.probation):

@@ -11,6 +11,7 @@ from oslo_config import cfg
 from zkpoll.endpoint import server as api
 from zkpoll.exceptions import ConfigError
 from zkpoll.polling.sources import PollingConfig, load_polling_config
+from zkpoll.publisher import spool_options
 
 __all__ = [
     "AGENT_COORDINATION_OPTS",
@@ -77,8 +78,12 @@ POLLING_OPTS = [
 PUBLISHER_OPTS = [
     cfg.ListOpt("default_publishers", default=["file:zkpoll-samples.jsonl", "log://"],
                 help="Publisher URLs for sources that name none: file:PATH or "
-                     "file:///abs/path (JSON lines), http(s)://, udp://HOST:PORT, "
-                     "log://, null://."),
+                     "file:///abs/path (JSON lines), http(s)://HOST/PATH (JSON POST), "
+                     "prometheus+remote-write[+https]://HOST:PORT/api/v1/write, "
+                     "udp://HOST:PORT, log://, null://. Network sinks (http, https, "
+                     "prometheus+remote-write, ...) deliver through a durable spool "
+                     "(spool_* options); see docs/sinks.md."),
+    *spool_options.OPTS,
 ]
 
 COMPUTE_OPTS = [

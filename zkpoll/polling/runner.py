@@ -48,6 +48,9 @@ class CycleStats:
     catch_up: bool = False
     resumed: bool = False  #: a catch_up run of our own share, skipped while fenced
     duration: float = 0.0
+    #: publishers whose latest delivery failed, plus samples they dropped since
+    #: this source's previous cycle, plus publish calls that raised
+    publish_errors: int = 0
     owned_keys: set[str] = field(default_factory=set)
 
 
@@ -75,6 +78,7 @@ class SourceRunner:
         self.refused_meters: frozenset[str] = frozenset()
         # meter -> (cycle start, resources by key) of the latest cycle planned
         self._planned: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._dropped_seen = sum(p.stats["dropped"] for p in self.publishers)
 
     # --- resources ---------------------------------------------------------
     def _discover(self, name: str, context: PollingContext, stats: CycleStats) -> list[Any]:
@@ -146,7 +150,14 @@ class SourceRunner:
                 calls[self.executor.submit(self._call, info, context, batch)] = info.meter
         self._collect(calls, stats, began)
         stats.duration = time.monotonic() - began
+        stats.publish_errors += self._publish_problems()
         return stats
+
+    def _publish_problems(self) -> int:
+        """Publishers failing now plus samples dropped since the previous call."""
+        dropped = sum(p.stats["dropped"] for p in self.publishers)
+        new, self._dropped_seen = max(0, dropped - self._dropped_seen), dropped
+        return new + sum(1 for p in self.publishers if p.health.failing)
 
     def planned_keys(self, namespace: str, start: float) -> list[str]:
         """Keys of ``namespace`` planned for the cycle starting at ``start``."""
@@ -252,6 +263,7 @@ class SourceRunner:
                     publisher.publish_samples(samples[i:i + size])
                 except Exception as exc:  # noqa: BLE001 - a publisher must not raise; go on
                     stats.errors += 1
+                    stats.publish_errors += 1
                     LOG.error("publisher %r raised %s: %s (samples of %s counted lost)",
                               publisher, type(exc).__name__, exc, meter)
                     break

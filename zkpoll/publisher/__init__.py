@@ -1,12 +1,18 @@
 """Publishers: where samples go, chosen by URL scheme.
 
-Built-in schemes (entry points in the ``zkpoll.publisher`` namespace):
-``file``, ``http``, ``https``, ``udp``, ``log`` and ``null``.  A third-party
-publisher subclasses :class:`Publisher` and registers its scheme there.
+A scheme is looked up first in the ``zkpoll.publisher`` namespace (local
+publishers: ``file``, ``udp``, ``log``, ``null``; a :class:`Publisher`
+subclass each), then in ``zkpoll.sender`` (network sinks: ``http``,
+``https``, ``prometheus+remote-write``, ...; a
+:class:`~zkpoll.publisher.sender.BatchSender` subclass each), whose senders
+are wrapped in the durable spool
+(:class:`~zkpoll.publisher.spooled.SpooledPublisher`).  A third-party sink
+registers a BatchSender in ``zkpoll.sender`` and gets the spool for free.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import urllib.parse
 from typing import Any, NoReturn
 
@@ -15,17 +21,33 @@ from stevedore.exception import NoMatches
 
 from zkpoll.exceptions import ConfigError
 from zkpoll.publisher.base import Publisher, redact_url, url_options
+from zkpoll.publisher.spooled import SpooledPublisher
 
-__all__ = ["NAMESPACE", "Publisher", "available_schemes", "load_publisher",
+__all__ = ["NAMESPACE", "SENDER_NAMESPACE", "Publisher", "available_schemes", "load_publisher",
            "redact_url", "url_options"]
 
 #: The stevedore namespace of publisher plugins.
 NAMESPACE = "zkpoll.publisher"
+#: The stevedore namespace of network senders (wrapped in the spool).
+SENDER_NAMESPACE = "zkpoll.sender"
 
 
 def available_schemes() -> list[str]:
-    """Return the sorted URL schemes of the installed publishers."""
-    return sorted(extension.ExtensionManager(NAMESPACE).names())
+    """Return the sorted URL schemes of the installed publishers and senders."""
+    return sorted(set(extension.ExtensionManager(NAMESPACE).names())
+                  | set(extension.ExtensionManager(SENDER_NAMESPACE).names()))
+
+
+def _registered(namespace: str, name: str) -> bool:
+    return any(ep.name == name for ep in importlib.metadata.entry_points(group=namespace))
+
+
+def _sender_class(scheme: str) -> Any:
+    """The BatchSender class registered for ``scheme``."""
+    manager = driver.DriverManager(namespace=SENDER_NAMESPACE, name=scheme,
+                                   invoke_on_load=False, on_load_failure_callback=_raise,
+                                   on_missing_entrypoints_callback=None)
+    return manager.driver
 
 
 def _raise(manager: Any, entry_point: Any, exc: BaseException) -> NoReturn:
@@ -49,6 +71,9 @@ def load_publisher(conf: Any, url: str) -> Publisher:
         raise ConfigError(f"{where} has no scheme; available schemes: "
                           f"{', '.join(available_schemes())}")
     try:
+        if _registered(SENDER_NAMESPACE, parsed.scheme) \
+                and not _registered(NAMESPACE, parsed.scheme):
+            return SpooledPublisher(conf, parsed, _sender_class(parsed.scheme))
         manager = driver.DriverManager(
             namespace=NAMESPACE, name=parsed.scheme, invoke_on_load=True,
             invoke_args=(conf, parsed), on_load_failure_callback=_raise,

@@ -11,6 +11,9 @@ Counters (see :attr:`Publisher.stats`):
 - ``errors``: failed delivery operations (a write, a POST attempt, a
   datagram), retried ones included;
 - ``queue_depth``: samples accepted and not yet published or dropped.
+
+Health (see :attr:`Publisher.health`): since when delivery has been failing,
+the last success, the oldest undelivered sample and the drops by reason.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import re
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from zkpoll.exceptions import ConfigError
@@ -32,7 +37,7 @@ from zkpoll.sample import Sample
 if TYPE_CHECKING:  # typing.Self is 3.11+; only type checkers import it
     from typing import Self
 
-__all__ = ["Publisher", "boolean", "integer", "number", "redact_url", "url_options"]
+__all__ = ["Publisher", "PublisherHealth", "boolean", "integer", "number", "redact_url", "url_options"]
 
 #: A query-string spec: parameter name -> (converter, default value).
 OptionSpec = Mapping[str, tuple[Callable[[str], Any], Any]]
@@ -150,6 +155,24 @@ class _LogLimiter:
             return had
 
 
+@dataclass(frozen=True)
+class PublisherHealth:
+    """How one publisher is doing now (for /healthz, /metrics and zkpoll-status)."""
+
+    failing_since: float | None = None  #: epoch time of the first failure since the last success
+    last_success: float | None = None   #: epoch time of the last delivery that worked
+    last_error: str | None = None       #: the latest failure, redacted
+    depth: int = 0                      #: samples accepted, not yet delivered or dropped
+    oldest: float | None = None         #: poll time of the oldest undelivered sample
+    spool_bytes: int | None = None      #: bytes in the spool (None: no spool)
+    drops: Mapping[str, int] = field(default_factory=dict)  #: samples dropped, by reason
+
+    @property
+    def failing(self) -> bool:
+        """True while the latest delivery attempt failed."""
+        return self.failing_since is not None
+
+
 class Publisher(abc.ABC):
     """Deliver samples somewhere; one plugin per URL scheme.
 
@@ -173,6 +196,10 @@ class Publisher(abc.ABC):
         self.log = logging.getLogger(type(self).__module__)
         self._stats_lock = threading.Lock()
         self._published = self._dropped = self._errors = 0
+        self._failing_since: float | None = None
+        self._last_success: float | None = None
+        self._last_error: str | None = None
+        self._drops: Counter[str] = Counter()
         self._error_log = _LogLimiter()  # delivery errors: forgotten on success
         self._drop_log = _LogLimiter()  # other losses: at most once a minute each
 
@@ -201,6 +228,19 @@ class Publisher(abc.ABC):
                     "errors": self._errors, "queue_depth": self._queue_depth()}
 
     @property
+    def health(self) -> PublisherHealth:
+        """Failure state, last success, backlog and drops by reason (see the class)."""
+        depth, oldest, spool_bytes = self._backlog()
+        with self._stats_lock:
+            return PublisherHealth(self._failing_since, self._last_success, self._last_error,
+                                   depth, oldest, spool_bytes, dict(self._drops))
+
+    def _backlog(self) -> tuple[int, float | None, int | None]:
+        """(samples undelivered, poll time of the oldest, spool bytes or None)."""
+        with self._stats_lock:
+            return self._queue_depth(), None, None
+
+    @property
     def redacted_url(self) -> str:
         """The publisher URL with credentials hidden, for logs and reprs."""
         return redact_url(self.url)
@@ -222,20 +262,30 @@ class Publisher(abc.ABC):
         """Count ``count`` samples as published; note a recovery after failures."""
         with self._stats_lock:
             self._published += count
+            self._failing_since = None
+            self._last_success = time.time()
         if self._error_log.reset():
             self.log.info("publisher %s: delivering again", self.redacted_url)
 
     def _failed(self, reason: str, dropped: int = 0, *, error: bool = True,
-                level: int = logging.ERROR) -> None:
+                level: int = logging.ERROR, drop_reason: str = "failed") -> None:
         """Count a failure (and ``dropped`` samples); log each distinct reason once a minute.
 
-        ``error`` marks a failed delivery operation: it counts in ``errors``
-        and is logged again at once after delivery has worked in between.
+        ``error`` marks a failed delivery operation: it counts in ``errors``,
+        marks the publisher failing until the next success, and is logged
+        again at once after delivery has worked in between.  Dropped samples
+        are counted under ``drop_reason`` in :attr:`health`.
         """
+        reason = self._redact(reason)
         with self._stats_lock:
             self._errors += int(error)
             self._dropped += dropped
-        reason = self._redact(reason)
+            if dropped:
+                self._drops[drop_reason] += dropped
+            if error:
+                self._last_error = reason
+                if self._failing_since is None:
+                    self._failing_since = time.time()
         repeats = (self._error_log if error else self._drop_log).hit(reason)
         if repeats is None:
             self.log.debug("publisher %s: %s", self.redacted_url, reason)

@@ -1,0 +1,148 @@
+"""Publishing failures show in /healthz, /metrics, the cycle log line and the member data.
+
+A real agent process in a ZooKeeper group publishes through remote write
+to a real Prometheus that is stopped, then started again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kazoo.client import KazooClient
+
+from tests.functional.agents import AgentProcess, wait_until, write_static_source
+from zkpoll.testing import free_port
+
+pytestmark = pytest.mark.functional
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def healthz(api: str, query: str = "") -> tuple[int, dict[str, Any]]:
+    status, body = get(f"http://{api}/healthz{query}")
+    return status, json.loads(body) if body else {}
+
+
+def metric(api: str, name: str) -> float | None:
+    _, body = get(f"http://{api}/metrics")
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body.decode(), re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def member_publishers(hosts: str) -> dict[str, Any]:
+    """The ``publishers`` entry of the (only) member's data in ZooKeeper."""
+    client = KazooClient(hosts=hosts)
+    client.start(timeout=10)
+    try:
+        stack = ["/"]
+        while stack:
+            path = stack.pop()
+            data, _ = client.get(path)
+            try:
+                decoded = json.loads(data) if data else None
+            except ValueError:
+                decoded = None
+            if isinstance(decoded, dict) and "publishers" in decoded:
+                return decoded["publishers"]
+            stack.extend(f"{path.rstrip('/')}/{child}" for child in client.get_children(path))
+        return {}
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_a_failing_sink_degrades_the_agent_and_recovers(zookeeper_server, zk_chroot,
+                                                        managed_prometheus, tmp_path: Path):
+    prom = managed_prometheus()
+    write_static_source(tmp_path / "polling.yaml", 20, interval=1)
+    api = f"127.0.0.1:{free_port()}"
+    sink = f"{prom.remote_write_url}?retry_backoff=0.2&max_backoff=1"
+    agent = AgentProcess(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
+                         f"{zk_chroot}?timeout=4", tmp_path / "polling.yaml",
+                         extra=f"[publisher]\ndefault_publishers = {sink}\n"
+                               f"spool_dir = {tmp_path / 'spool'}\ndegraded_after = 2\n"
+                               f"[api]\nbind = {api}\n")
+    hosts = zookeeper_server.address + zk_chroot
+    try:
+        assert wait_until(lambda: (metric(api, "zkpoll_samples_published_total") or 0) > 20,
+                          30), agent.log()[-2000:]
+        assert healthz(api) == (200, healthz(api)[1]) and healthz(api)[1]["status"] == "ok"
+        prom.stop()
+        assert wait_until(lambda: healthz(api)[1].get("status") == "degraded", 20), \
+            agent.log()[-2000:]
+        status, body = healthz(api)
+        assert status == 200 and body["problems"] == []  # degraded, not withdrawn
+        [(url, summary)] = body["publishers"].items()
+        assert url.startswith("prometheus+remote-write://") and summary["state"] == "degraded"
+        assert summary["backlog_samples"] > 0 and summary["oldest_undelivered_age_s"] > 0
+        assert summary["last_success"] and "Connection" in summary["last_error"]
+        assert body["degraded"] and "failing for" in body["degraded"][0]
+        assert healthz(api, "?degraded=503")[0] == 503
+        assert metric(api, "zkpoll_publisher_degraded") == 1.0
+        assert metric(api, "zkpoll_degraded") == 1.0
+        assert (metric(api, "zkpoll_publisher_backlog_samples") or 0) > 0
+        assert (metric(api, "zkpoll_publisher_oldest_undelivered_age_seconds") or 0) > 0
+        assert metric(api, "zkpoll_publisher_last_success_timestamp_seconds")
+        assert wait_until(lambda: member_publishers(hosts).get(url, {}).get("state")
+                          == "degraded", 40)
+        assert re.search(r"WARNING .*source static cycle \d+: .*, [1-9]\d* publish errors",
+                         agent.log())
+        prom.start()
+        assert wait_until(lambda: healthz(api)[1].get("status") == "ok", 30)
+        assert wait_until(lambda: metric(api, "zkpoll_publisher_backlog_samples") == 0, 20)
+        assert metric(api, "zkpoll_publisher_degraded") == 0.0
+        assert wait_until(lambda: member_publishers(hosts).get(url, {}).get("state") == "ok",
+                          40)
+    finally:
+        agent.terminate()
+    assert "Traceback" not in agent.log()
+
+
+def test_a_file_publisher_that_cannot_write_is_reported(zookeeper_server, zk_chroot,
+                                                        tmp_path: Path):
+    write_static_source(tmp_path / "polling.yaml", 5, interval=1)
+    api = f"127.0.0.1:{free_port()}"
+    agent = AgentProcess(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
+                         f"{zk_chroot}?timeout=4", tmp_path / "polling.yaml",
+                         extra="[publisher]\ndefault_publishers = "
+                               "file:///proc/zkpoll-cannot-write.jsonl\ndegraded_after = 1\n"
+                               f"[api]\nbind = {api}\n")
+    try:
+        assert wait_until(lambda: healthz(api)[1].get("status") == "degraded", 30), \
+            agent.log()[-2000:]
+        summary = next(iter(healthz(api)[1]["publishers"].values()))
+        assert summary["dropped"].get("failed", 0) > 0
+    finally:
+        agent.terminate()
+    assert re.search(r"source static cycle \d+: .*, [1-9]\d* publish errors", agent.log())
+
+
+def test_two_agents_never_share_a_spool(zookeeper_server, zk_chroot, tmp_path: Path):
+    write_static_source(tmp_path / "polling.yaml", 5, interval=1)
+    backend = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=4"
+    extra = (f"[publisher]\ndefault_publishers = http://127.0.0.1:{free_port()}/\n"
+             f"spool_dir = {tmp_path / 'spool'}\n")
+    first = AgentProcess(tmp_path, "first", backend, tmp_path / "polling.yaml", extra=extra)
+    try:
+        assert wait_until(lambda: "polling 1 source(s)" in first.log(), 20), first.log()
+        second = AgentProcess(tmp_path, "second", backend, tmp_path / "polling.yaml",
+                              extra=extra)
+        assert second.proc.wait(30) == 2
+        assert f"is in use by pid {first.proc.pid}" in second.log()
+        assert "must not share a spool" in second.log() and "Traceback" not in second.log()
+    finally:
+        first.terminate()

@@ -1,0 +1,44 @@
+"""zkpoll-status's view of publishing, from member data (pure)."""
+
+from __future__ import annotations
+
+from zkpoll.publisher.base import PublisherHealth
+from zkpoll.publisher.health import publisher_summary
+from zkpoll.status_publishers import publisher_findings
+
+
+def test_degraded_is_a_warning_failing_is_not_and_ok_is_silent():
+    now = 1000.0
+    summaries = {
+        "ok://": publisher_summary(PublisherHealth(last_success=990.0), now, 60),
+        "prometheus+remote-write://p:9090/api/v1/write": publisher_summary(
+            PublisherHealth(failing_since=800.0, last_success=790.0,
+                            last_error="ConnectionRefusedError", depth=1200, oldest=795.0,
+                            spool_bytes=120000, drops={"max_age": 3}), now, 60),
+        "http://c/": publisher_summary(PublisherHealth(failing_since=990.0), now, 60),
+    }
+    findings = publisher_findings([("agent-1", {"publishers": summaries})])
+    assert [(f.url, f.state, f.warning) for f in findings] == [
+        ("http://c/", "failing", False),
+        ("prometheus+remote-write://p:9090/api/v1/write", "degraded", True)]
+    assert findings[1].message == (
+        "publisher prometheus+remote-write://p:9090/api/v1/write degraded for 200s, 1200 "
+        "samples waiting in its spool (oldest 205s), dropped 3 max_age: "
+        "ConnectionRefusedError")
+
+
+def test_foreign_or_old_member_data_yields_nothing():
+    assert publisher_findings([("a", {}), ("b", {"publishers": "x"}),
+                               ("c", {"publishers": {"u": "bad"}}), ("d", "not a dict"),
+                               ("e", {"publishers": {"u": {"state": "degraded",
+                                                           "failing_for_s": "x"}}})]) == [
+        publisher_findings([("e", {"publishers": {"u": {"state": "degraded"}}})])[0]]
+
+
+def test_state_boundaries():
+    from zkpoll.publisher.health import state
+
+    assert state(PublisherHealth(), 100.0, 10) == "ok"
+    assert state(PublisherHealth(failing_since=91.0), 100.0, 10) == "failing"
+    assert state(PublisherHealth(failing_since=90.0), 100.0, 10) == "degraded"
+    assert state(PublisherHealth(failing_since=100.0), 100.0, 0) == "degraded"
