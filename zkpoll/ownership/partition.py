@@ -64,6 +64,7 @@ LOG = logging.getLogger(__name__)
 #: ``callback(poll)``: poll a catch-up or resume share (on the partition's poll thread).
 PollCallback = Callable[[Poll], None]
 _TICK = 0.05  # seconds between ticks while a skipped cycle may be resumed
+_WAKE = ReadClaims(())  # a marker on the work queue: tick now
 
 
 class Partition:
@@ -90,7 +91,7 @@ class Partition:
         self._data: dict[str, Any] | None = None
         self._membership = Membership(group)
         self._cancel_watch: Callable[[], None] | None = None
-        self._work: queue.Queue[Action | None] = queue.Queue()
+        self._work: queue.Queue[Action | None] = queue.Queue()  # ReadClaims, _WAKE, None
         self._worker: threading.Thread | None = None
         self._polls: futures.ThreadPoolExecutor | None = None
         coordinator.set_registration_hook(group, self._on_registration)
@@ -136,6 +137,8 @@ class Partition:
                 self._submit_poll(action)
             elif isinstance(action, (Poll, Skip)):
                 result.append(action)
+                if isinstance(action, Skip):
+                    self._work.put(_WAKE)  # the worker ticks until it can resume
             elif isinstance(action, ReadClaims):
                 self._work.put(action)
             elif isinstance(action, Announce):
@@ -304,9 +307,11 @@ class Partition:
             try:
                 action = self._work.get(timeout=_TICK if self.state.wants_ticks else None)
             except queue.Empty:
-                action = Tick(self.contact())  # type: ignore[assignment]
+                action = _WAKE
             if action is None:
                 return
+            if action is _WAKE:
+                action = Tick(self.contact())  # type: ignore[assignment]
             try:
                 if isinstance(action, Tick):
                     self._carry_out(self._feed(action))
