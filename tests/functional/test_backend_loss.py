@@ -35,7 +35,7 @@ OUTAGE = 3 * SESSION_TIMEOUT
 #: busy machine: the server's JVM, kazoo's backoff, the new sessions, settle).
 MAX_RECOVERY = 90.0
 _FENCE_LOG = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ "
-                        r"zkpoll\.polling\.ownership .*\b(FENCED|unfenced) in group")
+                        r"zkpoll\.ownership\.partition \[[^]]*\] group \S+: (FENCED|unfenced): ")
 
 
 def _resumed_at(agents: list[AgentProcess], since: float) -> float | None:
