@@ -29,6 +29,7 @@ from zkpoll.coordination import HashRing, Member, Membership
 from zkpoll.ownership import eligible_members, ring_epoch
 from zkpoll.polling.cycles import cycle_index, cycle_start, source_offset
 from zkpoll.polling.overlap import member_meters
+from zkpoll.status_publishers import publisher_findings
 
 __all__ = ["STALE_CYCLES", "GroupReport", "MemberReport", "MemberSource", "Overlap",
            "OwnerReport", "Problem", "Report", "Severity", "SourceReport",
@@ -264,6 +265,10 @@ def _group(membership: Membership, now: float, problems: list[Problem]) -> Group
                             "nobody in the ring yet: every member is still joining"
                             if joining else "nobody in the ring: nothing is polled",
                             group=name))
+    for finding in publisher_findings((m.member_id, m.data) for m in membership.members):
+        if finding.warning:  # degraded: samples wait in its spool, it still polls
+            mine.append(Problem(Severity.WARNING, finding.message, group=name,
+                                member=finding.member))
     layouts = {m.layout for m in members if m.layout is not None}
     if len(layouts) > 1:
         mine.append(Problem(Severity.CRITICAL, f"members use different ring layouts "

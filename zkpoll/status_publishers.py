@@ -1,17 +1,15 @@
 """What ``zkpoll-status`` should say about publishing, from the member data (pure).
 
-Each partitioned agent keeps ``publishers`` in its member data (see
-:meth:`zkpoll.polling.health.Withdrawal.report_publishers`): per publisher
+Each partitioned agent reports ``publishers`` in its claims record (see
+:meth:`zkpoll.polling.health.Withdrawal.report_publishers`; ``zkpoll-status``
+merges the record into the member data it reads): per publisher
 URL (credentials redacted) its ``state`` (``ok``, ``failing``,
 ``degraded``), ``failing_for_s``, ``backlog_samples``,
 ``oldest_undelivered_age_s``, ``last_success``, ``last_error`` and
 ``dropped`` by reason.  :func:`publisher_findings` turns the members of a
 group into findings; a degraded publisher is a WARNING (the agent polls and
 its samples wait in its spool), a failing one is informational.
-
-Kept apart from :mod:`zkpoll.status` (being rewritten): the integrator adds
-``publisher_findings`` to ``build_report`` as WARNING problems (see the
-report of issue 13).
+:func:`zkpoll.status.build_report` reports the degraded ones as WARNINGs.
 """
 
 from __future__ import annotations

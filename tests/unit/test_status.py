@@ -210,3 +210,15 @@ def test_cli_operator_errors_exit_2_without_traceback(argv: list[str], capsys: A
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip()
+
+
+def test_a_degraded_publisher_reported_in_the_claims_record_is_a_warning() -> None:
+    from zkpoll.status import Severity, build_report, with_claims
+
+    member = Member("m1", {"active_at": 0.0, "namespace": "central", "weight": 1})
+    claims = {"m1": {"report": {"publishers": {"http://sink": {
+        "state": "degraded", "failing_for_s": 400, "backlog_samples": 1200}}}}}
+    report = build_report([with_claims(Membership("central", (member,)), claims)], 100.0)
+    warnings = [p for p in report.problems if p.severity is Severity.WARNING]
+    assert any("publisher http://sink degraded for 400s, 1200 samples waiting" in p.message
+               and p.member == "m1" for p in warnings)
