@@ -10,14 +10,9 @@ within seconds.
 
 from __future__ import annotations
 
-import json
 import signal
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,29 +22,6 @@ pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
 
 #: The agent's resident memory must stay under this (its normal size is ~60 MB).
 MAX_RSS_KB = 400 * 1024
-
-
-class _Stats(BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:  # http.server's name
-        body = json.dumps({"queue": {"depth": 7, "name": "jobs"}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@pytest.fixture
-def stats_api() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Stats)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/stats"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def _rss_kb(pid: int) -> int:

@@ -10,14 +10,9 @@ from the file publisher's output.
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -37,29 +32,6 @@ def _require_plugin() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {message}", pytrace=False)
         pytest.skip(message)
-
-
-class _Stats(BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:  # http.server's name
-        body = json.dumps({"queue": {"depth": 7, "name": "jobs"}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@pytest.fixture
-def stats_api() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Stats)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/stats"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def test_agent_publishes_plugin_and_dynamic_samples(

@@ -1,0 +1,36 @@
+"""Fixtures shared by the functional tests (the servers are in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+
+class _Stats(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # http.server's name
+        body = json.dumps({"queue": {"depth": 7, "name": "jobs"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def stats_api() -> Iterator[str]:
+    """URL of a loopback JSON API ``{"queue": {"depth": 7, "name": "jobs"}}``
+    for dynamic pollsters to read."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Stats)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/stats"
+    httpd.shutdown()
+    httpd.server_close()
