@@ -44,7 +44,8 @@ def metric(api: str, name: str) -> float | None:
 
 
 def member_publishers(hosts: str) -> dict[str, Any]:
-    """The ``publishers`` entry of the (only) member's data in ZooKeeper."""
+    """The ``publishers`` report of the (only) member, found in its claims record
+    in ZooKeeper (``report``), where zkpoll-status reads it."""
     client = KazooClient(hosts=hosts)
     client.start(timeout=10)
     try:
@@ -56,8 +57,9 @@ def member_publishers(hosts: str) -> dict[str, Any]:
                 decoded = json.loads(data) if data else None
             except ValueError:
                 decoded = None
-            if isinstance(decoded, dict) and "publishers" in decoded:
-                return decoded["publishers"]
+            report = decoded.get("report") if isinstance(decoded, dict) else None
+            if isinstance(report, dict) and "publishers" in report:
+                return report["publishers"]
             stack.extend(f"{path.rstrip('/')}/{child}" for child in client.get_children(path))
         return {}
     finally:

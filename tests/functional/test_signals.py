@@ -25,6 +25,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from tests.functional.agents import AgentProcess, agent_command, wait_until
+from zkpoll.coordination._names import parse_member_name
 from zkpoll.testing import ManagedZooKeeper
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
@@ -153,16 +154,20 @@ def test_sighup_keeps_the_group_membership_and_republishes_changed_meters(
     try:
         assert wait_until(lambda: "r1" in _ids(agent), 30), agent.log()[-2000:]
         (member,) = client.get_children(members)
-        data, stat = client.get(f"{members}/{member}")
+        data, _ = client.get(f"{members}/{member}")
         assert json.loads(data)["meters"] == {"first": ["synthetic.constant"]}
 
         polling.write_text("sources:\n" + _source("first", "r1") + _source("second", "r2"))
         agent.proc.send_signal(signal.SIGHUP)
         assert wait_until(lambda: _lines(agent, "reloaded "), 10), agent.log()[-2000:]
         assert wait_until(lambda: "r2" in _ids(agent), 10), agent.log()[-2000:]
-        assert client.get_children(members) == [member]  # the same member: no rejoin
-        data, after = client.get(f"{members}/{member}")
-        assert after.czxid == stat.czxid  # the same znode, never deleted and re-created
+        # The same member, no rejoin: member data changes replace the znode by
+        # one named <same member id>!<rev + 1>!<same active_at>!... (docs/design.md 3).
+        (renamed,) = client.get_children(members)
+        old, new = parse_member_name(member), parse_member_name(renamed)
+        assert old and new and new[0] == old[0] and new[1] == old[1] + 1
+        assert new[2]["active_at"] == old[2]["active_at"]  # no new settle period
+        data, _after = client.get(f"{members}/{renamed}")
         assert json.loads(data)["meters"] == {"first": ["synthetic.constant"],
                                               "second": ["synthetic.constant"]}
         assert json.loads(data)["intervals"] == {"first": 1, "second": 1}
@@ -171,7 +176,7 @@ def test_sighup_keeps_the_group_membership_and_republishes_changed_meters(
         assert wait_until(lambda: len(_lines(agent, "reloaded ")) == 2, 10)
         assert "nothing changed" in _lines(agent, "reloaded ")[1]
         assert len(_lines(agent, "published meters updated")) == 1
-        assert len(_lines(agent, "joining group")) == 1
+        assert len(_lines(agent, "joining: active from")) == 1
         assert agent.terminate() == 0
     finally:
         agent.kill()

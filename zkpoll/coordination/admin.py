@@ -33,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from zkpoll.coordination._kazoo import explain, kazoo_client
+from zkpoll.coordination._names import parse_member_name
 from zkpoll.coordination._store import host_port
 from zkpoll.coordination.url import OPTION, BackendURL, redact
 from zkpoll.exceptions import (
@@ -79,8 +80,9 @@ def forget_group(url: BackendURL, opts: Any, group: str, timeout: float) -> None
 
 
 def _not_empty(group: str, members: list[str]) -> GroupNotEmpty:
-    return GroupNotEmpty(f"group {group} has {len(members)} live member(s): "
-                         f"{', '.join(sorted(members))}; stop them first (a group is "
+    ids = sorted((parse_member_name(m) or (m,))[0] for m in members)  # ZooKeeper names
+    return GroupNotEmpty(f"group {group} has {len(ids)} live member(s): "
+                         f"{', '.join(ids)}; stop them first (a group is "
                          "forgotten only when empty)")
 
 
@@ -94,10 +96,11 @@ def _forget_zookeeper(url: BackendURL, opts: Any, group: str, timeout: float) ->
             client.start(timeout=timeout)
             if client.exists(path) is None:
                 raise GroupNotFound(f"no group {group} under {root}/groups")
-            for child in ("members", ""):
+            for child in ("members", "claims", ""):
                 target = f"{path}/{child}" if child else path
                 try:
-                    client.delete(target)
+                    # claims records outlive their members (docs/design.md, 3)
+                    client.delete(target, recursive=child == "claims")
                 except NoNodeError:
                     continue
                 except NotEmptyError as exc:
