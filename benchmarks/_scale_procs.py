@@ -82,11 +82,13 @@ class Servers:
         return total
 
     def watches(self) -> int:
+        """Data *and* children watches (``mntr`` zk_watch_count; ``wchs`` counts
+        data watches only, so it would miss the children watch of every member)."""
         total = 0
-        for text in self._words("wchs"):
-            match = re.search(r"Total watches:\s*(\d+)", text)
+        for text in self._words("mntr"):
+            match = re.search(r"^zk_watch_count\s+(\d+)", text, re.MULTILINE)
             if match is None:
-                raise BenchError(f"unexpected wchs answer: {text[:200]!r}")
+                raise BenchError(f"unexpected mntr answer: {text[:200]!r}")
             total += int(match.group(1))
         return total
 

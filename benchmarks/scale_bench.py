@@ -31,7 +31,8 @@ same machine):
 
 * ``join_converged_s``: all sessions connected first; at one instant every
   member starts joining (a join storm); until every view holds all N.
-* ``watches``: ZooKeeper's ``wchs`` "Total watches" ``settle_time`` + 1 s
+* ``watches``: ZooKeeper's ``mntr`` zk_watch_count (data and children watches;
+  ``wchs`` counts data watches only) ``settle_time`` + 1 s
   after the join (summed over the ensemble), and ``watches_per_member``.
 * ``zk_idle_requests_per_member_per_s``: ``mntr`` ``zk_packets_received``
   (every request and ping the servers received, summed) over

@@ -64,6 +64,12 @@ __all__ = ["ZooKeeperCoordinator"]
 
 LOG = logging.getLogger(__name__)
 _OP_TIMEOUT = 10.0  # bound on any single ZooKeeper call made by the worker
+#: Least seconds between two listings of one group.  A change after a quiet
+#: spell is listed at once; during a join storm of N members each member lists
+#: the group a few times a second instead of once per join (each listing
+#: returns N names: O(N^2) bytes per member otherwise).  Far below any
+#: settle_time, so every member still sees every change in time.
+RELIST_INTERVAL = 0.25
 #: Seconds a vanished member's claims record is kept for late readers.
 CLAIMS_RETENTION = 3600.0
 #: Seconds between two sweeps of old claims records (by one member per group).
@@ -102,6 +108,7 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         self._snapshots: dict[str, Membership] = {}
         self._watchers_kz: dict[str, Any] = {}
         self._dirty: set[str] = set()  # watched groups to re-list (worker thread only)
+        self._relist_at: dict[str, float] = {}  # group -> earliest next listing (worker only)
         self._registered: set[str] = set()  # groups published in this session (worker only)
         self._names: dict[str, str] = {}  # group -> our znode name (worker only)
         self._published: dict[str, bytes] = {}  # group -> payload of that name (worker only)
@@ -233,7 +240,11 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
     def _run(self) -> None:
         next_beat = 0.0
         while True:
-            events = self._next_events(next_beat)
+            relist = next_beat
+            if self._dirty and self._state is SessionState.CONNECTED:
+                relist = min((self._relist_at.get(g, 0.0) for g in self._dirty),
+                             default=next_beat)
+            events = self._next_events(min(next_beat, relist))
             if events is None:
                 return
             try:
@@ -260,7 +271,11 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         if self._state is not SessionState.CONNECTED:
             return  # everything stays dirty until the next CONNECTED
         self._reconcile()
+        now = time.monotonic()
         for group in sorted(self._dirty):
+            if self._relist_at.get(group, 0.0) > now:
+                continue  # re-listed moments ago: coalesce this change with the next ones
+            self._relist_at[group] = now + RELIST_INTERVAL
             if self._refresh(group):
                 self._dirty.discard(group)
         self._sweep_claims()
