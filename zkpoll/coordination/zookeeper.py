@@ -64,11 +64,12 @@ __all__ = ["ZooKeeperCoordinator"]
 
 LOG = logging.getLogger(__name__)
 _OP_TIMEOUT = 10.0  # bound on any single ZooKeeper call made by the worker
-#: Least seconds between two listings of one group.  A change after a quiet
+#: Least seconds between two listings of one group of up to 100 members (it
+#: grows with the group, to 2 s from 800 members).  A change after a quiet
 #: spell is listed at once; during a join storm of N members each member lists
-#: the group a few times a second instead of once per join (each listing
-#: returns N names: O(N^2) bytes per member otherwise).  Far below any
-#: settle_time, so every member still sees every change in time.
+#: the group a few times instead of once per join (each listing returns N
+#: names and costs the member O(N) work: O(N^2) per member otherwise).  Below
+#: settle_time (default 5 s), so every member still sees every change in time.
 RELIST_INTERVAL = 0.25
 #: Seconds a vanished member's claims record is kept for late readers.
 CLAIMS_RETENTION = 3600.0
@@ -275,7 +276,9 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         for group in sorted(self._dirty):
             if self._relist_at.get(group, 0.0) > now:
                 continue  # re-listed moments ago: coalesce this change with the next ones
-            self._relist_at[group] = now + RELIST_INTERVAL
+            size = len(self._snapshots.get(group, Membership(group)).members)
+            # each listing costs every member O(N): coalesce more in big groups
+            self._relist_at[group] = now + min(RELIST_INTERVAL * max(1.0, size / 100), 2.0)
             if self._refresh(group):
                 self._dirty.discard(group)
         self._sweep_claims()
