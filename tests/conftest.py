@@ -21,8 +21,10 @@ When a test fails, the tail of the log of each server it used is shown.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -254,3 +256,26 @@ def backend_url(request: pytest.FixtureRequest) -> str:
         return f"zookeeper://{server.address}{request.getfixturevalue('zk_chroot')}"
     server = request.getfixturevalue(f"{request.param}_server")
     return f"{server.url}/test-{uuid.uuid4().hex}"
+
+
+class _Ok(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # http.server's name
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def healthy_http() -> Iterator[str]:
+    """``host:port`` of a loopback HTTP server answering 200 to every GET."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()

@@ -8,9 +8,6 @@ and no pollster call times out.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +19,9 @@ from zkpoll.testing.plugins import SilentServer
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
 
 
-class _Ok(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # http.server's name
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def healthy_url() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/health"
-    httpd.shutdown()
-    httpd.server_close()
-
+def healthy_url(healthy_http: str) -> str:
+    return f"http://{healthy_http}/health"
 
 def test_one_dead_url_costs_only_its_own_sample(healthy_url: str, tmp_path: Path) -> None:
     silent = SilentServer()

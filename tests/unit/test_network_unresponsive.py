@@ -10,11 +10,9 @@ unresponsive ones are reported failed, and no call outlives the runner.
 from __future__ import annotations
 
 import socket
-import threading
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -39,28 +37,6 @@ class _Recorder(Publisher):
 
     def publish_samples(self, samples: Sequence[Sample]) -> None:
         self.samples.extend(samples)
-
-
-class _Ok(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # http.server's name
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def healthy() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 @pytest.fixture
@@ -114,9 +90,9 @@ def _run_cycles(meters: list[Any], resources: list[str], cycles: int) -> list[tu
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def test_an_unresponsive_url_does_not_cost_the_healthy_ones(healthy: str,
+def test_an_unresponsive_url_does_not_cost_the_healthy_ones(healthy_http: str,
                                                             silent: str) -> None:
-    good, dead = f"http://{healthy}/", f"http://{silent}/"
+    good, dead = f"http://{healthy_http}/", f"http://{silent}/"
     cycles = _run_cycles([network.HTTPStatusPollster(), network.HTTPResponseTimePollster()],
                          [good, dead], 3)
     for stats, samples in cycles:
@@ -131,11 +107,11 @@ def test_an_unresponsive_url_does_not_cost_the_healthy_ones(healthy: str,
 
 
 def test_a_hanging_connect_does_not_cost_the_healthy_endpoints(
-        healthy: str, full_backlog: str, caplog: pytest.LogCaptureFixture) -> None:
-    cycles = _run_cycles([network.TCPConnectTimePollster()], [healthy, full_backlog], 2)
+        healthy_http: str, full_backlog: str, caplog: pytest.LogCaptureFixture) -> None:
+    cycles = _run_cycles([network.TCPConnectTimePollster()], [healthy_http, full_backlog], 2)
     for stats, samples in cycles:
         assert stats.timeouts == 0, stats
-        assert [s.resource_id for s in samples] == [healthy]
+        assert [s.resource_id for s in samples] == [healthy_http]
     assert f"connect to {full_backlog} failed" in caplog.text
 
 
