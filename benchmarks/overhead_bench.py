@@ -31,7 +31,7 @@ import psutil
 from oslo_config import cfg
 
 from zkpoll.coordination import get_coordinator, register_opts
-from zkpoll.partition import Partition
+from zkpoll.ownership import Partition
 from zkpoll.polling.plugin_base import PollingContext, Pollster
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
 from zkpoll.polling.runner import SourceRunner

@@ -54,8 +54,9 @@ def test_our_names_round_trip(member_id: str, rev: int, data: dict) -> None:
 def test_any_payload_decodes_to_a_dict(payload: bytes) -> None:
     assert isinstance(_decode(payload, "m"), dict)
     (member,) = _members({"m": payload})
-    assert member.weight > 0 and member_info(member).protocol in (1, 2) or \
-        isinstance(member.data.get("protocol"), int)
+    info = member_info(member)
+    assert info.weight > 0 and math.isfinite(info.weight) and math.isfinite(info.active_at)
+    assert isinstance(info.protocol, int) and not math.isnan(info.leave_at)
 
 
 @FUZZ

@@ -29,13 +29,13 @@ import gzip
 import http.client
 import logging
 import socket
-import ssl
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from zkpoll.exceptions import ConfigError, PublishError
 from zkpoll.publisher.base import OptionSpec, boolean, number, redact_url, url_options
+from zkpoll.publisher.http import tls_context
 from zkpoll.publisher.sender import BatchSender
 from zkpoll.sample import Sample
 from zkpoll.version import __version__
@@ -108,22 +108,9 @@ class OTLPSender(BatchSender):
                         f"{urllib.parse.unquote(url.password or '')}")
             self._headers["Authorization"] = "Basic " + base64.b64encode(
                 userinfo.encode()).decode("ascii")
-        self._ssl = self._ssl_context(opts["verify_ssl"], opts["ca_file"]) if self._tls else None
+        self._ssl = tls_context(self.url, opts["verify_ssl"], opts["ca_file"]) if self._tls else None
         self._conn: http.client.HTTPConnection | None = None
         self._host_name = _host_name(conf)
-
-    def _ssl_context(self, verify: bool, ca_file: str | None) -> ssl.SSLContext:
-        try:
-            context = ssl.create_default_context(cafile=ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"publisher URL {self.redacted_url!r}: cannot load "
-                              f"ca_file {ca_file!r}: {exc}") from exc
-        if not verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            LOG.warning("publisher %s: TLS certificate verification is disabled",
-                        self.redacted_url)
-        return context
 
     def encode(self, samples: Sequence[Sample]) -> bytes:
         """The request body for ``samples`` (compressed if configured)."""
