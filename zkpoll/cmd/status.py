@@ -3,6 +3,7 @@
     zkpoll-status [--config-file zkpoll.conf] [--format table|json] [--group G ...]
     zkpoll-status [--config-file zkpoll.conf] owner RESOURCE_ID [--source NAME] [--group G]
     zkpoll-status [--config-file zkpoll.conf] forget GROUP
+    zkpoll-status [--config-file zkpoll.conf] alarms [--group G]
 
 It reads the agents' ``[coordination] backend_url`` and only what the
 members publish; it never runs discoveries.  Exit status: 0 healthy,
@@ -13,6 +14,10 @@ at the wrong configuration never reads as healthy.  ``owner`` exits 0 when
 the resource has an owner in the cycle in flight, 2 when nobody would poll it.
 ``forget`` removes a retired group (one with no live member) from the
 backend: 0 done, 2 refused (live members, no such group, unreachable).
+``alarms`` (with an evaluator's configuration) lists the evaluators and
+every alarm: its stored state, last transition, last evaluation and who
+owns it in the cycle in flight; 1 when an alarm is evaluated late, 2 when
+alarms are defined and no evaluator is a member.
 A configuration error is one line and exit status 2.
 
 Its options (``--format``, ``--group``, ``--source``, ``--timeout``) are
@@ -32,6 +37,8 @@ from typing import Any
 
 from oslo_config import cfg
 
+from zkpoll.cmd._alarms import alarms_command
+from zkpoll.cmd._alarms import register_opts as register_alarm_opts
 from zkpoll.cmd._common import check_all_options, die, parse_command_line
 from zkpoll.cmd._config_files import check_config_files
 from zkpoll.cmd._forget import forget
@@ -56,7 +63,7 @@ __all__ = ["OPTS", "load", "main"]
 PROG = "zkpoll-status"
 
 #: The commands and the argument each takes (no command: the health report).
-COMMANDS = {"owner": "RESOURCE_ID", "forget": "GROUP"}
+COMMANDS = {"owner": "RESOURCE_ID", "forget": "GROUP", "alarms": ""}
 
 #: zkpoll-status's own options (command line only; files hold the agents' options).
 OPTS = [
@@ -76,10 +83,11 @@ OPTS = [
 
 _ARGS = [
     cfg.BoolOpt("debug", default=False, help="Log the backend client's messages."),
-    cfg.StrOpt("command", positional=True, required=False, metavar="{owner,forget}",
+    cfg.StrOpt("command", positional=True, required=False, metavar="{owner,forget,alarms}",
                help="'owner RESOURCE_ID': show which member polls RESOURCE_ID now, next "
                     "cycle, and after its owner's death. 'forget GROUP': remove a retired "
-                    "group (no live member) from the backend. Without a command: the "
+                    "group (no live member) from the backend. 'alarms': the alarm "
+                    "evaluators and every alarm's state. Without a command: the "
                     "health report."),
     cfg.StrOpt("argument", positional=True, required=False, metavar="RESOURCE_ID|GROUP",
                help="The resource id (owner) or the group (forget)."),
@@ -90,6 +98,7 @@ def _parse(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf.register_cli_opts(OPTS + _ARGS)
     register_coordination_opts(conf)
+    register_alarm_opts(conf)
     parse_command_line(conf, list(sys.argv[1:] if argv is None else argv), project="zkpoll",
                        prog=PROG, version=__version__)
     check_all_options(conf)
@@ -99,8 +108,10 @@ def _parse(argv: Sequence[str] | None) -> cfg.ConfigOpts:
         raise ConfigError(f"unknown command {command!r}; commands: "
                           + ", ".join(f"{c} {a}" for c, a in COMMANDS.items())
                           + " (none: the health report)")
-    if command is not None and not argument:
+    if command is not None and COMMANDS[command] and not argument:
         raise ConfigError(f"{command}: give the {COMMANDS[command]}")
+    if command is not None and not COMMANDS[command] and argument:
+        raise ConfigError(f"{command}: takes no argument (got {argument!r})")
     return conf
 
 
@@ -181,6 +192,15 @@ def _main(argv: Sequence[str] | None) -> int:
         report = Report(time.time(), [], [], [problem])
         return _emit(conf, _report_doc(report, None), _render_report(report, None),
                      report.severity)
+    if conf.command == "alarms":
+        try:
+            return alarms_command(conf, coordinator, _emit, table)
+        except ZkpollError as exc:
+            return _unreachable(conf, url, str(exc))
+        except Exception as exc:  # noqa: BLE001  any client failure is "unreachable"
+            return _unreachable(conf, url, f"{type(exc).__name__}: {exc}")
+        finally:
+            _stop_soon(coordinator)
     try:
         memberships = _read(coordinator, conf)
     except ZkpollError as exc:

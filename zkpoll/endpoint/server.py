@@ -7,6 +7,9 @@ loopback or behind a firewall; it has no authentication).
   the agent's state at scrape time.
 * ``/ownership``: JSON, the resources this agent owns per source in its
   latest cycle.
+* ``/samples?meter=NAME``: JSON, the newest sample of each resource of
+  that meter this agent polled (what ``threshold`` alarms read; without
+  ``meter``, the meters it has samples of).
 * ``/healthz``: 200 when the agent polls its share, 503 (with the reason)
   while it is fenced, withdrawn or stopping.  The JSON body says
   ``"status": "degraded"`` (still 200: the agent polls and its samples wait
@@ -22,6 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import urllib.parse
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,13 +36,13 @@ from zkpoll.endpoint import metrics
 from zkpoll.endpoint.view import AgentView
 from zkpoll.exceptions import ConfigError
 
-__all__ = ["OPTS", "ApiServer", "parse_bind"]
+__all__ = ["OPTS", "ApiServer", "Route", "agent_routes", "json_body", "parse_bind"]
 
 LOG = logging.getLogger(__name__)
 
 OPTS = [
     cfg.StrOpt("bind",
-               help="HOST:PORT of the agent's HTTP endpoint (/metrics, /ownership, "
+               help="HOST:PORT of the agent's HTTP endpoint (/metrics, /ownership, /samples, "
                     "/healthz), for example 127.0.0.1:9464. Unset: no endpoint. It has "
                     "no authentication: keep it on loopback or a management network."),
 ]
@@ -51,18 +56,65 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-class ApiServer:
-    """A small threaded HTTP server in a daemon thread."""
+#: ``route(query) -> (status, body, content type)``; ``query`` is the raw query string.
+Route = Callable[[str], tuple[int, bytes, str]]
 
-    def __init__(self, agent: AgentView, bind: str) -> None:
+
+def json_body(status: int, payload: Any) -> tuple[int, bytes, str]:
+    """A route answer carrying ``payload`` as JSON."""
+    return status, json.dumps(payload, indent=1).encode(), "application/json"
+
+
+def agent_routes(agent: AgentView) -> dict[str, Route]:
+    """The polling agent's paths."""
+
+    def metrics_route(query: str) -> tuple[int, bytes, str]:
+        body, ctype = metrics.render(agent)
+        return 200, body, ctype
+
+    def health_route(query: str) -> tuple[int, bytes, str]:
+        status, body = metrics.health_report(agent)
+        if body["status"] == "degraded" and "degraded=503" in query.split("&"):
+            status = 503
+        return json_body(status, body)
+
+    def samples_route(query: str) -> tuple[int, bytes, str]:
+        latest = getattr(agent, "latest", None)
+        meter = urllib.parse.parse_qs(query).get("meter", [""])[0]
+        if latest is None:
+            return json_body(404, {"error": "this agent keeps no samples"})
+        if not meter:
+            return json_body(200, {"meters": latest.meters()})
+        return json_body(200, {"meter": meter, "samples": latest.meter(meter)})
+
+    return {"/metrics": metrics_route,
+            "/ownership": lambda query: json_body(200, metrics.ownership(agent)),
+            "/healthz": health_route,
+            "/samples": samples_route}
+
+
+class ApiServer:
+    """A small threaded HTTP server in a daemon thread.
+
+    :param agent: the polling agent (its paths: :func:`agent_routes`)
+    :param bind: ``HOST:PORT``
+    :param routes: other paths instead (the alarm evaluator's)
+    """
+
+    def __init__(self, agent: AgentView | None, bind: str,
+                 routes: Mapping[str, Route] | None = None) -> None:
         self.agent = agent
         host, port = parse_bind(bind)
-        handler = type("Handler", (_Handler,), {"agent": agent})
+        if routes is None:
+            assert agent is not None, "give an agent or routes"
+            routes = agent_routes(agent)
+        handler = type("Handler", (_Handler,), {"routes": dict(routes)})
         try:
             self.server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
             raise ConfigError(f"[api] bind: cannot listen on {bind}: {exc}") from exc
         self.server.daemon_threads = True
+        self.paths = sorted(routes)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        name="zkpoll-api")
 
@@ -73,7 +125,7 @@ class ApiServer:
 
     def start(self) -> None:
         self.thread.start()
-        LOG.info("HTTP endpoint on http://%s/ (/metrics, /ownership, /healthz)", self.address)
+        LOG.info("HTTP endpoint on http://%s/ (%s)", self.address, ", ".join(self.paths))
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -81,26 +133,20 @@ class ApiServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    agent: AgentView
+    routes: dict[str, Route]
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
-        if path == "/metrics":
-            body, ctype = metrics.render(self.agent)
-            self._send(200, body, ctype)
-        elif path == "/ownership":
-            self._json(200, metrics.ownership(self.agent))
-        elif path == "/healthz":
-            status, body = metrics.health_report(self.agent)
-            if body["status"] == "degraded" and "degraded=503" in query.split("&"):
-                status = 503
-            self._json(status, body)
-        else:
-            self._json(404, {"error": f"no such path {path}",
-                             "paths": ["/metrics", "/ownership", "/healthz"]})
-
-    def _json(self, status: int, payload: Any) -> None:
-        self._send(status, json.dumps(payload, indent=1).encode(), "application/json")
+        route = self.routes.get(path)
+        if route is None:
+            self._send(*json_body(404, {"error": f"no such path {path}",
+                                        "paths": sorted(self.routes)}))
+            return
+        try:
+            self._send(*route(query))
+        except Exception:  # one broken page must not kill the endpoint
+            LOG.exception("api: %s failed", path)
+            self._send(*json_body(500, {"error": f"{path} failed; see the agent's log"}))
 
     def _send(self, status: int, body: bytes, ctype: str) -> None:
         self.send_response(status)

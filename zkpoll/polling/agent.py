@@ -33,6 +33,7 @@ from zkpoll.ownership import Partition, ring_epoch
 from zkpoll.polling import options
 from zkpoll.polling.cycles import next_cycle, source_offset
 from zkpoll.polling.health import Health, Withdrawal
+from zkpoll.polling.latest import LatestSamples
 from zkpoll.polling.overlap import OverlapMonitor
 from zkpoll.polling.ownership import KEEP_LAST_RING, Ownership
 from zkpoll.polling.plugins import LoadedPlugins, load_plugins
@@ -66,6 +67,7 @@ class Agent:
         self.api: ApiServer | None = None
         self.runners: list[SourceRunner] = []
         self.last_stats: dict[str, CycleStats] = {}
+        self.latest: LatestSamples | None = None  # /samples, with [api] bind
         self._executor: futures.ThreadPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -86,6 +88,8 @@ class Agent:
                                  self.conf.coordination.heartbeat_interval,
                                  self.coordinator.session_timeout)
         pconf = self.conf.polling
+        if self.conf.api.bind:
+            self.latest = LatestSamples()
         self._executor = futures.ThreadPoolExecutor(pconf.max_parallel_pollsters,
                                                     thread_name_prefix="zkpoll-poll")
         for source in self.polling.sources:
@@ -101,7 +105,7 @@ class Agent:
                 source, [self.plugins.pollsters[m] for m in meters], self.plugins,
                 publishers, self._executor, self._owned, self.conf, self._member_id,
                 timeout=min(pconf.pollster_timeout, source.interval),
-                batch_size=pconf.batch_size))
+                batch_size=pconf.batch_size, latest=self.latest))
         self.health = Health(list(self.publishers.values()), pconf.withdraw_after)
         if self.conf.api.bind:
             self.api = ApiServer(self, self.conf.api.bind)

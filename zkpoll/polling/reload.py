@@ -160,7 +160,7 @@ def _runner(agent: Agent, source: Any, pollsters: list[PollsterInfo],
                         agent._executor, agent._owned, agent.conf,
                         agent._member_id, timeout=min(pconf.pollster_timeout,
                                                       source.interval),
-                        batch_size=pconf.batch_size)
+                        batch_size=pconf.batch_size, latest=agent.latest)
 
 
 def _same(runner: SourceRunner, source: Any, pollsters: list[PollsterInfo]) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zkpoll.plugin import PollingContext, resource_key
+from zkpoll.polling.latest import LatestSamples
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
 from zkpoll.polling.sources import Source
 from zkpoll.publisher.base import Publisher
@@ -61,7 +62,7 @@ class SourceRunner:
                  plugins: LoadedPlugins, publishers: Sequence[Publisher],
                  executor: futures.ThreadPoolExecutor, ownership: OwnershipFilter,
                  conf: Any, member_id: Callable[[], str], timeout: float,
-                 batch_size: int) -> None:
+                 batch_size: int, latest: LatestSamples | None = None) -> None:
         self.source = source
         self.pollsters = list(pollsters)
         self.plugins = plugins
@@ -72,6 +73,7 @@ class SourceRunner:
         self.member_id = member_id
         self.timeout = timeout
         self.batch_size = batch_size
+        self.latest = latest  # served on /samples for alarm evaluators
         self._busy: dict[str, float] = {}  # meter -> start of a call still running
         self._busy_lock = threading.Lock()
         #: meters not to poll (another sub-group polls them; overlap_fatal)
@@ -256,6 +258,8 @@ class SourceRunner:
         return good
 
     def _publish(self, meter: str, samples: list[Sample], stats: CycleStats) -> None:
+        if self.latest is not None:
+            self.latest.record(samples)
         size = self.batch_size
         for publisher in self.publishers:
             for i in range(0, len(samples), size):

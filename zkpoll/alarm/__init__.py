@@ -1,0 +1,1 @@
+"""The alarm evaluator: partitioned alarm evaluation with exactly-once transitions."""
