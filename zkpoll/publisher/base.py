@@ -89,14 +89,15 @@ def boolean(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
-def url_options(url: urllib.parse.SplitResult, spec: OptionSpec) -> dict[str, Any]:
+def url_options(url: urllib.parse.SplitResult, spec: OptionSpec, *,
+                what: str = "publisher URL") -> dict[str, Any]:
     """Parse and validate the query string of a publisher URL.
 
     Returns every option of ``spec``, defaulted when absent.  Raises
-    :class:`ConfigError` naming the (redacted) URL and the parameter for an
-    unknown or repeated parameter or a value the converter rejects.
+    :class:`ConfigError` naming ``what``, the (redacted) URL and the parameter
+    for an unknown or repeated parameter or a value the converter rejects.
     """
-    where = f"publisher URL {redact_url(url)!r}"
+    where = f"{what} {redact_url(url)!r}"
     try:
         pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True,
                                        strict_parsing=bool(url.query))

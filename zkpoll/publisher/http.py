@@ -39,8 +39,9 @@ _RETRIED_STATUSES = frozenset({429}) | frozenset(range(500, 600))
 
 
 def post(connection: http.client.HTTPConnection, path: str, body: bytes,
-         headers: dict[str, str]) -> None:
-    """POST ``body``; return on 2xx, else raise PublishError or BatchRejected."""
+         headers: dict[str, str], retried: frozenset[int] = _RETRIED_STATUSES) -> None:
+    """POST ``body``; return on 2xx, else raise PublishError (no answer, or a
+    status in ``retried``: 429 and 5xx by default) or BatchRejected."""
     try:
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
@@ -52,7 +53,7 @@ def post(connection: http.client.HTTPConnection, path: str, body: bytes,
     if 200 <= response.status < 300:
         return
     reason = f"HTTP {response.status} {response.reason}" + (f": {detail!r}" if detail else "")
-    if response.status in _RETRIED_STATUSES:
+    if response.status in retried:
         raise PublishError(reason)
     raise BatchRejected(reason)
 
@@ -102,12 +103,13 @@ class HTTPSender(BatchSender):
 
 
 def tls_context(url: urllib.parse.SplitResult, verify: bool,
-                ca_file: str | None) -> ssl.SSLContext:
-    """The client TLS context of a publisher URL (ConfigError for a bad ca_file)."""
+                ca_file: str | None, *, what: str = "publisher URL") -> ssl.SSLContext:
+    """The client TLS context of a publisher URL (ConfigError naming ``what``
+    and the redacted URL for a bad ca_file)."""
     try:
         context = ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"publisher URL {redact_url(url)!r}: cannot load ca_file "
+        raise ConfigError(f"{what} {redact_url(url)!r}: cannot load ca_file "
                           f"{ca_file!r}: {exc}") from exc
     if not verify:
         context.check_hostname = False
