@@ -115,7 +115,8 @@ def parse_action_url(url: str) -> ActionURL:
         raise _error(redacted, f"unsupported scheme {parts.scheme!r} (accepted: "
                                f"{', '.join(s + '://' for s in SCHEMES)})")
     if scheme == "log":
-        url_options(parts, {}, what=WHAT)
+        if parts.query:
+            raise _error(redacted, "log:// takes no options")
         return ActionURL(url, scheme, redacted)
     raw = url_options(parts, _SPEC, what=WHAT)
     given = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
