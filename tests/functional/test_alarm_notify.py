@@ -149,7 +149,7 @@ def test_outage_then_everything_in_order(webhook_receiver: Callable[..., Webhook
         receiver.wait_for_requests(3)
         during = stats_of(group, url)
         assert during["delivered"] == 0 and during["queued"] == 20
-        assert during["retries"] >= 1 and "503" in during["last_error"]
+        assert during["retried"] >= 1 and "503" in during["last_error"]
         assert group.health()[url.split("?")[0]].failing
         receiver.answer(200)
         keys = [d.key for d in receiver.wait_for(20)]
@@ -170,7 +170,7 @@ def test_stalled_receiver_times_out_and_is_retried(
     url = receiver.url_for("/alarm", "retry_backoff=0.02&max_backoff=0.1&timeout=0.3")
     group = notifiers([url])
     group.notify(batch(url, "s", range(3)))
-    wait_until(lambda: stats_of(group, url)["retries"] >= 2, 60, "two timed-out attempts")
+    wait_until(lambda: stats_of(group, url)["retried"] >= 2, 60, "two timed-out attempts")
     assert "timed out" in stats_of(group, url)["last_error"]
     receiver.release()
     assert [d.key for d in receiver.wait_for(3)] == ["s:0", "s:1", "s:2"]
@@ -189,7 +189,7 @@ def test_rejections_are_dropped_and_counted(webhook_receiver: Callable[..., Webh
         wait_until(lambda: stats_of(group, url)["queued"] == 0, 30, "an empty spool")
     stats = stats_of(group, url)
     assert (stats["rejected"], stats["dropped"], stats["delivered"]) == (2, 2, 3)
-    assert stats["drops"] == {"rejected": 2} and stats["retries"] == 0
+    assert stats["drops"] == {"rejected": 2} and stats["retried"] == 0
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert [m for m in errors if "rejected notification r:0" in m and "HTTP 400" in m]
     assert [m for m in errors if "rejected notification r:1" in m]
@@ -207,7 +207,7 @@ def test_retryable_statuses_are_retried(status: int,
     assert [d.key for d in receiver.wait_for(2)] == ["t:0", "t:1"]
     assert [d.status for d in receiver.requests()] == [status, status, 200, 200]
     wait_until(lambda: stats_of(group, url)["delivered"] == 2, 30, "the stats")
-    assert (stats_of(group, url)["retries"], stats_of(group, url)["rejected"]) == (2, 0)
+    assert (stats_of(group, url)["retried"], stats_of(group, url)["rejected"]) == (2, 0)
 
 
 def test_size_bound_drops_the_oldest(webhook_receiver: Callable[..., WebhookReceiver],
@@ -362,7 +362,7 @@ def test_https_unverifiable_certificate_is_retried(
     url = receiver.url_for("/alarm", FAST)  # the system CAs do not know the test CA
     group = notifiers([url])
     group.notify(batch(url, "v", range(1)))
-    wait_until(lambda: stats_of(group, url)["retries"] >= 2, 60, "two failed handshakes")
+    wait_until(lambda: stats_of(group, url)["retried"] >= 2, 60, "two failed handshakes")
     assert "CERTIFICATE_VERIFY_FAILED" in stats_of(group, url)["last_error"]
     assert receiver.requests() == [] and receiver.tls_failures >= 1
     insecure = receiver.url_for("/insecure", f"{FAST}&verify=false")
@@ -385,5 +385,5 @@ def test_https_client_certificate(webhook_receiver: Callable[..., WebhookReceive
     anonymous = receiver.url_for("/anon", f"{FAST}&ca_file={certificates.ca}")
     group = notifiers([anonymous])
     group.notify(batch(anonymous, "n", range(1)))
-    wait_until(lambda: stats_of(group, anonymous)["retries"] >= 1, 60, "a refused handshake")
+    wait_until(lambda: stats_of(group, anonymous)["retried"] >= 1, 60, "a refused handshake")
     assert [d.path for d in receiver.requests()] == ["/alarm"]

@@ -202,7 +202,8 @@ def test_settings_default_without_conf() -> None:
 
 def test_settings_from_conf() -> None:
     conf = cfg.ConfigOpts()
-    conf.register_opts(notify_options.OPTS, group="alarm")
+    notify_options.register_opts(conf)
+    notify_options.register_opts(conf)  # idempotent
     conf([])
     conf.set_override("notify_spool_max_bytes", 1000, group="alarm")
     conf.set_override("notify_spool_max_age", 60.0, group="alarm")

@@ -15,7 +15,7 @@ from oslo_config import cfg
 
 from zkpoll.publisher.spool import FSYNC_POLICIES
 
-__all__ = ["GROUP", "OPTS", "NotifySettings", "list_opts", "notify_settings"]
+__all__ = ["GROUP", "OPTS", "NotifySettings", "list_opts", "notify_settings", "register_opts"]
 
 GROUP = "alarm"
 
@@ -60,6 +60,11 @@ def notify_settings(conf: Any) -> NotifySettings:
     return NotifySettings(int(_get(conf, "notify_spool_max_bytes")),
                           float(_get(conf, "notify_spool_max_age")),
                           str(_get(conf, "notify_spool_fsync")))
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the ``[alarm]`` options of this module on ``conf`` (idempotent)."""
+    conf.register_opts(OPTS, group=GROUP)
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:

@@ -222,7 +222,7 @@ class WebhookNotifier:
         with self._cond:
             self._retry_at = time.monotonic() + delay
         with self._stats_lock:
-            self._counts["retries"] += 1
+            self._counts["retried"] += 1
             self._last_error = reason
             if self._failing_since is None:
                 self._failing_since = time.time()
@@ -267,17 +267,19 @@ class WebhookNotifier:
 
     # --- state and shutdown -------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Counters: ``enqueued``, ``delivered``, ``retries`` (failed attempts),
-        ``rejected``, ``dropped`` (all reasons, rejected included) and
-        ``drops`` by reason; ``queued`` (notifications in the spool),
-        ``oldest_age_s``, ``spool_bytes``, ``failing_since``, ``last_error``."""
+        """Counters: ``enqueued``, ``delivered``, ``retried`` (failed attempts, each
+        retried), ``rejected`` (refused for good by the webhook, dropped),
+        ``dropped`` (by the spool bounds, or unreadable) and ``drops`` (every loss
+        by reason: rejected, max_bytes, max_age, corrupt); gauges: ``queued``
+        (notifications waiting), ``oldest_age_s``, ``spool_bytes``,
+        ``failing_since``, ``last_error``."""
         oldest = self.spool.oldest()
         with self._stats_lock:
             counts = self._counts
             return {
                 "enqueued": counts["enqueued"], "delivered": counts["delivered"],
-                "retries": counts["retries"], "rejected": counts["rejected"],
-                "dropped": counts["dropped"] + counts["rejected"], "drops": dict(self._drops),
+                "retried": counts["retried"], "rejected": counts["rejected"],
+                "dropped": counts["dropped"], "drops": dict(self._drops),
                 "queued": self._queued(), "spool_bytes": self.spool.size,
                 "oldest_age_s": None if oldest is None else max(0.0, time.time() - oldest),
                 "failing_since": self._failing_since, "last_error": self._last_error,
