@@ -82,8 +82,14 @@ FIELD_CASES = [
     (PROM, "    evaluation_interval: 1e400\n", 6, "must be a whole number of seconds"),
     (PROM, "    alarm_actions: log://\n", 6, "invalid 'alarm_actions': must be a list of URLs"),
     (PROM, "    alarm_actions: ['ftp://host/x']\n", 6,
-     "action #1: 'ftp://host/x' is not a log://, http:// or https:// URL"),
-    (PROM, "    alarm_actions: ['log://', 'http://']\n", 6, "action #2: 'http://' has no host"),
+     "action #1: alarm action URL 'ftp://host/x': unsupported scheme 'ftp'"),
+    (PROM, "    alarm_actions: ['log://', 'http://']\n", 6,
+     "action #2: alarm action URL 'http://': names no host"),
+    (PROM, "    alarm_actions: ['https://u:secret@h/?verify=maybe']\n", 6,
+     "action #1: alarm action URL 'https://***@h/?verify=maybe': bad value 'maybe'"),
+    (PROM, "    alarm_actions: ['http://h/?timeout=1&verify=false']\n", 6,
+     "verify apply to https:// only"),
+    (PROM, "    alarm_actions: ['log://?level=debug']\n", 6, "log:// takes no options"),
     (PROM, "    ok_actions: ['https://h:99999/']\n", 6, "invalid 'ok_actions': action #1: "),
     (PROM, "    ok_actions: ['http://a b/']\n", 6, "contains spaces or control characters"),
     (PROM, "    ok_actions: ['hooks.example.com']\n", 6, "is not a log://, http:// or https://"),
@@ -167,6 +173,15 @@ def test_id_is_required(tmp_path):
 ])
 def test_bad_file_structure(tmp_path, text, line, reason):
     refused(write(tmp_path, text), line=line, alarm=None, reason=reason)
+
+
+def test_a_password_in_an_action_url_never_reaches_a_message(tmp_path):
+    path = write(tmp_path, PROM + "    ok_actions: ['https://u:secret@h:99999/']\n")
+    err = refused(path, line=6, alarm="a1", reason="bad port")
+    assert "secret" not in str(err)
+    path = write(tmp_path, PROM + "    ok_actions: ['https://u:secret@h/ x']\n")
+    err = refused(path, line=6, alarm="a1", reason="contains spaces")
+    assert "secret" not in str(err)
 
 
 def test_non_string_key_is_unknown(tmp_path):
@@ -326,7 +341,7 @@ alarms:
     repeat_actions: true
     alarm_actions: ["log://", "https://hooks.example.com/alarm", "log://"]
     ok_actions: ["log://"]
-    insufficient_data_actions: ["http://127.0.0.1:8080/x?y=1"]
+    insufficient_data_actions: ["http://127.0.0.1:8080/x?timeout=2.5"]
   - id: disabled
     type: threshold
     enabled: false
@@ -346,7 +361,7 @@ def test_every_field_is_read(tmp_path):
         query='avg(rate(node_cpu_seconds_total{mode!="idle"}[5m]))', comparison_operator="gt",
         threshold=0.8, evaluation_periods=3, evaluation_interval=30, repeat_actions=True,
         alarm_actions=("log://", "https://hooks.example.com/alarm"), ok_actions=("log://",),
-        insufficient_data_actions=("http://127.0.0.1:8080/x?y=1",))
+        insufficient_data_actions=("http://127.0.0.1:8080/x?timeout=2.5",))
     assert web.location == f"{path}:2" and off.location == f"{path}:17"
     assert (off.name, off.resources, off.aggregation, off.severity, off.comparison_operator,
             off.evaluation_interval, off.repeat_actions) == (

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import re
-import urllib.parse
 
+from zkpoll.alarm.action_url import parse_action_url
+from zkpoll.exceptions import ConfigError
+from zkpoll.publisher.base import redact_url
 from zkpoll.yaml_lines import describe
 
 __all__ = [
-    "ACTION_SCHEMES", "AGGREGATIONS", "ALARM_ID", "MAX_EVALUATION_PERIODS",
+    "AGGREGATIONS", "ALARM_ID", "MAX_EVALUATION_PERIODS",
     "MAX_INTERVAL", "OPERATORS", "SEVERITIES", "TYPES", "FieldError",
     "check_actions", "check_alarm_id", "check_bool", "check_choice", "check_count",
     "check_name", "check_resources", "check_text", "check_threshold",
@@ -29,7 +31,6 @@ SEVERITIES = ("low", "moderate", "critical")
 OPERATORS = ("lt", "le", "eq", "ne", "ge", "gt")
 #: How a threshold alarm reduces its resources' latest samples (``avg`` reads as ``mean``).
 AGGREGATIONS = ("last", "each", "mean", "max", "min", "sum", "count")
-ACTION_SCHEMES = ("log", "http", "https")
 #: Longest evaluation interval: 31 days, as for polling sources.
 MAX_INTERVAL = 31 * 86400
 #: Most consecutive evaluations an alarm may wait for before changing state.
@@ -124,7 +125,10 @@ def check_count(value: object, low: int, high: int, unit: str = "") -> int:
 def check_actions(value: object) -> tuple[str, ...]:
     """A list of notification URLs (``log://``, ``http://host...``, ``https://host...``).
 
-    Returns them as a tuple, a URL listed twice kept once.
+    Each is checked as the notifier will read it
+    (:func:`zkpoll.alarm.action_url.parse_action_url`: scheme, host, port,
+    options); messages show it with its password redacted.  Returns them as
+    a tuple, a URL listed twice kept once.
     """
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"must be a list of URLs, got {describe(value)}")
@@ -138,25 +142,20 @@ def check_actions(value: object) -> tuple[str, ...]:
 
 
 def _check_url(value: object) -> str:
+    """One action URL, checked by the notifier's own parser (options included)."""
     url = _string(value)
     if not url.strip():
         raise ValueError("is empty")
     if len(url) > MAX_URL:
         raise ValueError(f"is longer than {MAX_URL} characters")
     if any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise ValueError(f"{url!r} contains spaces or control characters")
-    scheme, sep, _ = url.partition("://")
-    if not sep or scheme.lower() not in ACTION_SCHEMES:
-        raise ValueError(f"{url!r} is not a log://, http:// or https:// URL")
-    if scheme.lower() == "log":
-        return url
+        raise ValueError(f"{redact_url(url)!r} contains spaces or control characters")
+    if "://" not in url:
+        raise ValueError(f"{redact_url(url)!r} is not a log://, http:// or https:// URL")
     try:
-        parts = urllib.parse.urlsplit(url)
-        _ = parts.port  # raises ValueError on a bad port
-    except ValueError as exc:
-        raise ValueError(f"{url!r} is not a valid URL: {exc}") from exc
-    if not parts.hostname:
-        raise ValueError(f"{url!r} has no host")
+        parse_action_url(url)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from exc
     return url
 
 
