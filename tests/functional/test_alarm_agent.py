@@ -286,3 +286,70 @@ def test_status_alarms_shows_evaluators_states_and_owners(
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(60)
+
+
+# --- every coordination backend ---------------------------------------------------------------
+
+
+def test_two_evaluators_share_alarms_exactly_once_on_every_backend(
+        tmp_path: Path, backend_url: str, managed_prometheus) -> None:
+    """Two evaluators on ZooKeeper, Redis or Memcached: every alarm written once per
+    cycle once both are in the ring, states as the query says, each transition
+    delivered once."""
+    prometheus = managed_prometheus()
+    count = 20
+    with WebhookReceiver() as receiver:
+        alarms = tmp_path / "alarms"
+        alarms.mkdir()
+        (alarms / "a.yaml").write_text("alarms:\n" + "".join(
+            flip_alarm(f"b{i:02d}", receiver.url_for("/b"), query=f"vector({i % 2})")
+            for i in range(count)))
+        procs = []
+        for name in ("e1", "e2"):
+            conf = write_conf(tmp_path / f"{name}.conf", alarms,
+                              coordination={"backend_url": f"{backend_url}?timeout=3",
+                                            "member_name": name, "heartbeat_interval": 0.2,
+                                            "settle_time": 1.0},
+                              alarm={"prometheus_url": f"http://{prometheus.address}",
+                                     "spool_dir": tmp_path / f"{name}-spool",
+                                     "evaluation_log": tmp_path / f"{name}.jsonl"})
+            procs.append(subprocess.Popen([*evaluator_command(), "--config-file", str(conf)],
+                                          stdout=subprocess.DEVNULL,
+                                          stderr=open(tmp_path / f"{name}.log", "wb")))  # noqa: SIM115
+
+        def written() -> list[dict[str, Any]]:
+            out = []
+            for name in ("e1", "e2"):
+                path = tmp_path / f"{name}.jsonl"
+                if path.exists():
+                    out += [dict(json.loads(x), agent=name)
+                            for x in path.read_text().splitlines() if x.endswith("}")]
+            return out
+
+        def shared_cycles() -> list[int]:
+            by_cycle: dict[int, set[str]] = {}
+            for e in written():
+                by_cycle.setdefault(e["cycle"], set()).add(e["agent"])
+            return sorted(c for c, who in by_cycle.items() if who == {"e1", "e2"})
+
+        try:
+            assert wait_until(lambda: len(shared_cycles()) >= 4, 60), \
+                (tmp_path / "e2.log").read_text()[-3000:]
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            codes = [proc.wait(60) for proc in procs]
+        logs = "".join((tmp_path / f"{n}.log").read_text() for n in ("e1", "e2"))
+        assert codes == [0, 0], logs[-3000:]
+        assert "Traceback" not in logs
+        evaluations = written()
+        for cycle in shared_cycles()[:-1]:
+            rows = [e for e in evaluations if e["cycle"] == cycle]
+            per_alarm = {e["alarm"] for e in rows}
+            assert len(per_alarm) == count and len(rows) == count, (cycle, rows)
+            assert all(e["result"] == "written" for e in rows)
+        for e in evaluations:
+            assert e["state"] == ("alarm" if int(e["alarm"][1:]) % 2 else "ok"), e
+        assert wait_until(lambda: len(set(receiver.keys())) >= count, 30)
+        keys = receiver.keys()
+        assert sorted(keys) == sorted({f"b{i:02d}:1" for i in range(count)}), keys
