@@ -20,6 +20,7 @@ from kazoo.exceptions import (
 from kazoo.retry import KazooRetry
 from kazoo.security import make_digest_acl
 
+from zkpoll.coordination._kazoo_handler import make_handler
 from zkpoll.coordination.url import BackendURL
 from zkpoll.exceptions import ConfigError
 
@@ -56,7 +57,8 @@ def kazoo_client(url: BackendURL, opts: Any, timeout: float) -> KazooClient:
     retry = KazooRetry(max_tries=-1, delay=opts.retry_backoff, backoff=2,
                        max_delay=opts.max_retry_interval, ignore_expire=False)
     return KazooClient(hosts=",".join(url.hosts), timeout=timeout, read_only=False,
-                       connection_retry=retry, command_retry=None, **kwargs)
+                       connection_retry=retry, command_retry=None, handler=make_handler(),
+                       **kwargs)
 
 
 def _check_readable(option: str, path: str | None) -> None:
