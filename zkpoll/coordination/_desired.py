@@ -109,13 +109,20 @@ class DesiredStateCoordinator(Coordinator):
     def put_claims(self, group: str, record: Mapping[str, Any]) -> int:
         json.dumps(record)  # fail early, in the caller
         with self._cond:
-            if group not in self._desired:
-                raise NotJoined(f"{self.member_id} has not joined group {group!r}")
-            self._claims_gen += 1
-            self._claims[group] = (dict(record), self._claims_gen)
-            gen = self._claims_gen
+            gen = self._queue_claims(group, record)
         self._wake_worker()
         return gen
+
+    def _queue_claims(self, group: str, record: Mapping[str, Any]) -> int:
+        """Under ``_cond``: make ``record`` the newest record asked for; its generation.
+
+        :raises NotJoined: the member has not joined ``group``.
+        """
+        if group not in self._desired:
+            raise NotJoined(f"{self.member_id} has not joined group {group!r}")
+        self._claims_gen += 1
+        self._claims[group] = (dict(record), self._claims_gen)
+        return self._claims_gen
 
     def wait_claims(self, group: str, gen: int, timeout: float) -> bool:
         def settled() -> bool:

@@ -34,6 +34,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from kazoo.client import KazooState
@@ -54,6 +55,7 @@ from zkpoll.coordination._names import member_name, parse_member_name
 from zkpoll.coordination._records import EncodedWrite
 from zkpoll.coordination._records_zk import ZooKeeperRecords
 from zkpoll.coordination._repeated import RepeatedFailure
+from zkpoll.coordination._zk_claims import ClaimsWriter, SentClaims
 from zkpoll.coordination.base import (
     PROTOCOL,
     Member,
@@ -124,6 +126,7 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         self._data_cache: dict[str, dict[str, Any]] = {}  # znode path -> its member data
         self._next_sweep = time.monotonic() + CLAIMS_SWEEP_INTERVAL
         self._failures = RepeatedFailure(LOG)  # worker only
+        self._claims_writer = ClaimsWriter(self._client)  # under self._cond
         self._auth_failures = RepeatedFailure(LOG)  # kazoo's connection thread only
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -306,6 +309,8 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         return set()
 
     def _new_session(self) -> None:
+        with self._cond:
+            self._claims_writer.reset()
         old = self.member_id
         self.member_id = make_member_id(self._name)
         self._registered.clear()
@@ -351,6 +356,8 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
             what = f"publish member {self.member_id} in group {group}"
             try:
                 if data is None:
+                    with self._cond:
+                        self._claims_writer.forbid(group)
                     self._delete_member(group)
                     self._registered.discard(group)
                 else:
@@ -361,33 +368,86 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
                         data, gen = registration
                     self._publish(group, data)
                     self._registered.add(group)
+                    with self._cond:
+                        self._claims_writer.allow(group, self._session_id,
+                                                  self._claims_path(group))
             except _ZK_ERRORS as exc:
                 self._failures.failed(what, self._explain(exc, self._members_path(group)))
                 return
             self._failures.succeeded(what)
             self._mark_applied(group, gen)
-        for group, record, gen in self._pending_claims():
+        for group, _record, _gen in self._pending_claims():
             if group not in self._registered:
                 continue
             path = self._claims_path(group)
             try:
-                self._write_claims(path, record)
+                self._write_claims(group)
             except _ZK_ERRORS as exc:
                 self._failures.failed(f"write the claims of {self.member_id}",
                                       self._explain(exc, path))
                 return
-            self._claims_written(group, gen)
+            self._failures.succeeded(f"write the claims of {self.member_id}")
 
-    def _write_claims(self, path: str, record: dict[str, Any]) -> None:
-        payload = json.dumps(record, sort_keys=True).encode()
-        try:
-            self._client.set_async(path, payload).get(timeout=_OP_TIMEOUT)
-        except NoNodeError:
-            self._client.ensure_path(path.rsplit("/", 1)[0])
-            try:
-                self._client.create_async(path, payload).get(timeout=_OP_TIMEOUT)
-            except NodeExistsError:  # our own earlier attempt got through
-                self._client.set_async(path, payload).get(timeout=_OP_TIMEOUT)
+    # --- the claims record (see _zk_claims) -------------------------------------
+    def put_claims(self, group: str, record: Mapping[str, Any]) -> int:
+        payload = json.dumps(record, sort_keys=True).encode()  # fails early, in the caller
+        with self._cond:
+            gen = self._queue_claims(group, record)
+            sent = self._state is SessionState.CONNECTED and \
+                self._claims_writer.send(group, payload, gen) is not None
+        if not sent:
+            self._wake_worker()  # not registered or not connected: the worker writes it
+        return gen
+
+    def wait_claims(self, group: str, gen: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            sent = self._claims_writer.in_flight(group)
+        if sent is not None and sent.gen >= gen and sent.result.wait(timeout):
+            self._settle_claims(group, sent)  # woken by kazoo's connection thread
+        return super().wait_claims(group, gen, max(0.0, deadline - time.monotonic()))
+
+    def _settle_claims(self, group: str, sent: SentClaims) -> BaseException | None:
+        """Account for an answered write: confirm its generation, or have the
+        worker write the newest record again."""
+        with self._cond:
+            exc = self._claims_writer.settle(group, sent)
+            if exc is None:
+                self._claims_done[group] = max(self._claims_done.get(group, 0), sent.gen)
+                self._cond.notify_all()
+        if exc is None:  # the server heard from us when it was sent
+            self._last_contact = max(self._last_contact, sent.sent_at)
+        else:
+            LOG.debug("claims record of %s in %s (generation %d) not written: %r",
+                      self.member_id, group, sent.gen, exc)
+            self._wake_worker()
+        return exc
+
+    def _write_claims(self, group: str) -> None:
+        """Worker: write the newest claims record of ``group`` and wait for it
+        (creating the parent once if missing), unless a write of it is in
+        flight (its waiter, or the next pass, settles that one)."""
+        for _ in range(3):
+            with self._cond:
+                newest = self._claims.get(group)
+                if newest is None or self._claims_done.get(group, 0) >= newest[1]:
+                    return
+                sent = self._claims_writer.in_flight(group)
+                if sent is None or not sent.result.ready():
+                    if sent is not None and sent.gen >= newest[1]:
+                        return
+                    payload = json.dumps(newest[0], sort_keys=True).encode()
+                    sent = self._claims_writer.send(group, payload, newest[1])
+                    if sent is None:
+                        return  # not registered in kazoo's session: after re-registering
+            if not sent.result.wait(_OP_TIMEOUT):
+                raise KazooTimeoutError(f"no answer within {_OP_TIMEOUT:g}s")
+            exc = self._settle_claims(group, sent)
+            if isinstance(exc, NoNodeError) and sent.created:
+                self._client.ensure_path(self._claims_path(group, "").rstrip("/"))
+            elif exc is not None and not isinstance(exc, (NoNodeError, NodeExistsError)):
+                raise exc
+            # else: confirmed, or the next write is a create (record gone) or a set
 
     def read_claims(self, group: str, member_ids: Any,
                     timeout: float = 10.0) -> dict[str, dict[str, Any]]:
@@ -461,8 +521,9 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
     def _create_member(self, group: str, path: str, payload: bytes) -> None:
         try:
             self._client.create_async(path, payload, ephemeral=True).get(timeout=_OP_TIMEOUT)
-        except NoNodeError:
+        except NoNodeError:  # a new group: its claims parent too (first claims: one create)
             self._client.ensure_path(self._members_path(group))
+            self._client.ensure_path(self._claims_path(group, "").rstrip("/"))
             self._client.create_async(path, payload, ephemeral=True).get(timeout=_OP_TIMEOUT)
         except NodeExistsError:
             if not self._is_ours(path):
