@@ -273,3 +273,13 @@ def test_a_report_travels_in_the_claims_record_not_in_member_data() -> None:
         "publishers": {"http://x": {"state": "ok"}}}
     state.handle(SessionStarted("a-new", at(1001.0)))  # kept across sessions
     assert state.record["report"] and state.record["cycles"] == {}
+
+
+def test_a_join_storm_notes_a_bounded_line() -> None:
+    state = joined()
+    others = tuple(MemberInfo(f"m{i:03d}") for i in range(200))
+    state.drain_log()
+    state.handle(MembershipChanged((MemberInfo("a"), MemberInfo("b"), *others), at(1000.0)))
+    (note,) = [text for _, _, text in state.drain_log()]
+    assert note == ("group g: 202 member(s); joined: m000, m001, m002, m003, m004 and 195 "
+                    "more; gone: -")

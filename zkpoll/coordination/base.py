@@ -111,7 +111,11 @@ class Membership:
     @property
     def member_ids(self) -> tuple[str, ...]:
         """Member ids, sorted."""
-        return tuple(m.member_id for m in self.members)
+        ids = self.__dict__.get("_ids")
+        if ids is None:  # built once: views are asked for their ids often
+            ids = tuple(m.member_id for m in self.members)
+            object.__setattr__(self, "_ids", ids)
+        return ids
 
     def get(self, member_id: str) -> Member | None:
         """Return the member with this id, or None."""

@@ -124,6 +124,7 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         self._attempts: dict[str, tuple[bytes, str]] = {}  # group -> unconfirmed publication
         self._cache_lock = threading.Lock()
         self._data_cache: dict[str, dict[str, Any]] = {}  # znode path -> its member data
+        self._listed: dict[str, dict[str, _Listed]] = {}  # group -> its names (worker only)
         self._next_sweep = time.monotonic() + CLAIMS_SWEEP_INTERVAL
         self._failures = RepeatedFailure(LOG)  # worker only
         self._claims_writer = ClaimsWriter(self._client)  # under self._cond
@@ -591,19 +592,24 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
                 if self._client.exists_async(members_path, watch=watcher) \
                         .get(timeout=timeout) is None:
                     return {}
-        named: dict[str, tuple[int, str, dict[str, Any]]] = {}  # id -> (rev, child, fields)
+        listed = self._listed.get(group, {}) if watch else {}
+        fresh: dict[str, _Listed] = {}
+        named: dict[str, _Listed] = {}  # member id -> its newest name
         for child in children:
-            parsed = parse_member_name(child)
-            if parsed is None:  # a member of an older protocol
-                named[child] = (-1, child, {"protocol": 1})
-                continue
-            member_id, rev, fields = parsed
-            if member_id not in named or named[member_id][0] < rev:
-                named[member_id] = (rev, child, dict(fields, protocol=PROTOCOL))
-        data = self._read_data(members_path, [c for _, c, _ in named.values()], timeout) \
-            if with_data else {}
-        return {member_id: Member(member_id, {**data.get(child, {}), **fields})
-                for member_id, (_, child, fields) in named.items()}
+            entry = listed.get(child)
+            if entry is None:
+                entry = _Listed.parse(child)
+            fresh[child] = entry
+            newest = named.get(entry.member_id)
+            if newest is None or newest.rev < entry.rev:
+                named[entry.member_id] = entry
+        if watch:  # the worker's listings: parse each name once, build each Member once
+            self._listed[group] = fresh
+        if not with_data:
+            return {member_id: entry.member for member_id, entry in named.items()}
+        data = self._read_data(members_path, [e.child for e in named.values()], timeout)
+        return {member_id: entry.with_data(data.get(entry.child))
+                for member_id, entry in named.items()}
 
     def _read_data(self, members_path: str, children: list[str],
                      timeout: float) -> dict[str, dict[str, Any]]:
@@ -651,6 +657,41 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
                         self._client.delete_async(f"{parent}/{owner}").get(_OP_TIMEOUT)
                 except _ZK_ERRORS as exc:
                     LOG.debug("claims sweep of %s: %s", parent, exc)
+
+
+class _Listed:
+    """One listed member znode name, parsed once; its :class:`Member` built once
+    (a name never changes its data: a change of data is a new name)."""
+
+    __slots__ = ("_full", "_plain", "child", "fields", "member_id", "rev")
+
+    def __init__(self, child: str, member_id: str, rev: int, fields: dict[str, Any]) -> None:
+        self.child, self.member_id, self.rev, self.fields = child, member_id, rev, fields
+        self._plain: Member | None = None
+        self._full: Member | None = None
+
+    @classmethod
+    def parse(cls, child: str) -> _Listed:
+        parsed = parse_member_name(child)
+        if parsed is None:  # a member of an older protocol
+            return cls(child, child, -1, {"protocol": 1})
+        member_id, rev, fields = parsed
+        return cls(child, member_id, rev, dict(fields, protocol=PROTOCOL))
+
+    @property
+    def member(self) -> Member:
+        """The member as its name tells it (what rings need)."""
+        if self._plain is None:
+            self._plain = Member(self.member_id, self.fields)
+        return self._plain
+
+    def with_data(self, data: dict[str, Any] | None) -> Member:
+        """The member with its full data (None: not readable, the name only)."""
+        if data is None:
+            return self.member
+        if self._full is None:
+            self._full = Member(self.member_id, {**data, **self.fields})
+        return self._full
 
 
 def _decode(raw: bytes, path: str, child: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
-from zkpoll.coordination.base import Coordinator, Membership, SessionState
+from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
 from zkpoll.coordination.ring import HashRing
 from zkpoll.exceptions import CoordinationError
 from zkpoll.ownership.events import (
@@ -55,7 +55,7 @@ from zkpoll.ownership.events import (
     Tick,
     WriteClaims,
 )
-from zkpoll.ownership.members import member_info
+from zkpoll.ownership.members import MemberInfo, member_info
 from zkpoll.ownership.state import OwnershipConfig, OwnershipState
 
 __all__ = ["Partition", "PollCallback"]
@@ -90,6 +90,7 @@ class Partition:
         self._lock = threading.Lock()
         self._data: dict[str, Any] | None = None
         self._membership = Membership(group)
+        self._infos: dict[str, tuple[Member, MemberInfo]] = {}  # coordinator thread only
         self._cancel_watch: Callable[[], None] | None = None
         self._work: queue.Queue[Action | None] = queue.Queue()  # ReadClaims, _WAKE, None
         self._worker: threading.Thread | None = None
@@ -299,7 +300,13 @@ class Partition:
         """Coordinator thread: feed the snapshot, never block."""
         with self._lock:
             self._membership = membership
-        members = tuple(member_info(m) for m in membership.members)
+        known, infos = self._infos, {}
+        for member in membership.members:  # snapshots reuse unchanged Member objects
+            cached = known.get(member.member_id)
+            infos[member.member_id] = cached if cached is not None and cached[0] is member \
+                else (member, member_info(member))
+        self._infos = infos
+        members = tuple(info for _, info in infos.values())
         self._carry_out(self._feed(MembershipChanged(members, self.contact())))
 
     def _work_loop(self) -> None:

@@ -252,8 +252,7 @@ class OwnershipState:
         joined, gone = after - before, before - after - {self.member_id}
         if joined or gone:
             self._note(logging.INFO, cause, f"{len(after)} member(s); joined: "
-                       f"{', '.join(sorted(joined)) or '-'}; gone: "
-                       f"{', '.join(sorted(gone)) or '-'}")
+                       f"{_some(joined)}; gone: {_some(gone)}")
         now = ev.contact.now
         orphans = sorted(m for m in gone if any(
             plan.in_flight(now) and m in plan.ring for plan in self.plans.values()))
@@ -431,6 +430,13 @@ def _ring_change(source: str, old: HashRing, new: HashRing) -> str:
     went = sorted(set(old.members) - set(new.members))
     return (f"ring changed for source {source}: {len(new)} member(s); joined: "
             f"{', '.join(came) or '-'}; left: {', '.join(went) or '-'}")
+
+
+def _some(ids: set[str], shown: int = 5) -> str:
+    """At most ``shown`` ids of a set, sorted (a join storm must not log N ids N times)."""
+    first = sorted(ids)[:shown]
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return (", ".join(first) + more) or "-"
 
 
 def _fmt(t: float) -> str:
