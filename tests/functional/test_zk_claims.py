@@ -129,3 +129,29 @@ def test_a_claim_counts_as_contact(coordinator: ZooKeeperCoordinator) -> None:
     gen = coordinator.put_claims("g", {"n": 1})
     assert coordinator.wait_claims("g", gen, 10.0)
     assert coordinator.last_contact >= before
+
+
+def test_records_of_members_gone_long_ago_are_swept(zookeeper_server, zk_chroot: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from zkpoll.coordination import zookeeper
+
+    url = url_for(zookeeper_server.address, zk_chroot, timeout=6.0)
+    stays, goes = coordinator_for(url), coordinator_for(url)
+    stays.start(timeout=10)
+    goes.start(timeout=10)
+    stays.watch("g", lambda membership: None)  # the sweeper is the first member it sees
+    try:
+        for c in (stays, goes):
+            c.join("g", {"weight": 1}, wait=5)
+            assert c.wait_claims("g", c.put_claims("g", {"n": 1}), 10.0)
+        gone_id = goes.member_id
+        goes.stop()
+        assert stays.read_claims("g", [gone_id])[gone_id] == {"n": 1}  # kept for late readers
+        monkeypatch.setattr(zookeeper, "CLAIMS_RETENTION", 0.0)
+        stays._next_sweep = 0.0  # sweep at the next heartbeat instead of in 10 minutes
+        wait_until(lambda: stays.read_claims("g", [gone_id])[gone_id] == {}, 10,
+                   "the record of the member gone to be swept")
+        assert stays.read_claims("g", [stays.member_id])[stays.member_id] == {"n": 1}
+    finally:
+        stays.stop()
+        goes.stop()

@@ -348,7 +348,10 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
         return f"{self._root}/groups/{group}/members"
 
     def _claims_path(self, group: str, member_id: str | None = None) -> str:
-        return f"{self._root}/groups/{group}/claims/{member_id or self.member_id}"
+        return f"{self._claims_parent(group)}/{member_id or self.member_id}"
+
+    def _claims_parent(self, group: str) -> str:
+        return f"{self._root}/groups/{group}/claims"
 
     def _reconcile(self) -> None:
         """Make our znodes match what the caller asked for: member data, then
@@ -445,7 +448,7 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
                 raise KazooTimeoutError(f"no answer within {_OP_TIMEOUT:g}s")
             exc = self._settle_claims(group, sent)
             if isinstance(exc, NoNodeError) and sent.created:
-                self._client.ensure_path(self._claims_path(group, "").rstrip("/"))
+                self._client.ensure_path(self._claims_parent(group))
             elif exc is not None and not isinstance(exc, (NoNodeError, NodeExistsError)):
                 raise exc
             # else: confirmed, or the next write is a create (record gone) or a set
@@ -465,7 +468,7 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
                 raise CoordinatorUnreachable(f"cannot read the claims of {member_id}: "
                                              + self._explain(exc, self._claims_path(
                                                  group, member_id))) from exc
-            result[member_id] = _decode(raw, self._claims_path(group, ""), member_id)
+            result[member_id] = _decode(raw, self._claims_parent(group), member_id)
         return result
 
     # --- coordination records: in the caller's thread, see _records_zk -----------
@@ -524,7 +527,7 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
             self._client.create_async(path, payload, ephemeral=True).get(timeout=_OP_TIMEOUT)
         except NoNodeError:  # a new group: its claims parent too (first claims: one create)
             self._client.ensure_path(self._members_path(group))
-            self._client.ensure_path(self._claims_path(group, "").rstrip("/"))
+            self._client.ensure_path(self._claims_parent(group))
             self._client.create_async(path, payload, ephemeral=True).get(timeout=_OP_TIMEOUT)
         except NodeExistsError:
             if not self._is_ours(path):
@@ -643,7 +646,7 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
             if snapshot is None or not snapshot.member_ids \
                     or snapshot.member_ids[0] != self.member_id:
                 continue
-            parent = self._claims_path(group, "").rstrip("/")
+            parent = self._claims_parent(group)
             try:
                 owners = self._client.get_children_async(parent).get(timeout=_OP_TIMEOUT)
             except _ZK_ERRORS:
