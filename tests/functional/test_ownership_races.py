@@ -25,6 +25,7 @@ import pytest
 from tests.functional.test_coordinator_contract import coordinator_for, wait_until
 from zkpoll.coordination import Coordinator
 from zkpoll.ownership import Partition, claimed_cycle
+from zkpoll.ownership.partition import _WAKE
 from zkpoll.polling.agent import Agent
 
 
@@ -104,7 +105,10 @@ def test_an_agent_holds_no_ownership_thread_before_start_or_after_stop(
     agent.setup()
     assert _zkpoll_threads() == before  # neither the constructor nor setup() start any
     agent.start()
-    assert _zkpoll_threads() - before, "a partitioned agent runs its ownership worker"
+    assert agent.partitions, "a partitioned agent (its threads start when it needs them)"
+    for partition in agent.partitions.values():
+        partition._post(_WAKE)  # as a skipped cycle does: the worker runs now
+    assert _zkpoll_threads() - before, "the partition's worker runs"
     agent.stop(graceful=False)
     deadline = time.monotonic() + 10
     while _zkpoll_threads() - before and time.monotonic() < deadline:
@@ -136,3 +140,17 @@ def test_an_update_during_the_registration_hook_is_published(backend_url: str,
         me = coordinator.get_members("g").get(coordinator.member_id)
         return me is not None and me.data.get("x") == 2 and me.data.get("registered") is True
     wait_until(published, 10, "x = 2 and the hook's field, both published")
+
+
+def test_a_partition_starts_its_worker_with_its_first_skip(backend_url: str) -> None:
+    before = _zkpoll_threads()
+    coordinator = coordinator_for(backend_url, 10.0)  # never started: no contact, fenced
+    partition = Partition(coordinator, "g", settle_time=0.5)
+    partition._start_threads()  # what join() does besides publishing
+    try:
+        assert _zkpoll_threads() == before, "no thread before there is work"
+        assert partition.plan_cycle("s", 1, time.time(), 10.0, ["a"]) is None  # skipped
+        assert "zkpoll-ownership-g" in _zkpoll_threads() - before
+    finally:
+        partition.close()
+    assert _zkpoll_threads() - before == set()

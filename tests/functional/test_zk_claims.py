@@ -155,3 +155,31 @@ def test_records_of_members_gone_long_ago_are_swept(zookeeper_server, zk_chroot:
     finally:
         stays.stop()
         goes.stop()
+
+
+def test_claims_written_often_stand_in_for_heartbeats(
+        coordinator: ZooKeeperCoordinator) -> None:
+    coordinator.join("g", {"weight": 1}, wait=5)
+    client = coordinator._client
+    beats: list[str] = []
+    real_exists = client.exists_async
+
+    def counting_exists(path: str, *args: object, **kwargs: object) -> object:
+        beats.append(path)  # the heartbeat is an exists() of the root
+        return real_exists(path, *args, **kwargs)
+
+    client.exists_async = counting_exists
+    try:
+        deadline = time.monotonic() + 2.0  # ten heartbeat intervals (0.2 s)
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            assert coordinator.wait_claims("g", coordinator.put_claims("g", {"n": n}), 10.0)
+            assert time.monotonic() - coordinator.last_contact < 1.0  # the lease stays fresh
+            time.sleep(0.05)
+        assert len(beats) <= 2  # at most one beat that raced a claim, at either end
+        beats.clear()
+        time.sleep(1.0)  # no claims: heartbeats again
+        assert len(beats) >= 2
+    finally:
+        client.exists_async = real_exists

@@ -24,7 +24,9 @@ member's znodes with what the caller asked for (join/update/leave, and again
 after a new session), re-lists watched groups level-triggered (on every
 event and on every reconnect), builds immutable :class:`Membership`
 snapshots and calls the watchers, and sends the heartbeats that renew the
-lease (:attr:`last_contact`).
+lease (:attr:`last_contact`), unless an answered claims write renewed it
+within the heartbeat interval.  Claims records are the exception to "one
+thread makes every call": the caller's thread sends them (``_zk_claims``).
 """
 
 from __future__ import annotations
@@ -262,7 +264,10 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
             except Exception:  # the worker must survive anything; retried on next tick
                 LOG.exception("coordinator worker error; retrying")
                 time.sleep(min(1.0, self._heartbeat))
-            if time.monotonic() >= next_beat:
+            now = time.monotonic()
+            if now >= next_beat and now - self._last_contact < self._heartbeat:
+                next_beat = self._last_contact + self._heartbeat  # a claims write renewed it
+            elif now >= next_beat:
                 self._send_heartbeat()
                 next_beat = time.monotonic() + self._heartbeat
 

@@ -15,7 +15,9 @@ for the backend), so a claims record is built and queued in one step (no
 thread can publish a record that lacks another's newer claim).  One worker
 thread ("zkpoll-ownership-<group>") reads vanished members' claims and
 feeds ticks while a skipped cycle may be resumed; one more runs catch-up
-and resume polls, so a long poll never delays a claims read.
+and resume polls, so a long poll never delays a claims read.  Both start
+with their first work item: a member that never skips a cycle nor sees a
+member vanish mid-cycle runs neither.
 """
 
 from __future__ import annotations
@@ -93,7 +95,9 @@ class Partition:
         self._infos: dict[str, tuple[Member, MemberInfo]] = {}  # coordinator thread only
         self._cancel_watch: Callable[[], None] | None = None
         self._work: queue.Queue[Action | None] = queue.Queue()  # ReadClaims, _WAKE, None
-        self._worker: threading.Thread | None = None
+        self._worker: threading.Thread | None = None  # started on its first work item
+        self._threads_lock = threading.Lock()  # guards _open, _worker, _work
+        self._open = False  # joined and not closed: work may start the worker
         self._polls: futures.ThreadPoolExecutor | None = None
         coordinator.set_registration_hook(group, self._on_registration)
 
@@ -139,9 +143,9 @@ class Partition:
             elif isinstance(action, (Poll, Skip)):
                 result.append(action)
                 if isinstance(action, Skip):
-                    self._work.put(_WAKE)  # the worker ticks until it can resume
+                    self._post(_WAKE)  # the worker ticks until it can resume
             elif isinstance(action, ReadClaims):
-                self._work.put(action)
+                self._post(action)
             elif isinstance(action, Announce):
                 self._announce(action)
             elif isinstance(action, FenceChanged):
@@ -258,10 +262,13 @@ class Partition:
             self._cancel_watch()
             self._cancel_watch = None
             self.coordinator.remove_state_listener(self._on_session)
-        if self._worker is not None:
-            self._work.put(None)
-            self._worker.join(5.0)
-            self._worker = None
+        with self._threads_lock:
+            self._open = False
+            worker, work, self._worker = self._worker, self._work, None
+            self._work = queue.Queue()
+        if worker is not None:
+            work.put(None)
+            worker.join(5.0)
         if self._polls is not None:
             self._polls.shutdown(wait=False, cancel_futures=True)
             self._polls = None
@@ -290,11 +297,24 @@ class Partition:
 
     # --- threads ----------------------------------------------------------------------
     def _start_threads(self) -> None:
-        if self._worker is None:
-            self._polls = futures.ThreadPoolExecutor(1, f"zkpoll-catchup-{self.group}")
-            self._worker = threading.Thread(target=self._work_loop, daemon=True,
-                                            name=f"zkpoll-ownership-{self.group}")
-            self._worker.start()
+        """Make room for the threads; each starts with its first work item (most
+        members never skip a cycle nor see a member vanish mid-cycle)."""
+        with self._threads_lock:
+            if not self._open:
+                self._open = True
+                self._polls = futures.ThreadPoolExecutor(1, f"zkpoll-catchup-{self.group}")
+
+    def _post(self, item: Action) -> None:
+        """Hand ``item`` to the worker, starting it if needed (dropped once closed)."""
+        with self._threads_lock:
+            if not self._open:
+                return
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work_loop, args=(self._work,),
+                                                daemon=True,
+                                                name=f"zkpoll-ownership-{self.group}")
+                self._worker.start()
+            self._work.put(item)
 
     def _on_membership(self, membership: Membership) -> None:
         """Coordinator thread: feed the snapshot, never block."""
@@ -309,10 +329,10 @@ class Partition:
         members = tuple(info for _, info in infos.values())
         self._carry_out(self._feed(MembershipChanged(members, self.contact())))
 
-    def _work_loop(self) -> None:
+    def _work_loop(self, work: queue.Queue[Action | None]) -> None:
         while True:
             try:
-                action = self._work.get(timeout=_TICK if self.state.wants_ticks else None)
+                action = work.get(timeout=_TICK if self.state.wants_ticks else None)
             except queue.Empty:
                 action = _WAKE
             if action is None:
