@@ -1,4 +1,4 @@
-"""poll_select: kazoo's select contract on one poll() call (real sockets, no mocks)."""
+"""Our kazoo handler: select on one poll() call (real sockets), callbacks run inline."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import pytest
 from kazoo.handlers.utils import selector_select
 
 from zkpoll.coordination._kazoo import kazoo_client
-from zkpoll.coordination._kazoo_handler import PollingHandler, poll_select
+from zkpoll.coordination._kazoo_handler import (
+    InlineAsyncResult,
+    PollingHandler,
+    poll_select,
+)
 
 
 @pytest.fixture
@@ -80,3 +84,42 @@ def test_coordinator_clients_use_the_polling_handler() -> None:
 
     client = kazoo_client(parse_backend_url("zookeeper://127.0.0.1:2181/x"), Opts(), 10.0)
     assert isinstance(client.handler, PollingHandler)
+
+
+def test_callbacks_run_in_the_thread_that_sets_the_result_and_never_raise() -> None:
+    import threading
+
+    handler = PollingHandler()
+    handler.start()
+    seen: list[tuple[str, object]] = []
+
+    def record(result: InlineAsyncResult) -> None:
+        seen.append((threading.current_thread().name, result.get()))
+
+    def broken(result: InlineAsyncResult) -> None:
+        raise RuntimeError("a broken callback")
+
+    result = handler.async_result()
+    result.rawlink(broken)
+    result.rawlink(record)
+
+    def setter() -> None:
+        result.set(42)  # what kazoo's connection thread does with an answer
+
+    thread = threading.Thread(target=setter, name="kazoo-connection")
+    thread.start()
+    thread.join(5)
+    assert seen == [("kazoo-connection", 42)]  # the broken one was logged, not raised
+    assert not [t for t in threading.enumerate() if "_thread_worker" in t.name]
+
+
+def test_watch_callbacks_are_dispatched_inline() -> None:
+    from kazoo.protocol.states import Callback
+
+    handler = PollingHandler()
+    handler.start()
+    events: list[str] = []
+    handler.dispatch_callback(Callback("watch", events.append, ("changed",)))
+    handler.dispatch_callback(Callback("watch", lambda e: 1 / 0, ("boom",)))  # logged
+    assert events == ["changed"]
+    handler.stop()
