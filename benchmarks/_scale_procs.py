@@ -9,6 +9,7 @@ once and prints their progress.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import signal
@@ -42,6 +43,16 @@ def rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds ``pid`` has used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 # --- ZooKeeper: servers and what they report ------------------------------------
 class Servers:
     """The ZooKeeper the bench talks to: started by it, or ``--zk-hosts``."""
@@ -68,9 +79,21 @@ class Servers:
         if self._owned is not None:
             self._owned.close()
 
+    @property
+    def pids(self) -> list[int]:
+        """The server processes this bench started (none with ``--zk-hosts``)."""
+        owned = self._owned
+        servers = owned.servers if isinstance(owned, ZooKeeperEnsemble) else \
+            [owned] if owned is not None else []
+        return [s._process.pid for s in servers if s._process is not None]
+
     def _words(self, cmd: str) -> list[str]:
-        return [four_letter_word(host, port, cmd, timeout=10.0)
-                for host, port in self.addresses]
+        try:
+            return [four_letter_word(host, port, cmd, timeout=10.0)
+                    for host, port in self.addresses]
+        except OSError as exc:  # an overloaded server: end the line with an error
+            raise BenchError(f"ZooKeeper did not answer {cmd!r} within 10 s: {exc!r}") \
+                from exc
 
     def packets_received(self) -> int:
         total = 0

@@ -67,11 +67,16 @@ same machine):
 * ``crash_converged_s``: SIGKILL of the victims' process; until every
   surviving view has dropped the victims.  Compare with
   ``session_timeout_s``.
+* ``cpu_s``: where the cost goes, per phase (``join``, ``claims``,
+  ``leave``): its wall time and the user and system CPU seconds of the
+  member processes and of the ZooKeeper servers the bench started (0 with
+  ``--zk-hosts``).  Two cores give at most ``2 x wall`` in all.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -79,6 +84,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +96,7 @@ from benchmarks._scale_procs import (
     Servers,
     WorkerProc,
     call_all,
+    cpu_seconds,
     progress,
     rss_mb,
 )
@@ -188,14 +195,41 @@ class Run:
 
     def execute(self) -> None:
         """Measure, filling :attr:`result` as it goes (kept if a later step fails)."""
-        self._join_storm()
+        with self._cpu("join"):
+            self._join_storm()
         time.sleep(self.args.settle_time + 1.0)  # every member active, nothing in flight
         self._steady_cycle()
         rss = sum(rss_mb(p.proc.pid) for p in self.all_procs)
         self.result["rss_mb_total"] = round(rss, 1)
         self.result["rss_mb_per_member"] = round(rss / self.n, 2)
-        leaver = self._graceful_leave()
+        with self._cpu("leave"):
+            leaver = self._graceful_leave()
         self._crash(leaver)
+
+    @contextlib.contextmanager
+    def _cpu(self, phase: str) -> Iterator[None]:
+        """Record ``cpu_s[phase]``: CPU seconds (user, system) the member processes
+        and the ZooKeeper servers this bench started used during the phase, and
+        its wall time; kept when the phase fails half-way."""
+        assert self.servers is not None
+        groups = {"members": [p.proc.pid for p in self.all_procs],
+                  "zookeeper": self.servers.pids}
+
+        def used() -> dict[str, tuple[float, float]]:
+            totals = {}
+            for name, pids in groups.items():
+                times = [cpu_seconds(pid) for pid in pids]
+                totals[name] = (sum(t[0] for t in times), sum(t[1] for t in times))
+            return totals
+        before, started = used(), time.monotonic()
+        try:
+            yield
+        finally:
+            after = used()
+            self.result.setdefault("cpu_s", {})[phase] = {
+                "wall": round(time.monotonic() - started, 2),
+                **{f"{name}_{kind}": round(after[name][i] - before[name][i], 2)
+                   for name in groups for i, kind in enumerate(("user", "sys"))}}
 
     def _join_storm(self) -> None:
         n, impl, result, procs = self.n, self.impl, self.result, self.all_procs
@@ -227,9 +261,10 @@ class Run:
         at = time.time() + 1.0
         p0, t0 = self.servers.packets_received(), time.time()
         if impl == "zkpoll":
-            claims = call_all(procs, "claim", a.claim_timeout + a.converge_timeout + 60.0,
-                              at=at, index=index, timeout=a.claim_timeout,
-                              grace=a.converge_timeout)
+            with self._cpu("claims"):
+                claims = call_all(procs, "claim", a.claim_timeout + a.converge_timeout + 60.0,
+                                  at=at, index=index, timeout=a.claim_timeout,
+                                  grace=a.converge_timeout)
             latencies = [lat for r in claims for lat in r["latencies"]]
             result["claim_p99_s"] = rounded(percentile(latencies, 99))
             result["claim_p50_s"] = rounded(percentile(latencies, 50))

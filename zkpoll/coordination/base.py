@@ -74,7 +74,7 @@ class SessionState(enum.Enum):
     STOPPED = "stopped"        #: stop() was called
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """One member of a group as published in the backend."""
 

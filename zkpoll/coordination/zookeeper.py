@@ -668,14 +668,14 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
 
 
 class _Listed:
-    """One listed member znode name, parsed once; its :class:`Member` built once
-    (a name never changes its data: a change of data is a new name)."""
+    """One listed member znode name, parsed once, with its :class:`Member` (a name
+    never changes its data: a change of data is a new name)."""
 
-    __slots__ = ("_full", "_plain", "child", "fields", "member_id", "rev")
+    __slots__ = ("_full", "child", "member", "member_id", "rev")
 
     def __init__(self, child: str, member_id: str, rev: int, fields: dict[str, Any]) -> None:
-        self.child, self.member_id, self.rev, self.fields = child, member_id, rev, fields
-        self._plain: Member | None = None
+        self.child, self.member_id, self.rev = child, member_id, rev
+        self.member = Member(member_id, fields)  #: the member as its name tells it
         self._full: Member | None = None
 
     @classmethod
@@ -684,21 +684,15 @@ class _Listed:
         if parsed is None:  # a member of an older protocol
             return cls(child, child, -1, {"protocol": 1})
         member_id, rev, fields = parsed
-        return cls(child, member_id, rev, dict(fields, protocol=PROTOCOL))
-
-    @property
-    def member(self) -> Member:
-        """The member as its name tells it (what rings need)."""
-        if self._plain is None:
-            self._plain = Member(self.member_id, self.fields)
-        return self._plain
+        fields["protocol"] = PROTOCOL
+        return cls(child, member_id, rev, fields)
 
     def with_data(self, data: dict[str, Any] | None) -> Member:
         """The member with its full data (None: not readable, the name only)."""
         if data is None:
             return self.member
         if self._full is None:
-            self._full = Member(self.member_id, {**data, **self.fields})
+            self._full = Member(self.member_id, {**data, **self.member.data})
         return self._full
 
 

@@ -25,7 +25,7 @@ __all__ = ["PROTOCOL", "MemberInfo", "RingCache", "eligible", "eligible_members"
 _INF = math.inf
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MemberInfo:
     """What the ring needs of one member."""
 

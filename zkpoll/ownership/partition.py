@@ -92,7 +92,8 @@ class Partition:
         self._lock = threading.Lock()
         self._data: dict[str, Any] | None = None
         self._membership = Membership(group)
-        self._infos: dict[str, tuple[Member, MemberInfo]] = {}  # coordinator thread only
+        self._infos: dict[str, MemberInfo] = {}  # coordinator thread only: what was
+        self._info_sources: dict[str, Member] = {}  # derived from which Member object
         self._cancel_watch: Callable[[], None] | None = None
         self._work: queue.Queue[Action | None] = queue.Queue()  # ReadClaims, _WAKE, None
         self._worker: threading.Thread | None = None  # started on its first work item
@@ -320,13 +321,16 @@ class Partition:
         """Coordinator thread: feed the snapshot, never block."""
         with self._lock:
             self._membership = membership
-        known, infos = self._infos, {}
+        sources, infos = self._info_sources, self._infos
+        fresh: dict[str, MemberInfo] = {}
         for member in membership.members:  # snapshots reuse unchanged Member objects
-            cached = known.get(member.member_id)
-            infos[member.member_id] = cached if cached is not None and cached[0] is member \
-                else (member, member_info(member))
-        self._infos = infos
-        members = tuple(info for _, info in infos.values())
+            member_id = member.member_id
+            info = infos.get(member_id)
+            fresh[member_id] = info if info is not None and sources.get(member_id) is member \
+                else member_info(member)
+        self._infos = fresh
+        self._info_sources = {m.member_id: m for m in membership.members}
+        members = tuple(fresh.values())
         self._carry_out(self._feed(MembershipChanged(members, self.contact())))
 
     def _work_loop(self, work: queue.Queue[Action | None]) -> None:
