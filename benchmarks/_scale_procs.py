@@ -120,10 +120,12 @@ class Servers:
 class WorkerProc:
     """One ``_scale_worker.py`` process and its members."""
 
-    def __init__(self, impl: str, name: str, ids: list[str], log_level: str) -> None:
+    def __init__(self, impl: str, name: str, ids: list[str], log_level: str,
+                 nice: int = 0) -> None:
         self.name = name
         self.ids = ids
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), impl, log_level],
+        command = [sys.executable, str(WORKER), impl, log_level]
+        self.proc = subprocess.Popen((["nice", "-n", str(nice)] if nice else []) + command,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
         self.replies: queue.Queue[dict[str, Any]] = queue.Queue()

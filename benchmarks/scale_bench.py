@@ -147,9 +147,10 @@ class Run:
         workers = max(1, min(a.workers, len(regular)))
         for w in range(workers):
             self.workers.append(WorkerProc(self.impl, f"worker-{w}", regular[w::workers],
-                                           a.worker_log_level))
+                                           a.worker_log_level, a.member_nice))
         if victim_ids:
-            self.victim = WorkerProc(self.impl, "victim", victim_ids, a.worker_log_level)
+            self.victim = WorkerProc(self.impl, "victim", victim_ids, a.worker_log_level,
+                                     a.member_nice)
         spec = {"hosts": self.servers.hosts, "root": self.root, "group": self.group,
                 "session_timeout": a.session_timeout, "heartbeat": a.heartbeat,
                 "settle_time": a.settle_time, "watch_interval": a.tooz_watch_interval,
@@ -324,7 +325,8 @@ def run_one(args: argparse.Namespace, impl: str, n: int) -> int:
     run = Run(args, impl, n)
     common = {"bench": "scale", "impl": impl, "members": n, "workers": args.workers,
               "ensemble": args.ensemble, "session_timeout_s": args.session_timeout,
-              "settle_time_s": args.settle_time, "heartbeat_s": args.heartbeat}
+              "settle_time_s": args.settle_time, "heartbeat_s": args.heartbeat,
+              "member_nice": args.member_nice}
     if impl == "tooz":
         common["tooz_watch_interval_s"] = args.tooz_watch_interval
     started, load_start = time.monotonic(), round(os.getloadavg()[0], 2)
@@ -371,6 +373,11 @@ def main() -> int:
                         help="seconds over which the idle request rate is measured")
     parser.add_argument("--converge-timeout", type=float, default=120.0,
                         help="bound of every wait for views to converge, s")
+    parser.add_argument("--member-nice", type=int, default=0,
+                        help="nice value of the member processes (0-19): N simulated "
+                        "members share the machine with the ZooKeeper they measure and "
+                        "can starve it of CPU, which a deployment (ZooKeeper on its own "
+                        "hosts) never does")
     parser.add_argument("--worker-log-level", default="ERROR",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="log level of the member processes (stderr)")
@@ -386,6 +393,8 @@ def main() -> int:
         parser.error("--members: at least 3 (one leaves, one is killed)")
     if args.workers < 1 or args.victims < 0:
         parser.error("--workers must be >= 1 and --victims >= 0")
+    if not 0 <= args.member_nice <= 19:
+        parser.error("--member-nice: 0 to 19")
     if "tooz" in impls:
         try:
             import tooz  # noqa: F401

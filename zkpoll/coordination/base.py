@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import enum
 import logging
+import operator
 import threading
 import time
 import types
@@ -54,6 +55,8 @@ __all__ = [
     "StateCallback",
     "log_change",
 ]
+
+_BY_ID = operator.attrgetter("member_id")  # sort key (C speed: views are big)
 
 LOG = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ class Membership:
     version: int = 0
 
     def __post_init__(self) -> None:
-        ordered = tuple(sorted(self.members, key=lambda m: m.member_id))
+        ordered = tuple(sorted(self.members, key=_BY_ID))
         object.__setattr__(self, "members", ordered)
         object.__setattr__(self, "_ring", None)
 
