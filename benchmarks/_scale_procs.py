@@ -121,10 +121,11 @@ class WorkerProc:
     """One ``_scale_worker.py`` process and its members."""
 
     def __init__(self, impl: str, name: str, ids: list[str], log_level: str,
-                 nice: int = 0) -> None:
+                 nice: int = 0, switch_interval: float | None = None) -> None:
         self.name = name
         self.ids = ids
-        command = [sys.executable, str(WORKER), impl, log_level]
+        command = [sys.executable, str(WORKER), impl, log_level] + \
+            ([str(switch_interval)] if switch_interval else [])
         self.proc = subprocess.Popen((["nice", "-n", str(nice)] if nice else []) + command,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)

@@ -2,7 +2,8 @@
 """Worker process of ``scale_bench.py``: hosts many group members, one session each.
 
 Not a user tool.  The bench starts it as ``_scale_worker.py zkpoll|tooz
-[LOG_LEVEL]`` (stderr, ERROR by default) and talks
+[LOG_LEVEL [SWITCH_INTERVAL]]`` (stderr, ERROR by default; the
+interpreter's thread switch interval, Python's default if omitted) and talks
 to it in JSON lines: commands on stdin (``{"id": 1, "cmd": "setup", ...}``),
 replies on stdout (``{"id": 1, "type": "reply", ...}``) plus ``progress``
 lines while it waits for views to converge.  ``stop`` stops every member
@@ -365,9 +366,13 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench handles Ctrl-C and kills us
     impl = sys.argv[1] if len(sys.argv) > 1 else ""
     level = sys.argv[2] if len(sys.argv) > 2 else "ERROR"
+    switch = sys.argv[3] if len(sys.argv) > 3 else ""
     if impl not in IMPLS or level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        print(f"usage: {sys.argv[0]} zkpoll|tooz [LOG_LEVEL]", file=sys.stderr)
+        print(f"usage: {sys.argv[0]} zkpoll|tooz [LOG_LEVEL [SWITCH_INTERVAL]]",
+              file=sys.stderr)
         return 2
+    if switch:  # see scale_bench.py --switch-interval
+        sys.setswitchinterval(float(switch))
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s worker-{os.getpid()} %(levelname)s "
                                "%(name)s %(message)s")

@@ -147,10 +147,11 @@ class Run:
         workers = max(1, min(a.workers, len(regular)))
         for w in range(workers):
             self.workers.append(WorkerProc(self.impl, f"worker-{w}", regular[w::workers],
-                                           a.worker_log_level, a.member_nice))
+                                           a.worker_log_level, a.member_nice,
+                                           a.switch_interval))
         if victim_ids:
             self.victim = WorkerProc(self.impl, "victim", victim_ids, a.worker_log_level,
-                                     a.member_nice)
+                                     a.member_nice, a.switch_interval)
         spec = {"hosts": self.servers.hosts, "root": self.root, "group": self.group,
                 "session_timeout": a.session_timeout, "heartbeat": a.heartbeat,
                 "settle_time": a.settle_time, "watch_interval": a.tooz_watch_interval,
@@ -326,7 +327,7 @@ def run_one(args: argparse.Namespace, impl: str, n: int) -> int:
     common = {"bench": "scale", "impl": impl, "members": n, "workers": args.workers,
               "ensemble": args.ensemble, "session_timeout_s": args.session_timeout,
               "settle_time_s": args.settle_time, "heartbeat_s": args.heartbeat,
-              "member_nice": args.member_nice}
+              "member_nice": args.member_nice, "switch_interval": args.switch_interval}
     if impl == "tooz":
         common["tooz_watch_interval_s"] = args.tooz_watch_interval
     started, load_start = time.monotonic(), round(os.getloadavg()[0], 2)
@@ -378,6 +379,12 @@ def main() -> int:
                         "members share the machine with the ZooKeeper they measure and "
                         "can starve it of CPU, which a deployment (ZooKeeper on its own "
                         "hosts) never does")
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="sys.setswitchinterval() of the member processes (Python's "
+                        "default 0.005 s if omitted): a process hosting many members "
+                        "runs 2 threads per member under one GIL, and each thread "
+                        "waiting for it wakes every interval (a deployment runs one "
+                        "member per process)")
     parser.add_argument("--worker-log-level", default="ERROR",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="log level of the member processes (stderr)")
@@ -395,6 +402,8 @@ def main() -> int:
         parser.error("--workers must be >= 1 and --victims >= 0")
     if not 0 <= args.member_nice <= 19:
         parser.error("--member-nice: 0 to 19")
+    if args.switch_interval is not None and not 0 < args.switch_interval <= 1:
+        parser.error("--switch-interval: seconds, above 0 and at most 1")
     if "tooz" in impls:
         try:
             import tooz  # noqa: F401

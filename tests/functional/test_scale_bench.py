@@ -38,7 +38,8 @@ def test_scale_bench_tiny_run_prints_one_converged_line_per_impl(
         [sys.executable, str(BENCH), "--members", str(MEMBERS), "--workers", "2",
          "--impl", "zkpoll,tooz", "--zk-hosts", zookeeper_server.address,
          "--session-timeout", "2", "--heartbeat", "0.2", "--settle-time", "1",
-         "--idle-window", "1", "--converge-timeout", "20"],
+         "--idle-window", "1", "--converge-timeout", "20", "--member-nice", "1",
+         "--switch-interval", "0.01"],
         check=False, capture_output=True, text=True, timeout=110)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
@@ -54,6 +55,10 @@ def test_scale_bench_tiny_run_prints_one_converged_line_per_impl(
         assert isinstance(line["watches"], int)
         assert line["zk_requests_per_member_per_cycle"] > 0
         assert line["rss_mb_per_member"] > 0
+        assert (line["member_nice"], line["switch_interval"]) == (1, 0.01)
+        join_cpu = line["cpu_s"]["join"]  # where the cost goes; no server of ours here
+        assert join_cpu["wall"] > 0 and join_cpu["members_user"] > 0, line
+        assert join_cpu["zookeeper_user"] == 0, line
         assert "connected" in proc.stderr and "converged" in proc.stderr
     zkpoll, tooz = lines
     assert isinstance(zkpoll["claim_p99_s"], float)
