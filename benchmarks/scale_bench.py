@@ -5,6 +5,10 @@ Prints one JSON line per implementation and N::
 
     python benchmarks/scale_bench.py [--members 100,250,500,1000] [--workers 4]
                                      [--impl zkpoll,tooz] [--ensemble]
+                                     [--member-nice 10] [--switch-interval 0.05]
+
+(N = 1000 on a 2-core machine: ``--workers 32 --member-nice 10
+--switch-interval 0.05``, see docs/design.md section 10.)
 
 Set-up, per implementation and N: a fresh ZooKeeper (``zkpoll.testing``:
 one server with a 200 ms tick, or with ``--ensemble`` three in a quorum;
