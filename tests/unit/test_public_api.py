@@ -9,8 +9,8 @@ import pytest
 PUBLIC = {
     "zkpoll": ["ZkpollError", "__version__"],
     "zkpoll.coordination": ["BackendURL", "Coordinator", "HashRing", "Member", "Membership",
-                            "SessionState", "get_coordinator", "make_member_id",
-                            "parse_backend_url", "register_opts"],
+                            "Record", "RecordWrite", "SessionState", "get_coordinator",
+                            "make_member_id", "parse_backend_url", "register_opts"],
     "zkpoll.polling": ["Discovery", "PollingConfig", "PollingContext", "Pollster", "Source",
                        "load_polling_config", "resource_key"],
     "zkpoll.plugin": ["Discovery", "PollingContext", "Pollster", "resource_key"],

@@ -4,10 +4,18 @@ This layer knows nothing of polling.  Public API::
 
     get_coordinator(conf)        -> Coordinator (standalone without backend_url)
     Coordinator.join/update/leave/watch/get_members/get_groups
-    Membership, Member, SessionState, HashRing
+    Coordinator.read_records/write_records/list_records/delete_records
+    Membership, Member, SessionState, HashRing, Record, RecordWrite
 """
 
-from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination.base import (
+    Coordinator,
+    Member,
+    Membership,
+    Record,
+    RecordWrite,
+    SessionState,
+)
 from zkpoll.coordination.loader import get_coordinator, make_member_id, register_opts
 from zkpoll.coordination.ring import HashRing
 from zkpoll.coordination.url import BackendURL, parse_backend_url
@@ -18,6 +26,8 @@ __all__ = [
     "HashRing",
     "Member",
     "Membership",
+    "Record",
+    "RecordWrite",
     "SessionState",
     "get_coordinator",
     "make_member_id",

@@ -16,6 +16,12 @@ only when it has no live member, and never a member's data::
 
 These talk to the servers with the backends' client libraries directly
 (the key and node layout is the backends' documented wire format).
+
+Coordination records (``<root>/records/<kind>/<key>`` in ZooKeeper,
+``<prefix>/records/...`` keys in Redis and Memcached; see docs/backends.md)
+are not groups: they live outside ``<root>/groups`` and the group lists,
+so listing groups never shows them and forgetting a group never touches
+them (even a group named ``records``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ the caller who else is there.  It knows nothing of polling.  The contract:
   every transition.  :attr:`Coordinator.last_contact` is the monotonic time
   of the last request the server is known to have received, the basis of
   the self-fencing lease.
+* Coordination records (:meth:`Coordinator.write_records` and friends) are
+  small JSON objects written by compare-and-set, fenced by this member's
+  registration in a group: only a live member wins a write.
 """
 
 from __future__ import annotations
@@ -24,11 +27,19 @@ import logging
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from zkpoll.coordination._records import (
+    EncodedWrite,
+    check_keys,
+    check_kind,
+    decode_value,
+    encode_value,
+)
 from zkpoll.coordination.ring import HashRing
+from zkpoll.exceptions import CoordinationError
 
 __all__ = [
     "PROTOCOL",
@@ -36,6 +47,8 @@ __all__ = [
     "Member",
     "Membership",
     "MembershipCallback",
+    "Record",
+    "RecordWrite",
     "RegistrationHook",
     "SessionState",
     "StateCallback",
@@ -118,6 +131,33 @@ class Membership:
     def same_members(self, other: Membership) -> bool:
         """True when both snapshots hold the same ids with the same data."""
         return self.members == other.members
+
+
+@dataclass(frozen=True)
+class Record:
+    """A coordination record as read or written: a JSON object and its version.
+
+    ``version`` is opaque and backend-specific (ZooKeeper: the znode's data
+    version; Redis: a write counter; Memcached: the CAS token): give it back
+    unchanged in a :class:`RecordWrite` to replace exactly this value.
+    """
+
+    value: dict[str, Any]
+    version: Any
+
+
+@dataclass(frozen=True)
+class RecordWrite:
+    """One compare-and-set of :meth:`Coordinator.write_records`.
+
+    ``key`` matches ``[A-Za-z0-9][A-Za-z0-9._-]{0,127}``; ``value`` is a JSON
+    object of at most 64 KiB serialized; ``version`` is the one read, or None
+    to create the record only if it does not exist.
+    """
+
+    key: str
+    value: Mapping[str, Any]
+    version: Any | None = None
 
 
 def log_change(log: logging.Logger, previous: Membership, snapshot: Membership) -> None:
@@ -270,6 +310,89 @@ class Coordinator(abc.ABC):
 
         :raises CoordinationError: the backend could not be read in time.
         """
+
+    # --- coordination records ---------------------------------------------------
+    def read_records(self, kind: str, keys: Iterable[str],
+                     timeout: float = 10.0) -> dict[str, Record]:
+        """The records of ``kind`` under these keys; a missing key is absent.
+
+        :raises ValueError: an invalid kind or key.
+        :raises CoordinationError: the backend failed (:class:`CoordinatorUnreachable`
+            when it did not answer within ``timeout`` s).
+        """
+        kind, wanted = check_kind(kind), check_keys(keys)
+        if not wanted:
+            return {}
+        raw = self._read_records(kind, wanted, timeout)
+        return {key: Record(decode_value(raw[key][0], f"{kind}/{key}"), raw[key][1])
+                for key in wanted if key in raw}
+
+    def write_records(self, kind: str, writes: Sequence[RecordWrite], fence_group: str,
+                      timeout: float = 10.0) -> dict[str, Record | None]:
+        """Compare-and-set each write; the result maps every key to the record
+        now stored (its new version) or to None when the write lost.
+
+        A write loses when the stored version is not ``write.version`` (or,
+        for ``version=None``, when the record exists), or when the fence
+        fails: this member is not registered in ``fence_group`` in its
+        current session at the time of the write.  Writes are independent
+        (not one transaction) and batched: thousands per call are fine.
+
+        :raises ValueError: an invalid kind, key, value or version, or a key
+            given twice (checked before anything is written).
+        :raises CoordinationError: the backend failed, or the coordinator
+            is stopped; some writes may have been applied
+            (:class:`CoordinatorUnreachable`: no answer within ``timeout`` s).
+        """
+        kind = check_kind(kind)
+        if not isinstance(fence_group, str) or not fence_group or "/" in fence_group:
+            raise ValueError(f"invalid fence group {fence_group!r}")
+        keys = check_keys(w.key for w in writes)
+        if not keys:
+            return {}
+        encoded = [EncodedWrite(w.key, encode_value(w.key, w.value), w.version)
+                   for w in writes]
+        versions = self._write_records(kind, encoded, fence_group, timeout)
+        return {w.key: None if versions.get(w.key) is None
+                else Record(decode_value(w.payload, f"{kind}/{w.key}"), versions[w.key])
+                for w in encoded}
+
+    def list_records(self, kind: str, timeout: float = 10.0) -> list[str]:
+        """The keys of every record of ``kind``, sorted.
+
+        :raises ValueError: an invalid kind. :raises CoordinationError: as above.
+        """
+        return sorted(self._list_records(check_kind(kind), timeout))
+
+    def delete_records(self, kind: str, keys: Iterable[str], timeout: float = 10.0) -> int:
+        """Delete these records (unconditionally, not fenced); return how many existed.
+
+        :raises ValueError: an invalid kind or key. :raises CoordinationError: as above.
+        """
+        kind, doomed = check_kind(kind), check_keys(keys)
+        return self._delete_records(kind, doomed, timeout) if doomed else 0
+
+    # Backends implement these four; arguments are validated and non-empty.
+    def _read_records(self, kind: str, keys: list[str],
+                      timeout: float) -> dict[str, tuple[bytes, Any]]:
+        """``key -> (stored JSON bytes, version)`` of the keys that exist."""
+        raise self._no_records()
+
+    def _write_records(self, kind: str, writes: list[EncodedWrite], fence_group: str,
+                       timeout: float) -> dict[str, Any]:
+        """``key -> new version`` of the writes that won (None or absent: lost)."""
+        raise self._no_records()
+
+    def _list_records(self, kind: str, timeout: float) -> list[str]:
+        """The keys of every record of ``kind``."""
+        raise self._no_records()
+
+    def _delete_records(self, kind: str, keys: list[str], timeout: float) -> int:
+        """Delete the keys; the number that existed."""
+        raise self._no_records()
+
+    def _no_records(self) -> CoordinationError:
+        return CoordinationError(f"the {type(self).__name__} backend stores no records")
 
     # --- listeners -------------------------------------------------------
     def add_state_listener(self, callback: StateCallback) -> None:

@@ -6,6 +6,7 @@ the key prefix (default ``zkpoll``).  Keys (group and id URL-quoted)::
     <prefix>/groups/<group>/members/<id>   member data (JSON), TTL ceil(timeout) + 1 s
     <prefix>/groups/<group>/index          JSON list of member ids, updated by CAS
     <prefix>/groups                        JSON list of group names, updated by CAS
+    <prefix>/records/<kind>/<key>          coordination record, see _records_mc
 
 Memcached cannot list keys nor push changes: peers see a change at their
 next heartbeat's re-listing.  Its clock ticks once a second and a TTL is
@@ -18,6 +19,7 @@ evicting them (the default 64 MB is ample).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -28,6 +30,8 @@ from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
 from zkpoll.coordination._heartbeat import HeartbeatCoordinator
+from zkpoll.coordination._records_kv import StoreRecords
+from zkpoll.coordination._records_mc import MemcachedRecords
 from zkpoll.coordination._store import CLAIMS_RETENTION, MemberStore, host_port
 from zkpoll.coordination.url import BackendURL
 
@@ -146,8 +150,13 @@ class MemcachedStore(MemberStore):
     def close(self) -> None:
         self._client.close()
 
+    @functools.cached_property
+    def records(self) -> MemcachedRecords:
+        """The coordination records under this prefix."""
+        return MemcachedRecords(self._client, self._prefix, self._key, self._edit, _ids)
 
-class MemcachedCoordinator(HeartbeatCoordinator):
+
+class MemcachedCoordinator(StoreRecords, HeartbeatCoordinator):
     """Membership in memcached; see :mod:`zkpoll.coordination._heartbeat` for the semantics."""
 
     store_class = MemcachedStore

@@ -9,6 +9,7 @@ rest of the path is the key prefix (default ``zkpoll``).  Keys::
     <prefix>/groups                        SET of group names
     <prefix>/groups/<group>/claims/<id>    claims record (JSON), not watched, 1 h TTL
     <prefix>/changes                       pub/sub channel: a group name per change
+    <prefix>/records/<kind>/<key>          coordination record (HASH), see _records_redis
 
 A member key and its index entry are written in one MULTI/EXEC
 transaction, and every join, update and leave publishes the group on the
@@ -19,6 +20,7 @@ A claims write publishes nothing: per-cycle claims cost peers nothing.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -27,6 +29,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from zkpoll.coordination._heartbeat import HeartbeatCoordinator
+from zkpoll.coordination._records_kv import StoreRecords
+from zkpoll.coordination._records_redis import RedisRecords
 from zkpoll.coordination._store import CLAIMS_RETENTION, MemberStore, host_port
 from zkpoll.coordination.url import OPTION, BackendURL, redact
 from zkpoll.exceptions import ConfigError
@@ -142,8 +146,13 @@ class RedisStore(MemberStore):
     def close(self) -> None:
         self._client.close()
 
+    @functools.cached_property
+    def records(self) -> RedisRecords:
+        """The coordination records under this prefix."""
+        return RedisRecords(self._client, self._prefix, self._key)
 
-class RedisCoordinator(HeartbeatCoordinator):
+
+class RedisCoordinator(StoreRecords, HeartbeatCoordinator):
     """Membership in Redis; see :mod:`zkpoll.coordination._heartbeat` for the semantics."""
 
     store_class = RedisStore

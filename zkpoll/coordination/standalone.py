@@ -1,7 +1,9 @@
 """Standalone coordinator: no backend, this process is every group's only member.
 
 Used when ``[coordination] backend_url`` is unset.  Watch callbacks run in
-the caller's thread, synchronously.
+the caller's thread, synchronously.  Coordination records live in memory
+(lost with the process); the fence is this member having joined the group,
+and every records call raises :class:`CoordinationError` once stopped.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from zkpoll.coordination._records import EncodedWrite, check_int_version
 from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
-from zkpoll.exceptions import NotJoined
+from zkpoll.exceptions import CoordinationError, NotJoined
 
 __all__ = ["StandaloneCoordinator"]
 
@@ -30,6 +33,7 @@ class StandaloneCoordinator(Coordinator):
         self._versions: dict[str, int] = {}
         self._claims: dict[str, dict[str, Any]] = {}
         self._claims_gen = 0
+        self._records: dict[str, dict[str, tuple[bytes, int]]] = {}  # kind -> key -> record
 
     def start(self, timeout: float | None = None) -> None:
         LOG.warning("no [coordination] backend_url: running standalone; this agent "
@@ -81,6 +85,43 @@ class StandaloneCoordinator(Coordinator):
         with self._lock:
             return {m: dict(self._claims.get(group, {})) if m == self.member_id else {}
                     for m in member_ids}
+
+    # --- coordination records: in memory -----------------------------------------
+    def _kind(self, kind: str) -> dict[str, tuple[bytes, int]]:
+        """Under ``_lock``: the records of ``kind``. :raises CoordinationError: stopped."""
+        if self._state is SessionState.STOPPED:
+            raise CoordinationError("the standalone coordinator is stopped")
+        return self._records.setdefault(kind, {})
+
+    def _read_records(self, kind: str, keys: list[str],
+                      timeout: float) -> dict[str, tuple[bytes, Any]]:
+        with self._lock:
+            records = self._kind(kind)
+            return {k: records[k] for k in keys if k in records}
+
+    def _write_records(self, kind: str, writes: list[EncodedWrite], fence_group: str,
+                       timeout: float) -> dict[str, Any]:
+        expected = [check_int_version(w.key, w.version, "this coordinator") for w in writes]
+        won: dict[str, Any] = {}
+        with self._lock:
+            records = self._kind(kind)
+            if fence_group not in self._groups:
+                return won
+            for write, version in zip(writes, expected):
+                current = records.get(write.key)
+                if (current[1] if current else None) == version:
+                    records[write.key] = (write.payload, 1 if current is None else current[1] + 1)
+                    won[write.key] = records[write.key][1]
+        return won
+
+    def _list_records(self, kind: str, timeout: float) -> list[str]:
+        with self._lock:
+            return list(self._kind(kind))
+
+    def _delete_records(self, kind: str, keys: list[str], timeout: float) -> int:
+        with self._lock:
+            records = self._kind(kind)
+            return sum(records.pop(k, None) is not None for k in keys)
 
     def get_groups(self, timeout: float = 10.0) -> list[str]:
         with self._lock:

@@ -5,6 +5,8 @@ Tree (``<root>`` is the URL path, default ``/zkpoll``)::
     <root>/groups/<group>/members/<member-id>!<rev>!<active_at>!<leave_at>!<weight>
                                                  EPHEMERAL, JSON member data
     <root>/groups/<group>/claims/<member-id>     persistent, JSON claims record
+    <root>/records/<kind>/<key>                  persistent, JSON coordination record
+                                                 (fenced CAS, see ``_records_zk``)
 
 Member znodes are named by what rings need (see ``_names``): one children
 watch per group is the only watch a member holds, and listing the children
@@ -27,6 +29,7 @@ lease (:attr:`last_contact`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -48,6 +51,8 @@ from kazoo.protocol.states import KeeperState
 from zkpoll.coordination._desired import DesiredStateCoordinator
 from zkpoll.coordination._kazoo import explain, kazoo_client
 from zkpoll.coordination._names import member_name, parse_member_name
+from zkpoll.coordination._records import EncodedWrite
+from zkpoll.coordination._records_zk import ZooKeeperRecords
 from zkpoll.coordination._repeated import RepeatedFailure
 from zkpoll.coordination.base import (
     PROTOCOL,
@@ -401,6 +406,25 @@ class ZooKeeperCoordinator(DesiredStateCoordinator):
                                                  group, member_id))) from exc
             result[member_id] = _decode(raw, self._claims_path(group, ""), member_id)
         return result
+
+    # --- coordination records: in the caller's thread, see _records_zk -----------
+    @functools.cached_property
+    def _records(self) -> ZooKeeperRecords:
+        return ZooKeeperRecords(self._client, self._root, self._hosts, lambda: self.member_id)
+
+    def _read_records(self, kind: str, keys: list[str],
+                      timeout: float) -> dict[str, tuple[bytes, Any]]:
+        return self._records.read(kind, keys, timeout)
+
+    def _write_records(self, kind: str, writes: list[EncodedWrite], fence_group: str,
+                       timeout: float) -> dict[str, Any]:
+        return self._records.write(kind, writes, fence_group, timeout)
+
+    def _list_records(self, kind: str, timeout: float) -> list[str]:
+        return self._records.list(kind, timeout)
+
+    def _delete_records(self, kind: str, keys: list[str], timeout: float) -> int:
+        return self._records.delete(kind, keys, timeout)
 
     def _explain(self, exc: BaseException, path: str) -> str:
         """What a failed call means, for the operator."""
