@@ -4,7 +4,8 @@ Every error zkpoll raises on purpose derives from :class:`ZkpollError`::
 
     ZkpollError
     ├── ConfigError                 bad option value, URL, YAML or definition
-    │   └── PollingConfigError      an invalid polling YAML (file, source, reason)
+    │   ├── PollingConfigError      an invalid polling YAML (file, source, reason)
+    │   └── AlarmConfigError        an invalid alarm definition file (file, alarm, reason)
     ├── CoordinationError           anything that went wrong talking to the backend
     │   ├── CoordinatorUnreachable  no answer from the backend within a deadline
     │   └── NotJoined               an operation on a group this member has not joined
@@ -20,6 +21,7 @@ with ``raise ... from exc`` so the cause is kept.
 from __future__ import annotations
 
 __all__ = [
+    "AlarmConfigError",
     "BatchRejected",
     "ConfigError",
     "CoordinationError",
@@ -58,6 +60,25 @@ class PollingConfigError(ConfigError):
         where = path if line is None else f"{path}:{line}"
         if source is not None:
             where += f" (source {source!r})"
+        super().__init__(f"{where}: {reason}")
+
+
+class AlarmConfigError(ConfigError):
+    """An alarm definition file (or its directory) is invalid.
+
+    The message reads ``file:line (alarm 'id'): reason``; the line and the
+    alarm are left out when unknown.
+    """
+
+    def __init__(self, path: str, reason: str, alarm: str | None = None,
+                 line: int | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.alarm = alarm
+        self.line = line
+        where = path if line is None else f"{path}:{line}"
+        if alarm is not None:
+            where += f" (alarm {alarm!r})"
         super().__init__(f"{where}: {reason}")
 
 

@@ -23,6 +23,8 @@ import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 
+from zkpoll.yaml_lines import describe
+
 __all__ = ["MeterMatcher", "check_meter_patterns"]
 
 # Results cached per matcher; meter names come from the loaded pollsters,
@@ -58,21 +60,6 @@ def check_meter_patterns(patterns: Sequence[object]) -> tuple[str, ...]:
             f"included meters specified with the wildcard '*' ({included[0]!r}); "
             "'*' already polls every meter")
     return names
-
-
-def describe(value: object) -> str:
-    """Name the YAML kind of ``value`` for an error message."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({value!r})"
-    kinds = ((str, "a string"), (int, "an integer"), (float, "a number"),
-             (dict, "a mapping"), (list, "a list"))
-    for kind, text in kinds:
-        if isinstance(value, kind):
-            shown = f" ({value!r})" if not isinstance(value, (dict, list)) else ""
-            return text + shown
-    return f"a {type(value).__name__}"
 
 
 def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:

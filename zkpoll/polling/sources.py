@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 import yaml
 
 from zkpoll.exceptions import PollingConfigError
-from zkpoll.polling.meters import MeterMatcher, check_meter_patterns, describe
+from zkpoll.polling.meters import MeterMatcher, check_meter_patterns
+from zkpoll.yaml_lines import describe, key_lines, node_line, read_yaml, value_node
 
 __all__ = ["PollingConfig", "Source", "load_polling_config", "sources_overlap"]
 
@@ -150,12 +151,12 @@ def load_polling_config(path: str) -> PollingConfig:
     :raises PollingConfigError: the file is missing, unreadable, not YAML,
         or not a valid polling definition; the message says where and why.
     """
-    root, data = _read_yaml(path)
+    root, data = read_yaml(path, lambda reason, line: PollingConfigError(path, reason, line=line))
     if not isinstance(data, dict):
         raise PollingConfigError(
             path, f"expected a mapping with a 'sources' list, got {describe(data)}",
-            line=_line(root))
-    keys = _key_lines(root)
+            line=node_line(root))
+    keys = key_lines(root)
     for key in data:
         if key == "sinks":
             LOG.info("%s:%s: ignoring the top-level 'sinks' list (Ceilometer pipeline "
@@ -177,78 +178,31 @@ def load_polling_config(path: str) -> PollingConfig:
     return PollingConfig(path=path, sources=tuple(sources))
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, warning about keys given twice in one mapping."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first: dict[str, int] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                continue
-            line = key_node.start_mark.line + 1
-            if key_node.value in first:
-                LOG.warning("%s:%d: key %r given twice in one mapping (first at line %d); "
-                            "the last one wins", self.name, line, key_node.value,
-                            first[key_node.value])
-            first.setdefault(key_node.value, line)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _read_yaml(path: str) -> tuple[yaml.Node | None, Any]:
-    """Parse ``path`` safely; return its node tree (for lines) and its data."""
-    try:
-        with open(path, "rb") as stream:
-            loader = _Loader(stream)
-            try:
-                root = loader.get_single_node()
-                data = None if root is None else loader.construct_document(root)
-            finally:
-                loader.dispose()
-    except FileNotFoundError as exc:
-        raise PollingConfigError(path, "file not found") from exc
-    except OSError as exc:
-        raise PollingConfigError(path, f"cannot read file: {exc.strerror or exc}") from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        reason = "; ".join(str(part) for part in (exc.context, exc.problem) if part)
-        if exc.context_mark is not None and exc.context_mark is not mark:
-            reason += f" (started at line {exc.context_mark.line + 1})"
-        raise PollingConfigError(path, f"invalid YAML: {reason}",
-                                 line=None if mark is None else mark.line + 1) from exc
-    except yaml.YAMLError as exc:
-        raise PollingConfigError(path, f"invalid YAML: {exc}") from exc
-    except RecursionError as exc:
-        raise PollingConfigError(path, "invalid YAML: nested too deeply") from exc
-    except (ValueError, OverflowError) as exc:  # e.g. an integer of 5000 digits
-        raise PollingConfigError(path, f"invalid YAML value: {exc}") from exc
-    return root, data
-
-
 def _source_list(path: str, root: yaml.Node, data: dict[Any, Any]
                  ) -> tuple[list[Any], list[yaml.Node]]:
     """Return the raw ``sources`` items and their nodes, or raise."""
     if data.get("sources") is None:
-        raise PollingConfigError(path, "no 'sources' list", line=_line(root))
+        raise PollingConfigError(path, "no 'sources' list", line=node_line(root))
     items = data["sources"]
-    node = _value_node(root, "sources")
+    node = value_node(root, "sources")
     if node is None:  # not found in the tree (exotic YAML): fall back to the file's top
         node = root
     if not isinstance(items, list):
         raise PollingConfigError(path, f"'sources' must be a list, got {describe(items)}",
-                                 line=_line(node))
+                                 line=node_line(node))
     if not items:
-        raise PollingConfigError(path, "'sources' is empty", line=_line(node))
+        raise PollingConfigError(path, "'sources' is empty", line=node_line(node))
     nodes = node.value if isinstance(node, yaml.SequenceNode) else [node] * len(items)
     return items, list(nodes)
 
 
 def _build_source(path: str, number: int, raw: Any, node: yaml.Node) -> Source:
     """Check one raw source mapping and build its :class:`Source`."""
-    line = _line(node)
+    line = node_line(node)
     if not isinstance(raw, dict):
         raise PollingConfigError(
             path, f"source #{number} must be a mapping, got {describe(raw)}", line=line)
-    keys = _key_lines(node)
+    keys = key_lines(node)
     if "name" not in raw:
         raise PollingConfigError(path, f"source #{number} has no 'name'", line=line)
     name = _field(path, None, keys.get("name", line), "name", _check_name, raw["name"])
@@ -301,22 +255,3 @@ def _field(path: str, source: str | None, line: int | None, key: str,
     except (TypeError, ValueError) as exc:
         raise PollingConfigError(path, f"invalid '{key}': {exc}", source=source,
                                  line=line) from exc
-
-
-def _line(node: yaml.Node | None) -> int | None:
-    """1-based line where ``node`` starts."""
-    return None if node is None else node.start_mark.line + 1
-
-
-def _key_lines(node: yaml.Node | None) -> dict[str, int]:
-    """Line of each scalar key of a mapping node (the last one when repeated)."""
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    return {k.value: k.start_mark.line + 1 for k, _ in node.value
-            if isinstance(k, yaml.ScalarNode)}
-
-
-def _value_node(node: yaml.Node, key: str) -> yaml.Node | None:
-    """The value node of ``key`` in a mapping node (the last one when repeated)."""
-    found = [v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key]
-    return found[-1] if found else None
