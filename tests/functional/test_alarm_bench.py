@@ -1,7 +1,7 @@
 """Smoke test of ``benchmarks/alarm_bench.py`` at tiny numbers on real servers.
 
-60 alarms, 3 evaluators per implementation, a 5 s interval: the session
-timeout (2 s) plus the catch-up fits in the cycle the victim dies before,
+60 alarms, 3 evaluators per implementation, a 6 s interval: the session
+timeout (3 s) plus the catch-up fits in the cycle the victim dies before,
 which is what zkpoll promises (a catch-up covers the cycle in flight at the
 session's expiry).  It checks what the benchmark prints and the guarantees
 that do not depend on speed (zkpoll: no missed evaluation, no duplicate
@@ -24,7 +24,7 @@ from zkpoll.testing.prometheus import ManagedPrometheus
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "alarm_bench.py"
-ALARMS, EVALUATORS, CYCLES = 60, 3, 2
+ALARMS, EVALUATORS, CYCLES, INTERVAL, SESSION = 60, 3, 2, 6, 3
 
 EVAL_FIELDS = {"bench", "impl", "alarms", "evaluators", "interval_s", "cycles", "lag_p50_s",
                "lag_p99_s", "cpu_s_per_1000_alarms", "evaluations_per_s_per_evaluator",
@@ -44,10 +44,10 @@ def test_alarm_bench_tiny_run_prints_every_line_with_sane_values(
     prometheus = managed_prometheus()
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--alarms", str(ALARMS), "--evaluators", str(EVALUATORS),
-         "--interval", "5", "--cycles", str(CYCLES), "--tooz-cycles", "1",
-         "--session-timeout", "2", "--flip-every", "2", "--impl", "zkpoll,tooz",
+         "--interval", str(INTERVAL), "--cycles", str(CYCLES), "--tooz-cycles", "1",
+         "--session-timeout", str(SESSION), "--flip-every", "2", "--impl", "zkpoll,tooz",
          "--zk-hosts", zookeeper_server.address,
-         "--prometheus-url", f"http://{prometheus.address}", "--startup-timeout", "60"],
+         "--prometheus-url", f"http://{prometheus.address}", "--startup-timeout", "90"],
         check=False, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
@@ -58,7 +58,7 @@ def test_alarm_bench_tiny_run_prints_every_line_with_sane_values(
     failovers = [line for line in lines if line["bench"] == "alarm_failover"]
     for line in lines:
         assert (line["alarms"], line["evaluators"], line["interval_s"]) == (
-            ALARMS, EVALUATORS, 5), line
+            ALARMS, EVALUATORS, INTERVAL), line
     for line in evals:
         assert EVAL_FIELDS <= set(line), EVAL_FIELDS - set(line)
         for key in POSITIVE:
@@ -73,7 +73,7 @@ def test_alarm_bench_tiny_run_prints_every_line_with_sane_values(
         assert line["query_errors"] == 0 and line["transitions"] > 0, line
     for line in failovers:
         assert FAILOVER_FIELDS <= set(line), FAILOVER_FIELDS - set(line)
-        assert line["session_timeout_s"] == 2
+        assert line["session_timeout_s"] == SESSION
         for key in COUNTS:
             assert isinstance(line[key], int) and line[key] >= 0, (key, line)
         assert 0 < line["orphans"] < ALARMS, line
