@@ -12,6 +12,8 @@ import itertools
 
 from oslo_config import cfg
 
+from zkpoll.alarm import notify_options
+from zkpoll.alarm.options import ALARM_OPTS
 from zkpoll.cmd._common import LOGGING_OPTS
 from zkpoll.cmd.polling import CLI_OPTS
 from zkpoll.coordination.loader import OPTS as COORDINATION_OPTS
@@ -34,4 +36,5 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
         ("publisher", list(itertools.chain(options.PUBLISHER_OPTS, notifier.OPTS))),
         ("compute", list(options.COMPUTE_OPTS)),
         ("api", list(api.OPTS)),
+        ("alarm", list(itertools.chain(ALARM_OPTS, notify_options.OPTS))),
     ]

@@ -55,3 +55,19 @@ def test_missing_polling_file_named_explicitly(tmp_path: Path) -> None:
 def test_unknown_cli_option(tmp_path: Path) -> None:
     result = run_agent(tmp_path, "", None, "--no-such-flag")
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("module", ["zkpoll.cmd.polling", "zkpoll.cmd.alarm"])
+def test_bad_cli_option_value_in_a_file_with_a_line_break_is_exit_2(tmp_path: Path,
+                                                                     module: str) -> None:
+    """Found by the config fuzzer: a form feed in a boolean value made argparse's
+    message span two lines, and the agent exited 1 with it instead of one line and 2."""
+    conf_file = tmp_path / "zkpoll.conf"
+    conf_file.write_text("[DEFAULT]\ndebug = 0\f0\n")
+    result = subprocess.run([sys.executable, "-m", module, "--config-file", str(conf_file)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            check=False)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.split("\n") if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "[DEFAULT] debug: Invalid Boolean value" in lines[0]

@@ -262,8 +262,8 @@ def test_list_plugins_names_a_broken_plugin_and_exits_1(tmp_path: Path) -> None:
 def test_status_unknown_command_names_the_commands(tmp_path: Path) -> None:
     line = one_error(run("zkpoll-status", "foo", cwd=tmp_path), "zkpoll-status")
     assert "--command" not in line
-    assert line.endswith("unknown command 'foo'; commands: owner RESOURCE_ID, forget GROUP "
-                         "(none: the health report)")
+    assert line.endswith("unknown command 'foo'; commands: owner RESOURCE_ID, forget GROUP, "
+                         "alarms (none: the health report)")
 
 
 def test_status_options_are_not_in_the_sample_config() -> None:

@@ -30,9 +30,10 @@ from zkpoll.alarm import options
 from zkpoll.alarm.audit import EvaluationLog
 from zkpoll.alarm.definitions import AlarmDefinition, AlarmSet, load_alarm_dir
 from zkpoll.alarm.endpoint import alarm_api
-from zkpoll.alarm.evaluator import CycleReport, Evaluator, Query, actions_for
+from zkpoll.alarm.evaluator import CycleReport, Evaluator, Query
 from zkpoll.alarm.notify import Notifiers
 from zkpoll.alarm.queries import PrometheusQuery, SamplesQuery
+from zkpoll.alarm.state import STATES
 from zkpoll.alarm.store import AlarmStore
 from zkpoll.coordination import Coordinator, get_coordinator
 from zkpoll.coordination.standalone import StandaloneCoordinator
@@ -119,8 +120,7 @@ class AlarmAgent:
 
     @staticmethod
     def _action_urls(alarms: AlarmSet) -> list[str]:
-        urls = {url for a in alarms.alarms for state in ("ok", "alarm", "insufficient data")
-                for url in actions_for(a, state)}
+        urls = {url for a in alarms.alarms for state in STATES for url in a.actions_for(state)}
         return sorted(urls)
 
     def _set_alarms(self, alarms: AlarmSet) -> None:
@@ -149,6 +149,8 @@ class AlarmAgent:
                                        keep_last_ring=cconf.on_backend_loss == KEEP_LAST_RING)
             self.partition.on_poll = self._on_poll
             self.partition.join(self._member_data())
+        else:  # the only member: join so that its state writes pass the fence
+            self.coordinator.join(self.group, self._member_data())
         if self.api is not None:
             self.api.start()
         self._start_loops()

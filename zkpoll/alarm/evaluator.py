@@ -14,7 +14,8 @@ only carries them out, in an order that keeps the guarantees:
 4. enqueue the notifications of the writes won (durably, in the spool),
    then record ``notified_seq`` with a second compare-and-set.  A crash
    between 3 and 4 leaves ``notified_seq < seq``: whoever evaluates the
-   alarm next sends that transition's notification (same idempotency key).
+   alarm next queues that transition's notification again (same
+   idempotency key) *before* its own write, which counts it as sent.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from zkpoll.alarm.audit import EvaluationLog
@@ -36,12 +37,14 @@ from zkpoll.alarm.rules import (
     Datapoint,
     Outcome,
     evaluate,
+    mark_notified,
     notification_body,
+    transition_body,
 )
 from zkpoll.alarm.store import AlarmStore, Stored
-from zkpoll.exceptions import CoordinationError
+from zkpoll.exceptions import CoordinationError, PublishError
 
-__all__ = ["CycleReport", "Evaluator", "Query", "actions_for"]
+__all__ = ["CycleReport", "Evaluator", "EvaluatorStats", "Query"]
 
 LOG = logging.getLogger(__name__)
 
@@ -49,12 +52,6 @@ LOG = logging.getLogger(__name__)
 Query = Callable[[AlarmDefinition, float], Datapoint]
 
 _LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, float("inf"))
-
-
-def actions_for(alarm: AlarmDefinition, state: str) -> tuple[str, ...]:
-    """The action URLs of ``alarm`` for entering (or staying in) ``state``."""
-    return {"alarm": alarm.alarm_actions, "ok": alarm.ok_actions,
-            "insufficient data": alarm.insufficient_data_actions}.get(state, ())
 
 
 @dataclass
@@ -169,6 +166,7 @@ class Evaluator:
             outcome = evaluate(alarm, stored[alarm.id].state, point, report.index, now, member)
             if outcome is not None:
                 decided.append((alarm, stored[alarm.id], outcome))
+        decided = self._resend(report, decided)
         versions = self.store.write([(a.id, o.state, s.version) for a, s, o in decided])
         if self.audit is not None:
             self.audit.write(
@@ -179,12 +177,12 @@ class Evaluator:
                  "transition": o.transition is not None, "value": o.state.last_value,
                  "error": errors.get(a.id)} for a, _, o in decided)
         won = []
-        for alarm, known, outcome in decided:
+        for alarm, _known, outcome in decided:
             if versions.get(alarm.id) is None:
                 report.lost += 1
                 self._count("lost")
                 continue
-            won.append((alarm, known, outcome, versions[alarm.id]))
+            won.append((alarm, outcome, versions[alarm.id]))
             report.evaluated += 1
             self._count(outcome.state.state)
             if outcome.transition is not None:
@@ -197,8 +195,29 @@ class Evaluator:
         self._deliver(report, won)
         self.stats.observe_lag(time.time() - report.start, report.evaluated)
         with self._latest_lock:
-            for alarm, _, outcome, _ in won:
+            for alarm, outcome, _ in won:
                 self.latest[alarm.id] = (outcome.state, report.start)
+
+    def _resend(self, report: CycleReport, decided: list[tuple[AlarmDefinition, Stored, Outcome]]
+                ) -> list[tuple[AlarmDefinition, Stored, Outcome]]:
+        """Queue the notifications of transitions stored earlier but never confirmed
+        queued (an evaluator died in between) *before* writing the outcomes that count
+        them as sent; outcomes whose resend cannot be queued are not written."""
+        resends = [Notification(o.resend_key or "", url,
+                                transition_body(a, o.resend, o.resend_key))
+                   for a, _, o in decided if o.resend is not None for url in o.resend_actions]
+        if not resends:
+            return decided
+        try:
+            self.notify(resends)
+        except PublishError as exc:
+            LOG.error("cycle %d: %d earlier notification(s) could not be queued again (%s); "
+                      "their alarms are not evaluated this cycle", report.index,
+                      len(resends), exc)
+            self._count("notify_error", sum(o.resend is not None for _, _, o in decided))
+            return [(a, s, o) for a, s, o in decided if o.resend is None]
+        report.redelivered += len(resends)
+        return decided
 
     def _query(self, alarms: Sequence[AlarmDefinition], start: float) -> list[Datapoint]:
         def one(alarm: AlarmDefinition) -> Datapoint:
@@ -216,47 +235,22 @@ class Evaluator:
         return list(self._pool.map(one, alarms))
 
     def _deliver(self, report: CycleReport,
-                 won: Sequence[tuple[AlarmDefinition, Stored, Outcome, Any]]) -> None:
-        """Enqueue the notifications of the writes won, then record them as sent."""
-        batch: list[Notification] = []
-        marks: list[tuple[str, AlarmState, Any]] = []
-        for alarm, known, outcome, version in won:
-            sent = False
-            pending = _pending(alarm, known.state, outcome)
-            if pending is not None:  # an earlier transition whose notification may be lost
-                batch += _notifications(alarm, pending)
-                report.redelivered += 1
-                sent = True
-            if outcome.actions and outcome.key:
-                batch += _notifications(alarm, outcome)
-                sent = True
-            if sent and outcome.state.notified_seq < outcome.state.seq:
-                marks.append((alarm.id, replace(outcome.state,
-                                                notified_seq=outcome.state.seq), version))
-        if not batch and not marks:
+                 won: Sequence[tuple[AlarmDefinition, Outcome, Any]]) -> None:
+        """Queue the notifications of the writes won, then record the transitions'
+        as queued (``notified_seq``); if queueing fails, the next evaluation resends."""
+        batch = [Notification(o.key, url, notification_body(a, o))
+                 for a, o, _ in won if o.actions and o.key for url in o.actions]
+        if not batch:
             return
-        if batch:
+        try:
             self.notify(batch)
-            report.notifications += len(batch)
+        except PublishError as exc:
+            LOG.error("cycle %d: %d notification(s) could not be queued (%s); the next "
+                      "evaluation of their alarms sends them", report.index, len(batch), exc)
+            return
+        report.notifications += len(batch)
+        marks = [(a.id, mark_notified(o.state, o.state.seq), version) for a, o, version in won
+                 if o.actions and o.key and o.state.notified_seq < o.state.seq]
         lost = [alarm_id for alarm_id, v in self.store.write(marks).items() if v is None]
         if lost:
             LOG.debug("alarms %s: notified_seq not recorded (written meanwhile)", lost)
-
-
-def _pending(alarm: AlarmDefinition, before: AlarmState, outcome: Outcome) -> Outcome | None:
-    """The transition recorded before this evaluation whose notification was never
-    recorded as enqueued (the evaluator crashed in between), or None."""
-    last = before.last
-    if last is None or before.notified_seq >= last.seq:
-        return None
-    if outcome.transition is not None and outcome.transition.seq == last.seq:
-        return None
-    actions = actions_for(alarm, last.current)
-    if not actions:
-        return None
-    return Outcome(before, last, actions, f"{alarm.id}:{last.seq}", None)
-
-
-def _notifications(alarm: AlarmDefinition, outcome: Outcome) -> list[Notification]:
-    body = notification_body(alarm, outcome)
-    return [Notification(outcome.key or "", url, body) for url in outcome.actions]

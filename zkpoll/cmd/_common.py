@@ -108,9 +108,12 @@ def parse_command_line(conf: cfg.ConfigOpts, args: Sequence[str], **kwargs: Any)
         with contextlib.redirect_stderr(said):
             conf(list(args), **kwargs)
     except SystemExit as exc:
-        lines = said.getvalue().strip().splitlines()
-        if exc.code == 1 and lines and lines[-1].startswith("argument --"):
-            name, _, reason = lines[-1].removeprefix("argument --").partition(": ")
+        # split on newlines only: a value may hold a form feed or other line breaks
+        lines = [line for line in said.getvalue().split("\n") if line.strip()]
+        last = next((line for line in reversed(lines) if line.startswith("argument --")), "")
+        if exc.code == 1 and last:
+            name, _, reason = last.removeprefix("argument --").partition(": ")
+            reason = " ".join(reason.split())
             raise ConfigError(f"[DEFAULT] {name}: {reason} (in "
                               f"{', '.join(_files(args)) or 'a configuration file'})") from None
         sys.stderr.write(said.getvalue())  # argparse's usage error (exit 2) or --help

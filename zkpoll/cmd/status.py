@@ -106,7 +106,7 @@ def _parse(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     command, argument = conf.command, conf.argument
     if command is not None and command not in COMMANDS:
         raise ConfigError(f"unknown command {command!r}; commands: "
-                          + ", ".join(f"{c} {a}" for c, a in COMMANDS.items())
+                          + ", ".join(f"{c} {a}".rstrip() for c, a in COMMANDS.items())
                           + " (none: the health report)")
     if command is not None and COMMANDS[command] and not argument:
         raise ConfigError(f"{command}: give the {COMMANDS[command]}")
