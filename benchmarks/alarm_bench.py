@@ -83,9 +83,10 @@ share of C1 is orphaned):
 * ``expiry_s``: from the kill until the victim's member znode disappeared
   (seen by the bench polling every 0.1 s).
 
-With the defaults a run takes about 10 to 12 minutes: zkpoll about 6.5
-(start-up, waiting for the first aligned cycle, W, 3 measured cycles, C1,
-C2), tooz about 4 (W, one measured cycle, C1, C2).  Anything that prevents
+With the defaults a run takes about 10 minutes (570 and 591 s measured):
+zkpoll about 6 (start-up, waiting for the first aligned cycle, W, 3
+measured cycles, C1, C2), tooz about 4 (W, one measured cycle, C1, C2);
+up to 12 when a fleet's first cycle is not complete and W moves one on.  Anything that prevents
 a measurement prints a line with ``error`` and exits 1.
 """
 
