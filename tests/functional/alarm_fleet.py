@@ -28,7 +28,7 @@ from tests.functional.agents import MemberWatch, clock, wait_until
 from zkpoll.polling.cycles import source_offset
 
 INTERVAL = 2        # evaluation_interval of every alarm (seconds)
-PERIOD = 4 * INTERVAL  # each alarm's query flips every PERIOD / 2 seconds
+PERIOD = 4 * INTERVAL  # each alarm's query flips every PERIOD seconds
 SOURCE = f"alarms-{INTERVAL}s"
 
 

@@ -353,3 +353,23 @@ def test_two_evaluators_share_alarms_exactly_once_on_every_backend(
         assert wait_until(lambda: len(set(receiver.keys())) >= count, 30)
         keys = receiver.keys()
         assert sorted(keys) == sorted({f"b{i:02d}:1" for i in range(count)}), keys
+
+
+def test_prometheus_query_against_a_real_server(managed_prometheus) -> None:
+    """Values at the cycle start; a fractional query_timeout is accepted (Prometheus
+    refuses "2.5s" as a duration: the bench found every query failing with it)."""
+    from zkpoll.alarm.definitions import AlarmDefinition
+    from zkpoll.alarm.queries import PrometheusQuery
+
+    prometheus = managed_prometheus()
+    query = PrometheusQuery(f"http://{prometheus.address}", timeout=2.5)
+
+    def point(expr: str, at: float = 1_700_000_000.0):  # type: ignore[no-untyped-def]
+        return query(AlarmDefinition(id="q", type="prometheus", query=expr, threshold=1), at)
+
+    assert point("vector(time())").values == (1_700_000_000.0,)
+    assert point("scalar(vector(3))").values == (3.0,)
+    assert point("vector(1) * 0 > 1").values is None
+    refused = point("rate(")
+    assert refused.values is None and "bad_data" in refused.error
+    assert "instant vector" in point("up[5m]").error

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from zkpoll.testing.webhook import WebhookReceiver
 
 from tests.functional.agents import clock
 from tests.functional.alarm_fleet import (
@@ -44,6 +43,7 @@ from tests.functional.alarm_fleet import (
     wait_for,
     write_flip_alarms,
 )
+from zkpoll.testing.webhook import WebhookReceiver
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 

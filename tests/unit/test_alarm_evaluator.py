@@ -18,6 +18,7 @@ from zkpoll.alarm.notify import Notification, NotifyError
 from zkpoll.alarm.rules import Datapoint
 from zkpoll.alarm.store import AlarmStore
 from zkpoll.coordination.standalone import StandaloneCoordinator
+from zkpoll.exceptions import CoordinatorUnreachable
 
 GROUP = "alarm"
 URL = "http://hooks.invalid/alarm"
@@ -159,3 +160,33 @@ def test_lag_is_observed_per_written_evaluation(coordinator) -> None:
     buckets, total = evaluator.stats.lag_histogram()
     assert buckets[-1] == ("+Inf", 2)
     assert total > 0
+
+
+class FlakyCoordinator(StandaloneCoordinator):
+    """Standalone records whose first read times out (a backend under load)."""
+
+    def __init__(self) -> None:
+        super().__init__("m1")
+        self.reads = 0
+
+    def _read_records(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        if self.reads == 1:
+            raise CoordinatorUnreachable("no answer within 5s")
+        return super()._read_records(*args, **kwargs)
+
+
+def test_a_backend_timeout_costs_one_batch_not_the_whole_share() -> None:
+    coordinator = FlakyCoordinator()
+    coordinator.start()
+    coordinator.join(GROUP, {})
+    sink = Sink()
+    alarms = [alarm(f"a{i}") for i in range(5)]
+    evaluator = Evaluator(lambda: "m1", AlarmStore(coordinator, GROUP),
+                          {"prometheus": lambda d, at: Datapoint((1.0,))}, sink,
+                          max_parallel=2, batch_size=2)
+    report = evaluator.evaluate_cycle("s", 1, 60.0, alarms)
+    assert (report.unevaluated, report.evaluated, report.failed) == (2, 3, "")
+    assert "no answer" in report.backend_error
+    assert sorted(sink.keys) == ["a2:1", "a3:1", "a4:1"]
+    assert evaluator.stats.evaluations["backend_error"] == 2

@@ -255,6 +255,9 @@ class AlarmAgent:
             return
         what = {"cycle": "evaluated", "catch_up": "catch-up: evaluated",
                 "resume": "resumed: evaluated"}.get(report.kind, report.kind)
+        if report.unevaluated:
+            LOG.warning("%s cycle %d: %d alarm(s) NOT evaluated: %s", report.source,
+                        report.index, report.unevaluated, report.backend_error)
         level = logging.WARNING if report.lost or report.errors else logging.INFO
         LOG.log(level, "%s cycle %d: %s %d of %d owned alarm(s) in %.3fs (%d already "
                 "evaluated, %d lost to another writer, %d query errors, %d transitions, "

@@ -44,12 +44,16 @@ from zkpoll.alarm.rules import (
 from zkpoll.alarm.store import AlarmStore, Stored
 from zkpoll.exceptions import CoordinationError, PublishError
 
-__all__ = ["CycleReport", "Evaluator", "EvaluatorStats", "Query"]
+__all__ = ["BATCH_SIZE", "CycleReport", "Evaluator", "EvaluatorStats", "Query"]
 
 LOG = logging.getLogger(__name__)
 
 #: ``query(alarm, cycle_start) -> Datapoint``
 Query = Callable[[AlarmDefinition, float], Datapoint]
+
+#: Alarms read, evaluated and written together: a backend timeout costs one batch,
+#: not the member's whole share of the cycle.
+BATCH_SIZE = 500
 
 _LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, float("inf"))
 
@@ -70,7 +74,9 @@ class CycleReport:
     transitions: int = 0
     notifications: int = 0
     redelivered: int = 0  # pending notifications of an earlier transition sent again
-    failed: str = ""      # why the whole batch was not evaluated
+    unevaluated: int = 0  # alarms of batches the backend did not read or write in time
+    backend_error: str = ""
+    failed: str = ""      # why none was evaluated
     duration: float = 0.0
 
 
@@ -109,8 +115,10 @@ class Evaluator:
 
     def __init__(self, member_id: Callable[[], str], store: AlarmStore,
                  queries: Mapping[str, Query], notify: Callable[[Sequence[Notification]], None],
-                 max_parallel: int, audit: EvaluationLog | None = None) -> None:
+                 max_parallel: int, audit: EvaluationLog | None = None,
+                 batch_size: int = BATCH_SIZE) -> None:
         self.member_id = member_id
+        self.batch_size = batch_size
         self.audit = audit
         self.store = store
         self.queries = dict(queries)
@@ -134,12 +142,16 @@ class Evaluator:
         """Evaluate ``alarms`` (this member's share) for cycle ``index`` starting at ``start``."""
         began = time.monotonic()
         report = CycleReport(source, index, start, kind, owned=len(alarms))
-        if alarms:
+        for first in range(0, len(alarms), self.batch_size):
+            chunk = alarms[first:first + self.batch_size]
             try:
-                self._evaluate(report, alarms)
-            except CoordinationError as exc:
-                report.failed = str(exc)
-                self._count("backend_error", len(alarms))
+                self._evaluate(report, chunk)
+            except CoordinationError as exc:  # this chunk only: the next may get through
+                report.unevaluated += len(chunk)
+                report.backend_error = str(exc)
+                self._count("backend_error", len(chunk))
+        if alarms and report.unevaluated == len(alarms):
+            report.failed = report.backend_error
         report.duration = time.monotonic() - began
         return report
 

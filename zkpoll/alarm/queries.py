@@ -68,7 +68,7 @@ class HTTPGetter:
         return conn
 
     def get(self, path: str, params: dict[str, str]) -> Any:
-        """The decoded JSON body of ``GET <base><path>?<params>``.
+        """The status and decoded JSON body of ``GET <base><path>?<params>``.
 
         :raises OSError: connection failure, timeout, non-2xx status or a body
             that is not JSON (the message says which).
@@ -133,8 +133,9 @@ class PrometheusQuery:
 
     def __call__(self, alarm: AlarmDefinition, at: float) -> Datapoint:
         """The values of ``alarm.query`` at time ``at`` (no values on any failure)."""
+        # Prometheus takes a duration or a float of seconds; "2.5s" is refused
         params = {"query": alarm.query, "time": f"{at:.3f}",
-                  "timeout": f"{self.http.timeout:g}s"}
+                  "timeout": f"{self.http.timeout:g}"}
         try:
             answer = self.http.get("/api/v1/query", params)
         except OSError as exc:
