@@ -12,11 +12,8 @@ status 2, while another one runs the same configuration.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from oslo_config import cfg
 
@@ -29,6 +26,7 @@ from zkpoll.cmd._common import (
 )
 from zkpoll.cmd._config_files import check_config_files, unknown_names
 from zkpoll.cmd._list_plugins import list_plugins
+from zkpoll.cmd._run import run_until_signalled
 from zkpoll.coordination import register_opts as register_coordination_opts
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import ConfigError, ZkpollError
@@ -151,37 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock = _single_instance(conf, agent)
     except ZkpollError as exc:
         return die(PROG, str(exc))
-    stop = threading.Event()
-    forced = threading.Event()
-    reload = threading.Event()
-    wake = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        (forced if stop.is_set() else stop).set()
-        wake.set()
-
-    def on_hangup(signum: int, _frame: FrameType | None) -> None:
-        reload.set()
-        wake.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_hangup)
-    agent.start()
-    while not stop.is_set():
-        wake.wait(3600)
-        wake.clear()
-        if reload.is_set() and not stop.is_set():
-            reload.clear()
-            _reload(agent)
-    stopper = threading.Thread(target=agent.stop, kwargs={"graceful": True},
-                               name="zkpoll-stop", daemon=True)
-    stopper.start()
-    while stopper.is_alive() and not forced.is_set():
-        stopper.join(0.2)
-    if forced.is_set():
-        print(f"{PROG}: second signal: stopping at once", file=sys.stderr)
-        return 1
+    code = run_until_signalled(PROG, agent, agent.reload, LOG)
+    if code:
+        return code
     if lock is not None:
         lock.release()
     return 0
@@ -194,15 +164,6 @@ def _single_instance(conf: cfg.ConfigOpts, agent: Agent) -> instance_lock.Instan
     lock_dir = conf.polling.lock_dir or instance_lock.default_lock_dir()
     return instance_lock.acquire(lock_dir, [*conf.config_file, *(conf.config_dir or [])],
                                  agent.polling.path, agent.namespaces)
-
-
-def _reload(agent: Agent) -> None:
-    """SIGHUP: reload; the agent logs what changed or why it refused."""
-    try:
-        agent.reload()
-    except Exception as exc:  # noqa: BLE001 - a failed reload must not stop the agent
-        LOG.error("reload failed, keeping the running configuration: %s: %s",
-                  type(exc).__name__, exc)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""Run a started-on-demand agent until signalled: the signal protocol of every daemon.
+
+SIGTERM or SIGINT: graceful stop (``agent.stop(graceful=True)`` in a thread);
+a second one: stop at once (exit status 1).  SIGHUP: ``reload()`` (its
+failure is logged, never fatal).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Protocol
+
+__all__ = ["Daemon", "run_until_signalled"]
+
+
+class Daemon(Protocol):
+    """What :func:`run_until_signalled` drives."""
+
+    def start(self) -> None: ...
+
+    def stop(self, graceful: bool = True) -> None: ...
+
+
+def run_until_signalled(prog: str, agent: Daemon, reload: Callable[[], object],
+                        log: logging.Logger) -> int:
+    """Start ``agent``, serve signals until a stop, stop it; the exit status (0 or 1)."""
+    stop = threading.Event()
+    forced = threading.Event()
+    hangup = threading.Event()
+    wake = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        (forced if stop.is_set() else stop).set()
+        wake.set()
+
+    def on_hangup(signum: int, _frame: FrameType | None) -> None:
+        hangup.set()
+        wake.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
+    agent.start()
+    while not stop.is_set():
+        wake.wait(3600)
+        wake.clear()
+        if hangup.is_set() and not stop.is_set():
+            hangup.clear()
+            try:
+                reload()
+            except Exception as exc:  # noqa: BLE001 - a failed reload must not stop the agent
+                log.error("reload failed, keeping the running configuration: %s: %s",
+                          type(exc).__name__, exc)
+    stopper = threading.Thread(target=agent.stop, kwargs={"graceful": True},
+                               name="zkpoll-stop", daemon=True)
+    stopper.start()
+    while stopper.is_alive() and not forced.is_set():
+        stopper.join(0.2)
+    if forced.is_set():
+        print(f"{prog}: second signal: stopping at once", file=sys.stderr)
+        return 1
+    return 0
