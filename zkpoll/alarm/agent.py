@@ -40,13 +40,13 @@ from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.endpoint.server import ApiServer
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 from zkpoll.ownership import Partition, Poll
-from zkpoll.polling.cycles import next_cycle, source_offset
+from zkpoll.polling.cycles import next_cycle, source_offset, wait_for_start
 from zkpoll.polling.options import check_timing
+from zkpoll.polling.ownership import KEEP_LAST_RING
 
 __all__ = ["AlarmAgent", "source_name"]
 
 LOG = logging.getLogger(__name__)
-KEEP_LAST_RING = "keep_last_ring"
 
 
 def source_name(interval: int) -> str:
@@ -203,15 +203,8 @@ class AlarmAgent:
             index, start = following, start_next
 
     def _wait_until(self, start: float) -> bool:
-        while True:
-            if self._stop.is_set():
-                return False
-            if self._leave_at is not None and start >= self._leave_at:
-                return False
-            delay = start - time.time()
-            if delay <= 0:
-                return True
-            (self._stop if self._leaving.is_set() else self._leaving).wait(delay)
+        """Sleep until ``start``; False when the agent stops or leaves before it."""
+        return wait_for_start(start, self._stop, self._leaving, lambda: self._leave_at)
 
     def _run_cycle(self, source: str, interval: int, index: int, start: float,
                    alarms: Sequence[AlarmDefinition]) -> None:

@@ -105,13 +105,6 @@ class HTTPGetter:
             raise OSError(f"HTTP {response.status} {response.reason}")
         return _Answer(response.status, payload)
 
-    def close(self) -> None:
-        """Close this thread's connection (others close with their threads)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
 
 class _Answer:
     """An HTTP status and its JSON body."""

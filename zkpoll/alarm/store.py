@@ -65,9 +65,9 @@ class AlarmStore:
             try:
                 out[alarm_id] = Stored(AlarmState.from_dict(record.value), record.version)
             except ValueError as exc:
-                LOG.error("alarm %s: stored state in %s cannot be read (%s); not "
-                          "evaluated until it is deleted (zkpoll-status forget-alarm)",
-                          alarm_id, self.kind, exc)
+                LOG.error("alarm %s: its stored state (record %s/%s) cannot be read "
+                          "(%s); the alarm is not evaluated until that record is deleted "
+                          "from the coordination backend", alarm_id, self.kind, alarm_id, exc)
                 out[alarm_id] = Stored(AlarmState(), record.version, broken=True)
         return out
 
@@ -91,7 +91,3 @@ class AlarmStore:
         """Every stored state of the group (for ``zkpoll-status``)."""
         ids = self.coordinator.list_records(self.kind, self.timeout)
         return self.read(ids)
-
-    def forget(self, alarm_ids: Iterable[str]) -> int:
-        """Delete the stored states of these alarms; returns how many existed."""
-        return self.coordinator.delete_records(self.kind, list(alarm_ids), self.timeout)

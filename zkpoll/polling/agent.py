@@ -31,7 +31,7 @@ from zkpoll.endpoint.server import ApiServer
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 from zkpoll.ownership import Partition, ring_epoch
 from zkpoll.polling import options
-from zkpoll.polling.cycles import next_cycle, source_offset
+from zkpoll.polling.cycles import next_cycle, source_offset, wait_for_start
 from zkpoll.polling.health import Health, Withdrawal
 from zkpoll.polling.latest import LatestSamples
 from zkpoll.polling.overlap import OverlapMonitor
@@ -208,15 +208,7 @@ class Agent:
 
     def _wait_until(self, start: float) -> bool:
         """Sleep until ``start``; False when the agent stops or leaves before it."""
-        while True:
-            if self._stop.is_set():
-                return False
-            if self._leave_at is not None and start >= self._leave_at:
-                return False
-            delay = start - time.time()
-            if delay <= 0:
-                return True
-            (self._stop if self._leaving.is_set() else self._leaving).wait(delay)
+        return wait_for_start(start, self._stop, self._leaving, lambda: self._leave_at)
 
     def _run_one(self, runner: SourceRunner, index: int, start: float) -> None:
         try:

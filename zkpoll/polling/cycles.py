@@ -1,4 +1,5 @@
-"""Cycle maths: wall-clock aligned cycles with a deterministic per-source offset.
+"""Cycle maths (wall-clock aligned cycles with a deterministic per-source offset),
+and the wait for a cycle's start that both agents' loops use.
 
 Cycle ``c`` of a source with interval ``I`` starts at ``c * I + offset``,
 where the offset depends only on the source name, so every agent starts
@@ -9,12 +10,15 @@ with the same interval do not all fire at once.
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections.abc import Callable
 
 import mmh3
 
 from zkpoll.sample import HASH_SEED
 
-__all__ = ["cycle_index", "cycle_start", "next_cycle", "source_offset"]
+__all__ = ["cycle_index", "cycle_start", "next_cycle", "source_offset", "wait_for_start"]
 
 #: The offset is at most this fraction of the interval (and at most MAX_OFFSET).
 OFFSET_FRACTION = 0.1
@@ -41,3 +45,24 @@ def next_cycle(t: float, interval: float, offset: float = 0.0) -> tuple[int, flo
     """(index, start) of the first cycle starting strictly after ``t``."""
     index = cycle_index(t, interval, offset) + 1
     return index, cycle_start(index, interval, offset)
+
+
+
+def wait_for_start(start: float, stop: threading.Event, leaving: threading.Event,
+                   leave_at: Callable[[], float | None]) -> bool:
+    """Sleep until wall-clock ``start``; False when ``stop`` is set first, or when
+    the cycle starts at or after ``leave_at()`` (a graceful leave).
+
+    ``leaving`` is set once a leave is announced, to wake the sleeper so it
+    re-reads ``leave_at()``; after that only ``stop`` wakes it.
+    """
+    while True:
+        if stop.is_set():
+            return False
+        leaving_at = leave_at()
+        if leaving_at is not None and start >= leaving_at:
+            return False
+        delay = start - time.time()
+        if delay <= 0:
+            return True
+        (stop if leaving.is_set() else leaving).wait(delay)
