@@ -127,8 +127,11 @@ def test_size_bound_drops_the_oldest_loudly_with_counts(tmp_path, recorder, capl
     recorder.fail = PublishError("down")
     one_batch = len(__import__("zkpoll.publisher.spool_codec", fromlist=["x"])
                     .encode_batch(samples(10))[0])
+    # batch_size=10: the sender takes one batch per attempt, so the batches the
+    # bound may not drop (the send in flight) are at most one; with the default
+    # (500) a sender that starts late on a busy machine holds all of them
     pub = publisher(make_conf(tmp_path, spool_max_bytes=3 * one_batch), recorder,
-                    "retry_backoff=10&max_backoff=10")
+                    "retry_backoff=10&max_backoff=10&batch_size=10")
     with caplog.at_level(logging.ERROR):
         for i in range(6):
             pub.publish_samples(samples(10, start=i * 10))
@@ -141,7 +144,7 @@ def test_size_bound_drops_the_oldest_loudly_with_counts(tmp_path, recorder, capl
     kept = health.depth
     assert health.drops["max_bytes"] + kept == 60 and pub.stats["dropped"] == 60 - kept
     assert kept >= 20 and health.spool_bytes is not None
-    # the bound never drops the batch being sent: at most one batch over it
+    # the bound never drops the send in flight (one batch here): at most one over it
     assert health.spool_bytes <= 4 * one_batch
     pub.close(timeout=0)
 

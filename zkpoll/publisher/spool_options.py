@@ -37,7 +37,8 @@ OPTS = [
     cfg.IntOpt("spool_max_bytes", default=1 << 30, min=0,
                help="Bytes each publisher's spool may hold (encoded samples; the file "
                     "on disk is somewhat larger). Beyond it the OLDEST batches are "
-                    "dropped, counted (reason max_bytes) and logged at ERROR. 0: no "
+                    "dropped, counted (reason max_bytes) and logged at ERROR; the send "
+                    "in flight (batch_size samples at most) is never dropped. 0: no "
                     "size bound."),
     cfg.FloatOpt("spool_max_age", default=86400.0, min=0,
                  help="Seconds an undelivered sample may wait in the spool (counted from "
