@@ -110,10 +110,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
 import psutil
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
 
+from benchmarks._bench_util import ChildProcess, emit, percentile, rounded
 from zkpoll.polling.cycles import source_offset
 from zkpoll.testing import ManagedZooKeeper
 from zkpoll.testing.prometheus import ManagedPrometheus
@@ -131,8 +135,6 @@ class BenchError(Exception):
     """The run cannot produce a measurement (said in an ``error`` line)."""
 
 
-def emit(**fields: object) -> None:
-    print(json.dumps(fields), flush=True)
 
 
 def progress(text: str) -> None:
@@ -147,16 +149,6 @@ def sleep_until(t: float, tick: Callable[[], None] | None = None) -> None:
             tick()
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` in 0..100) of ``values``; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-def rounded(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 # --- what the evaluators wrote ----------------------------------------------------------
@@ -292,7 +284,7 @@ def flip_alarms_yaml(ids: Sequence[str], interval: int, flip_every: int, url: st
 
 # --- processes --------------------------------------------------------------------------
 @dataclass
-class EvaluatorProc:
+class EvaluatorProc(ChildProcess):
     """One evaluator process and its evaluation log (read incrementally)."""
 
     name: str
@@ -315,10 +307,6 @@ class EvaluatorProc:
         self._offset += end
 
     @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    @property
     def member(self) -> str | None:
         return self.evaluations[-1].member if self.evaluations else None
 
@@ -329,20 +317,6 @@ class EvaluatorProc:
     def rss_mb(self) -> float:
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 class ExpiryWatch(threading.Thread):

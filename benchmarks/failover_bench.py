@@ -103,9 +103,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
 
+from benchmarks._bench_util import ChildProcess, emit
 from zkpoll.polling.cycles import source_offset
 from zkpoll.testing import ManagedZooKeeper
 
@@ -120,10 +124,6 @@ EPS = 1e-3
 
 class BenchError(Exception):
     """The run cannot produce a measurement (said in an ``error`` line)."""
-
-
-def emit(**fields: object) -> None:
-    print(json.dumps(fields), flush=True)
 
 
 def parse_ts(text: str) -> float:
@@ -155,7 +155,7 @@ class Poll:
 
 
 @dataclass
-class Agent:
+class Agent(ChildProcess):
     """One agent process and the samples it wrote (read incrementally)."""
 
     impl: str
@@ -190,10 +190,6 @@ class Agent:
                                    round(parse_ts(s["cycle_start"]), 3),
                                    parse_ts(s["timestamp"])))
 
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
     def resources_in(self, cycle: float) -> set[str]:
         return {p.resource for p in self.polls if abs(p.cycle - cycle) < EPS}
 
@@ -201,20 +197,6 @@ class Agent:
         self.proc.send_signal(sig)
         return time.time()
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 class Fleet:

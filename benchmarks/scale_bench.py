@@ -81,8 +81,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import math
 import os
 import signal
 import sys
@@ -95,6 +93,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._bench_util import emit, percentile, rounded
 from benchmarks._scale_procs import (
     BenchError,
     Servers,
@@ -109,20 +108,6 @@ IMPLS = ("zkpoll", "tooz")
 STOP_TIMEOUT = 30.0  # s for all member processes to stop gracefully after a run
 
 
-def emit(**fields: object) -> None:
-    print(json.dumps(fields), flush=True)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` in 0..100) of ``values``; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-def rounded(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 # --- one implementation at one N ---------------------------------------------------
