@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException, NoNodeError
 
 
 def emit(**fields: object) -> None:
@@ -52,3 +59,76 @@ class ChildProcess:
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def require_tooz() -> None:
+    """Exit with the install hint when the peer's tooz is missing."""
+    try:
+        import tooz  # noqa: F401
+    except ImportError:
+        sys.exit("tooz is not installed: pip install '.[bench]'")
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so a stopped run still stops its servers."""
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def member_id_of(child: str) -> str:
+    """The member id a group child names: zkpoll's ``id!rev!...`` names, tooz's ids."""
+    return child.split("!", 1)[0]
+
+
+class MemberMonitor(threading.Thread):
+    """When members leave ZooKeeper groups, by listing the groups every ``every`` s.
+
+    A member counts as gone when no child of its group names its id any more
+    (only members seen once are reported).
+    """
+
+    def __init__(self, hosts: str, paths: Sequence[str], every: float = 0.05) -> None:
+        super().__init__(name="member-monitor", daemon=True)
+        self.client = KazooClient(hosts=hosts, timeout=10.0)
+        self.paths, self.every = list(paths), every
+        self.present: dict[str, set[str]] = {p: set() for p in self.paths}
+        self.gone_at: dict[tuple[str, str], float] = {}
+        self._stop_event = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.every):
+            for path in self.paths:
+                try:
+                    ids = {member_id_of(c) for c in self.client.get_children(path)}
+                except NoNodeError:
+                    ids = set()
+                except KazooException:
+                    continue
+                now = time.time()
+                with self._lock:
+                    for member in self.present[path] - ids:
+                        self.gone_at.setdefault((path, member), now)
+                    self.present[path] = ids
+
+    def count(self, path: str) -> int:
+        """Members of the group at ``path`` in the last listing."""
+        with self._lock:
+            return len(self.present[path])
+
+    def gone(self, path: str, member: str | None) -> float | None:
+        """Wall-clock time the member was first seen gone, or None."""
+        with self._lock:
+            return self.gone_at.get((path, member or ""))
+
+    def start(self) -> None:
+        self.client.start(timeout=15)
+        super().start()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(2)
+        self.client.stop()
+        self.client.close()

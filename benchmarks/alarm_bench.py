@@ -101,7 +101,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -114,10 +113,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import psutil
-from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NoNodeError
 
-from benchmarks._bench_util import ChildProcess, emit, percentile, rounded
+from benchmarks._bench_util import (
+    ChildProcess,
+    MemberMonitor,
+    emit,
+    exit_on_sigterm,
+    percentile,
+    require_tooz,
+    rounded,
+)
 from zkpoll.polling.cycles import source_offset
 from zkpoll.testing import ManagedZooKeeper
 from zkpoll.testing.prometheus import ManagedPrometheus
@@ -317,38 +322,6 @@ class EvaluatorProc(ChildProcess):
     def rss_mb(self) -> float:
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
-
-
-class ExpiryWatch(threading.Thread):
-    """When a member znode disappears from a group, by listing it every 0.1 s."""
-
-    def __init__(self, hosts: str, path: str, member: str) -> None:
-        super().__init__(name="expiry-watch", daemon=True)
-        self.client = KazooClient(hosts=hosts, timeout=10.0)
-        self.path, self.member = path, member
-        self.gone_at: float | None = None
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while self.gone_at is None and not self._stop_event.wait(0.1):
-            try:
-                children = self.client.get_children(self.path)
-            except NoNodeError:
-                children = []
-            except KazooException:
-                continue
-            if not any(c.split("!", 1)[0] == self.member for c in children):
-                self.gone_at = time.time()
-
-    def start(self) -> None:
-        self.client.start(timeout=15)
-        super().start()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(2)
-        self.client.stop()
-        self.client.close()
 
 
 class Fleet:
@@ -611,7 +584,7 @@ class Run:
         victim.proc.kill()
         progress(f"{fleet.impl}: SIGKILL {victim.name} ({member}, {len(orphans)} alarms) "
                  f"{c1_start - t_kill:.2f} s before cycle {c1}")
-        watch = ExpiryWatch(self.zk_hosts, fleet.members_path, member)
+        watch = MemberMonitor(self.zk_hosts, [fleet.members_path], every=0.1)
         watch.start()
         try:
             ended = (victim.name,)
@@ -628,6 +601,7 @@ class Run:
         finally:
             watch.stop()
         victim.kill()
+        gone = watch.gone(fleet.members_path, member)
         undelivered = self.wait_delivered(fleet)
         m = failover_metrics(fleet.evaluations(), victim.name, orphans, t_kill, c1, c1_start,
                              self.idset)
@@ -638,7 +612,7 @@ class Run:
              duplicate_notifications=duplicate_deliveries(fleet.receiver.keys()),
              orphans=m["orphans"], recovered=m["recovered"], same_cycle=m["same_cycle"],
              p50_s=m["p50_s"], kill_before_cycle_s=round(c1_start - t_kill, 3),
-             expiry_s=rounded(None if watch.gone_at is None else watch.gone_at - t_kill),
+             expiry_s=rounded(None if gone is None else gone - t_kill),
              lost_writes=m["lost_writes"], gaps=m["gaps"], undelivered=undelivered,
              deliveries=len(fleet.receiver.deliveries()),
              loadavg=round(os.getloadavg()[0], 2))
@@ -691,15 +665,9 @@ def main() -> int:
     if args.interval < 2 * CHECK_BEFORE_NEXT + 1:
         parser.error(f"--interval: at least {2 * CHECK_BEFORE_NEXT + 1:g} s")
     if "tooz" in impls:
-        try:
-            import tooz  # noqa: F401
-        except ImportError:
-            sys.exit("tooz is not installed: pip install '.[bench]'")
+        require_tooz()
 
-    def on_term(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
+    exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="zkpoll-alarm-bench-"))
     run = Run(args, workdir)
     status = 0

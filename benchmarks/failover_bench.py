@@ -95,7 +95,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -106,10 +105,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NoNodeError
 
-from benchmarks._bench_util import ChildProcess, emit
+from benchmarks._bench_util import (
+    ChildProcess,
+    MemberMonitor,
+    emit,
+    exit_on_sigterm,
+    require_tooz,
+)
 from zkpoll.polling.cycles import source_offset
 from zkpoll.testing import ManagedZooKeeper
 
@@ -243,52 +246,6 @@ class Fleet:
             gaps += len(ids - counts.keys())
             dups += sum(1 for n in counts.values() if n > 1)
         return gaps, dups
-
-
-class MemberMonitor(threading.Thread):
-    """Records when member znodes disappear, by listing the groups every 50 ms."""
-
-    def __init__(self, hosts: str, paths: list[str]) -> None:
-        super().__init__(name="member-monitor", daemon=True)
-        self.client = KazooClient(hosts=hosts, timeout=10.0)
-        self.paths = paths
-        self.present: dict[str, set[str]] = {p: set() for p in paths}
-        self.gone_at: dict[tuple[str, str], float] = {}
-        self._stop_event = threading.Event()
-        self._lock = threading.Lock()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(0.05):
-            for path in self.paths:
-                try:
-                    children = set(self.client.get_children(path))
-                except NoNodeError:
-                    children = set()
-                except KazooException:
-                    continue
-                now = time.time()
-                with self._lock:
-                    for name in self.present[path] - children:
-                        self.gone_at.setdefault((path, name), now)
-                    self.present[path] = children
-
-    def count(self, path: str) -> int:
-        with self._lock:
-            return len(self.present[path])
-
-    def gone(self, path: str, member: str | None) -> float | None:
-        with self._lock:
-            return self.gone_at.get((path, member or ""))
-
-    def start(self) -> None:
-        self.client.start(timeout=15)
-        super().start()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(2)
-        self.client.stop()
-        self.client.close()
 
 
 # --- the run ---------------------------------------------------------------------
@@ -555,15 +512,9 @@ def main() -> int:
         parser.error("--interval must be at least 4 x --session-timeout")
     if not PEER.exists():
         parser.error(f"{PEER} is missing")
-    try:
-        import tooz  # noqa: F401
-    except ImportError:
-        sys.exit("tooz is not installed: pip install '.[bench]'")
+    require_tooz()
 
-    def on_term(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
+    exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="zkpoll-failover-"))
     run = Run(args, workdir)
     status = 0

@@ -93,7 +93,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._bench_util import emit, percentile, rounded
+from benchmarks._bench_util import (
+    emit,
+    exit_on_sigterm,
+    percentile,
+    require_tooz,
+    rounded,
+)
 from benchmarks._scale_procs import (
     BenchError,
     Servers,
@@ -394,15 +400,9 @@ def main() -> int:
     if args.switch_interval is not None and not 0 < args.switch_interval <= 1:
         parser.error("--switch-interval: seconds, above 0 and at most 1")
     if "tooz" in impls:
-        try:
-            import tooz  # noqa: F401
-        except ImportError:
-            sys.exit("tooz is not installed: pip install '.[bench]'")
+        require_tooz()
 
-    def on_term(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
+    exit_on_sigterm()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     status = 0
     try:
