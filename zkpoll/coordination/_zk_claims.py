@@ -44,8 +44,8 @@ class SentClaims:
 class ClaimsWriter:
     """Per-group submission state of one member's claims records.
 
-    Every method but :meth:`settle` must be called under the coordinator's
-    lock, the one that also orders generations.
+    Every method must be called under the coordinator's lock, the one that
+    also orders generations (:meth:`settle` too: it updates what exists).
 
     :param client: the kazoo client
     """
