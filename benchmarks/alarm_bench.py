@@ -123,7 +123,7 @@ from benchmarks._bench_util import (
     require_tooz,
     rounded,
 )
-from zkpoll.polling.cycles import source_offset
+from zkpoll.service.cycles import source_offset
 from zkpoll.testing import ManagedZooKeeper
 from zkpoll.testing.prometheus import ManagedPrometheus
 from zkpoll.testing.webhook import WebhookReceiver

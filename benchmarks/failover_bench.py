@@ -113,7 +113,7 @@ from benchmarks._bench_util import (
     exit_on_sigterm,
     require_tooz,
 )
-from zkpoll.polling.cycles import source_offset
+from zkpoll.service.cycles import source_offset
 from zkpoll.testing import ManagedZooKeeper
 
 SOURCE = "static"

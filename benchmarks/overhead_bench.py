@@ -32,7 +32,7 @@ from oslo_config import cfg
 
 from zkpoll.coordination import get_coordinator, register_opts
 from zkpoll.ownership import Partition
-from zkpoll.polling.plugin_base import PollingContext, Pollster
+from zkpoll.plugin import PollingContext, Pollster
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
 from zkpoll.polling.runner import SourceRunner
 from zkpoll.polling.sources import Source
@@ -71,7 +71,7 @@ def bench_overhead(resources: int, meters: int, cycles: int) -> None:
     infos = [PollsterInfo(f"noop.{i}", "central", NoOpPollster(f"noop.{i}")) for i in range(meters)]
     with futures.ThreadPoolExecutor(8) as pool:
         runner = SourceRunner(source, infos, LoadedPlugins(), [publisher], pool,
-                              lambda src, ns, keys, start: partition.owned(keys, start), None,
+                              lambda src, ns, keys, index, start: partition.owned(keys, start), None,
                               lambda: coordinator.member_id, timeout=60.0, batch_size=500)
         runner.run_cycle(0, time.time())  # warm-up
         start = time.perf_counter()

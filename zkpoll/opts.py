@@ -20,6 +20,7 @@ from zkpoll.coordination.loader import OPTS as COORDINATION_OPTS
 from zkpoll.endpoint import server as api
 from zkpoll.polling import dynamic, options
 from zkpoll.publisher import notifier
+from zkpoll.service import options as service_options
 
 __all__ = ["list_opts"]
 
@@ -28,10 +29,10 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """Return (group, options) pairs for every zkpoll option."""
     return [
         ("DEFAULT", list(itertools.chain(
-            options.DEFAULT_OPTS, LOGGING_OPTS,
+            service_options.DEFAULT_OPTS, LOGGING_OPTS,
             [o for o in CLI_OPTS if o.dest == "debug"]))),
         ("coordination", list(itertools.chain(COORDINATION_OPTS,
-                                              options.AGENT_COORDINATION_OPTS))),
+                                              service_options.AGENT_COORDINATION_OPTS))),
         ("polling", list(itertools.chain(options.POLLING_OPTS, dynamic.OPTS))),
         ("publisher", list(itertools.chain(options.PUBLISHER_OPTS, notifier.OPTS))),
         ("compute", list(options.COMPUTE_OPTS)),

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.functional.agents import MemberWatch, clock, wait_until
-from zkpoll.polling.cycles import source_offset
+from zkpoll.service.cycles import source_offset
 
 INTERVAL = 2        # evaluation_interval of every alarm (seconds)
 PERIOD = 4 * INTERVAL  # each alarm's query flips every PERIOD seconds

@@ -19,6 +19,7 @@ from zkpoll.alarm.rules import Datapoint
 from zkpoll.alarm.store import AlarmStore
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import CoordinatorUnreachable
+from zkpoll.ownership import PollKind
 
 GROUP = "alarm"
 URL = "http://hooks.invalid/alarm"
@@ -81,8 +82,8 @@ def test_a_cycle_is_never_evaluated_twice(coordinator) -> None:
     sink = Sink()
     evaluator = make(coordinator, {"a1": 1.0}, sink)
     evaluator.evaluate_cycle("alarms-60s", 10, 600.0, [alarm()])
-    again = evaluator.evaluate_cycle("alarms-60s", 10, 600.0, [alarm()], kind="catch_up")
-    older = evaluator.evaluate_cycle("alarms-60s", 9, 540.0, [alarm()], kind="resume")
+    again = evaluator.evaluate_cycle("alarms-60s", 10, 600.0, [alarm()], kind=PollKind.CATCH_UP)
+    older = evaluator.evaluate_cycle("alarms-60s", 9, 540.0, [alarm()], kind=PollKind.RESUME)
     assert (again.already, again.evaluated, older.already, older.evaluated) == (1, 0, 1, 0)
     assert sink.keys == ["a1:1"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from zkpoll.alarm.definitions import AlarmDefinition
 from zkpoll.alarm.state import AlarmState, Transition
-from zkpoll.alarm.status import STALE_INTERVALS, alarm_rows
 from zkpoll.coordination import Member, Membership
 from zkpoll.status import Severity
+from zkpoll.status.alarms import STALE_INTERVALS, alarm_rows
 
 NOW = 1_800_000_000.0
 

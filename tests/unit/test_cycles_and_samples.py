@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from zkpoll.polling.cycles import cycle_index, cycle_start, next_cycle, source_offset
 from zkpoll.sample import GAUGE, Sample, sample_id
+from zkpoll.service.cycles import cycle_index, cycle_start, next_cycle, source_offset
 
 
 def test_cycles_are_aligned_to_wall_clock_multiples_plus_the_offset() -> None:
@@ -31,7 +31,7 @@ def test_offset_is_deterministic_and_bounded(interval: int) -> None:
 
 
 def test_offset_is_the_same_in_another_process() -> None:
-    code = "from zkpoll.polling.cycles import source_offset; print(source_offset('cpu', 60))"
+    code = "from zkpoll.service.cycles import source_offset; print(source_offset('cpu', 60))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "99"}).stdout.strip()
     assert float(out) == source_offset("cpu", 60)

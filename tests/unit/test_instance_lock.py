@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from zkpoll.exceptions import ConfigError
-from zkpoll.polling import instance_lock
 from zkpoll.polling.reload import ReloadResult
+from zkpoll.service import instance_lock
 
 
 def test_the_lock_file_is_keyed_by_resolved_paths_and_namespace(tmp_path: Path) -> None:

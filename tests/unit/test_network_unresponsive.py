@@ -78,7 +78,7 @@ def _run_cycles(meters: list[Any], resources: list[str], cycles: int) -> list[tu
         source = Source("web", int(INTERVAL), ("*",), resources=tuple(resources))
         infos = [PollsterInfo(p.meter, "central", p) for p in meters]
         runner = SourceRunner(source, infos, LoadedPlugins(), [recorder], pool,
-                              lambda src, ns, keys, start: keys, None, lambda: "me",
+                              lambda src, ns, keys, index, start: keys, None, lambda: "me",
                               timeout=INTERVAL, batch_size=100)
         out = []
         for index in range(cycles):

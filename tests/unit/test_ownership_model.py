@@ -47,6 +47,7 @@ from zkpoll.ownership.events import (
     LeaveRequested,
     MembershipChanged,
     Poll,
+    PollKind,
     ReadClaims,
     SessionLost,
     SessionStarted,
@@ -326,7 +327,7 @@ class OwnershipModel(RuleBasedStateMachine):
                 self._feed(sim, ClaimResult(action.source, action.index, confirmed,
                                             self._contact(sim)))
         elif isinstance(action, Poll):
-            if sim.die_mid_cycle and action.kind == "cycle":
+            if sim.die_mid_cycle and action.kind is PollKind.CYCLE:
                 self.faulty.add(action.index)
                 self._die(sim)
                 return

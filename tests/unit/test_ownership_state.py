@@ -18,6 +18,7 @@ from zkpoll.ownership.events import (
     LeaveRequested,
     MembershipChanged,
     Poll,
+    PollKind,
     ReadClaims,
     RejoinRequested,
     ReportChanged,
@@ -119,7 +120,7 @@ def test_refused_claim_skips_restores_the_record_and_resumes_once_unfenced() -> 
     write = of(resume, WriteClaims)[0]
     assert write.wait and write.index == 101
     polls = state.handle(ClaimResult("src", 101, True, at(1011.1)))
-    assert polls[0].kind == "resume" and polls[0].keys
+    assert polls[0].kind is PollKind.RESUME and polls[0].keys
     assert not state.wants_ticks
 
 
@@ -177,7 +178,7 @@ def test_a_vanished_members_unclaimed_share_is_caught_up_by_its_successor() -> N
     polls = state.handle(ClaimsRead({"b": {"cycles": {"src": 99}}}, ("b",), at(1003.1)))
     after = state.ring_at(1000.0)
     expected = tuple(sorted(k for k in KEYS if before.owner(k) == "b" and after.owner(k) == "a"))
-    assert polls[0].kind == "catch_up" and polls[0].keys == expected and expected
+    assert polls[0].kind is PollKind.CATCH_UP and polls[0].keys == expected and expected
 
 
 def test_a_vanished_member_that_claimed_the_cycle_is_not_caught_up() -> None:

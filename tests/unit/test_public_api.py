@@ -14,10 +14,13 @@ PUBLIC = {
     "zkpoll.polling": ["Discovery", "PollingConfig", "PollingContext", "Pollster", "Source",
                        "load_polling_config", "resource_key"],
     "zkpoll.plugin": ["Discovery", "PollingContext", "Pollster", "resource_key"],
-    "zkpoll.polling.plugin_base": ["Discovery", "PollingContext", "Pollster", "resource_key"],
     "zkpoll.ownership": ["Contact", "MemberInfo", "OwnershipConfig", "OwnershipState",
-                         "Partition", "Poll", "PollCallback", "Skip", "claimed_cycle",
-                         "eligible_members", "member_info", "ring_epoch"],
+                         "Partition", "Poll", "PollCallback", "PollKind", "Skip",
+                         "claimed_cycle", "eligible_members", "member_info", "member_meters",
+                         "ring_epoch"],
+    "zkpoll.status": ["AlarmRow", "OwnerReport", "Problem", "PublisherFinding", "Report",
+                      "Severity", "alarm_rows", "build_report", "find_owner", "member_state",
+                      "publisher_findings", "source_intervals", "with_claims"],
     "zkpoll.testing": ["Certificates", "DEFAULT_CLASSPATH", "ManagedMemcached", "ManagedRedis",
                        "ManagedZooKeeper", "TCPProxy", "ZooKeeperEnsemble", "expire_session",
                        "find_installation", "four_letter_word", "free_port",
@@ -36,16 +39,16 @@ def test_public_names(module: str) -> None:
         assert hasattr(mod, name), f"{module}.{name}"
 
 
+def test_the_plugin_contract_is_the_polling_packages() -> None:
+    import zkpoll.plugin
+    import zkpoll.polling
+
+    for name in zkpoll.plugin.__all__:
+        assert getattr(zkpoll.polling, name) is getattr(zkpoll.plugin, name)
+
+
 def test_one_exception_root() -> None:
     from zkpoll import exceptions
 
     for name in exceptions.__all__:
         assert issubclass(getattr(exceptions, name), exceptions.ZkpollError)
-
-
-def test_old_plugin_contract_path_is_the_same_contract() -> None:
-    import zkpoll.plugin
-    import zkpoll.polling.plugin_base
-
-    for name in zkpoll.plugin.__all__:
-        assert getattr(zkpoll.polling.plugin_base, name) is getattr(zkpoll.plugin, name)

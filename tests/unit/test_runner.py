@@ -84,7 +84,7 @@ def runner_for(pollsters: list[Pollster], executor: futures.ThreadPoolExecutor,
     infos = [PollsterInfo(p.meter, "central", p) for p in pollsters]  # type: ignore[attr-defined]
     recorder = Recorder()
     runner = SourceRunner(source, infos, plugins, [recorder], executor,
-                          ownership or (lambda src, ns, keys, start: keys), None,
+                          ownership or (lambda src, ns, keys, index, start: keys), None,
                           lambda: "me", timeout=timeout, batch_size=3)
     return runner, recorder
 
@@ -126,14 +126,14 @@ def test_a_raising_a_hanging_and_a_garbage_pollster_do_not_stop_the_cycle(
 def test_only_owned_resources_are_polled(executor: futures.ThreadPoolExecutor) -> None:
     good = Good()
     runner, _ = runner_for([good], executor,
-                           ownership=lambda src, ns, keys, start: [k for k in keys if k.endswith("1")])
+                           ownership=lambda src, ns, keys, index, start: [k for k in keys if k.endswith("1")])
     stats = runner.run_cycle(1, 0.0)
     assert good.calls == [["r1"]] and stats.owned == 1 and stats.resources == 10
 
 
 def test_fenced_namespace_polls_nothing(executor: futures.ThreadPoolExecutor) -> None:
     good = Good()
-    runner, recorder = runner_for([good], executor, ownership=lambda src, ns, keys, start: None)
+    runner, recorder = runner_for([good], executor, ownership=lambda src, ns, keys, index, start: None)
     stats = runner.run_cycle(1, 0.0)
     assert stats.fenced and good.calls == [] and recorder.samples == []
 

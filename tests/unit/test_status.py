@@ -10,7 +10,7 @@ import pytest
 from zkpoll.cmd import status as cli
 from zkpoll.coordination import HashRing, Member, Membership
 from zkpoll.ownership import ring_epoch
-from zkpoll.polling.cycles import cycle_start, source_offset
+from zkpoll.service.cycles import cycle_start, source_offset
 from zkpoll.status import Severity, build_report, find_owner, member_state
 
 INTERVAL = 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zkpoll.publisher.base import PublisherHealth
 from zkpoll.publisher.health import publisher_summary
-from zkpoll.status_publishers import publisher_findings
+from zkpoll.status.publishers import publisher_findings
 
 
 def test_degraded_is_a_warning_failing_is_not_and_ok_is_silent():

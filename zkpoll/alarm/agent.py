@@ -39,14 +39,16 @@ from zkpoll.coordination import Coordinator, get_coordinator
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.endpoint.server import ApiServer
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
-from zkpoll.ownership import Partition, Poll
-from zkpoll.polling.cycles import next_cycle, source_offset, wait_for_start
-from zkpoll.polling.options import check_timing
-from zkpoll.polling.ownership import KEEP_LAST_RING
+from zkpoll.ownership import Partition, Poll, PollKind
+from zkpoll.service.cycles import next_cycle, source_offset, wait_for_start
+from zkpoll.service.options import check_timing, new_partition
 
 __all__ = ["AlarmAgent", "source_name"]
 
 LOG = logging.getLogger(__name__)
+#: The cycle log line's verb per poll kind.
+_EVALUATED = {PollKind.CYCLE: "evaluated", PollKind.CATCH_UP: "catch-up: evaluated",
+              PollKind.RESUME: "resumed: evaluated"}
 
 
 def source_name(interval: int) -> str:
@@ -142,11 +144,8 @@ class AlarmAgent:
             self.coordinator.start(timeout=self.conf.coordination.start_timeout)
         except CoordinatorUnreachable as exc:
             LOG.error("%s; alarms wait until it answers", exc)
-        cconf = self.conf.coordination
         if not isinstance(self.coordinator, StandaloneCoordinator):
-            self.partition = Partition(self.coordinator, self.group, cconf.settle_time,
-                                       cconf.fence_margin,
-                                       keep_last_ring=cconf.on_backend_loss == KEEP_LAST_RING)
+            self.partition = new_partition(self.coordinator, self.group, self.conf.coordination)
             self.partition.on_poll = self._on_poll
             self.partition.join(self._member_data())
         else:  # the only member: join so that its state writes pass the fence
@@ -215,7 +214,7 @@ class AlarmAgent:
         else:
             owned = self.partition.plan_cycle(source, index, start, interval, keys)
         if owned is None:
-            report = CycleReport(source, index, start, "cycle", failed="fenced")
+            report = CycleReport(source, index, start, PollKind.CYCLE, failed="fenced")
             self._log(report)
             self.last_reports[source] = report
             return
@@ -246,8 +245,7 @@ class AlarmAgent:
             LOG.warning("%s cycle %d: NOT evaluated: %s", report.source, report.index,
                         report.failed)
             return
-        what = {"cycle": "evaluated", "catch_up": "catch-up: evaluated",
-                "resume": "resumed: evaluated"}.get(report.kind, report.kind)
+        what = _EVALUATED[report.kind]
         if report.unevaluated:
             LOG.warning("%s cycle %d: %d alarm(s) NOT evaluated: %s", report.source,
                         report.index, report.unevaluated, report.backend_error)

@@ -43,6 +43,7 @@ from zkpoll.alarm.rules import (
 )
 from zkpoll.alarm.store import AlarmStore, Stored
 from zkpoll.exceptions import CoordinationError, PublishError
+from zkpoll.ownership import PollKind
 
 __all__ = ["BATCH_SIZE", "CycleReport", "Evaluator", "EvaluatorStats", "Query"]
 
@@ -65,7 +66,7 @@ class CycleReport:
     source: str
     index: int
     start: float
-    kind: str
+    kind: PollKind
     owned: int = 0
     evaluated: int = 0
     already: int = 0      # evaluated for this cycle before (by anyone): left alone
@@ -138,7 +139,7 @@ class Evaluator:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def evaluate_cycle(self, source: str, index: int, start: float,
-                       alarms: Sequence[AlarmDefinition], kind: str = "cycle") -> CycleReport:
+                       alarms: Sequence[AlarmDefinition], kind: PollKind = PollKind.CYCLE) -> CycleReport:
         """Evaluate ``alarms`` (this member's share) for cycle ``index`` starting at ``start``."""
         began = time.monotonic()
         report = CycleReport(source, index, start, kind, owned=len(alarms))

@@ -34,8 +34,8 @@ from zkpoll.coordination import register_opts as register_coordination_opts
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.endpoint import server as api
 from zkpoll.exceptions import ConfigError, ZkpollError
-from zkpoll.polling import instance_lock
-from zkpoll.polling.options import AGENT_COORDINATION_OPTS, DEFAULT_OPTS
+from zkpoll.service import instance_lock
+from zkpoll.service.options import AGENT_COORDINATION_OPTS, DEFAULT_OPTS
 from zkpoll.version import __version__
 
 __all__ = ["CLI_OPTS", "main"]

@@ -30,13 +30,14 @@ from zkpoll.cmd._run import run_until_signalled
 from zkpoll.coordination import register_opts as register_coordination_opts
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import ConfigError, ZkpollError
-from zkpoll.polling import dynamic, instance_lock, options
+from zkpoll.polling import dynamic, options
 from zkpoll.polling.agent import Agent
 from zkpoll.polling.startup_checks import (
     check_discoveries,
     check_namespaces,
     installed_namespaces,
 )
+from zkpoll.service import instance_lock
 from zkpoll.version import __version__
 
 __all__ = ["CLI_OPTS", "main"]

@@ -37,11 +37,11 @@ from typing import Any
 
 from oslo_config import cfg
 
-from zkpoll.cmd._alarms import alarms_command
-from zkpoll.cmd._alarms import register_opts as register_alarm_opts
 from zkpoll.cmd._common import check_all_options, die, parse_command_line
 from zkpoll.cmd._config_files import check_config_files
-from zkpoll.cmd._forget import forget
+from zkpoll.cmd._status_alarms import alarms_command
+from zkpoll.cmd._status_alarms import register_opts as register_alarm_opts
+from zkpoll.cmd._status_forget import forget
 from zkpoll.coordination import Coordinator, Membership, get_coordinator, make_member_id
 from zkpoll.coordination import register_opts as register_coordination_opts
 from zkpoll.coordination.url import parse_backend_url, redact

@@ -13,11 +13,12 @@ It sits beside :mod:`zkpoll.coordination` (which it uses) and below the
 polling agent (which it knows nothing of).
 """
 
-from zkpoll.ownership.events import Contact, Poll, Skip
+from zkpoll.ownership.events import Contact, Poll, PollKind, Skip
 from zkpoll.ownership.members import (
     MemberInfo,
     eligible_members,
     member_info,
+    member_meters,
     ring_epoch,
 )
 from zkpoll.ownership.partition import Partition, PollCallback
@@ -31,9 +32,11 @@ __all__ = [
     "Partition",
     "Poll",
     "PollCallback",
+    "PollKind",
     "Skip",
     "claimed_cycle",
     "eligible_members",
     "member_info",
+    "member_meters",
     "ring_epoch",
 ]

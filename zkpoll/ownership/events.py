@@ -9,6 +9,7 @@ Every action names the event that caused it (``cause``) for the log.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from zkpoll.ownership.members import MemberInfo
 __all__ = [
     "Action", "Announce", "ClaimResult", "ClaimsRead", "Contact", "CycleDone",
     "CycleStarted", "Event", "FenceChanged", "JoinRequested", "LeaveRequested",
-    "MembershipChanged", "Poll", "ReadClaims", "RejoinRequested", "ReportChanged", "SessionLost",
+    "MembershipChanged", "Poll", "PollKind", "ReadClaims", "RejoinRequested", "ReportChanged", "SessionLost",
     "SessionStarted", "Skip", "Tick", "WriteClaims",
 ]
 
@@ -194,20 +195,24 @@ class WriteClaims(Action):
     timeout: float = 1.0
 
 
+class PollKind(enum.StrEnum):
+    """Why a :class:`Poll` is asked for (its value is what logs and audits print)."""
+
+    CYCLE = "cycle"        #: the member's own share, at the cycle start
+    CATCH_UP = "catch_up"  #: inherited from a vanished member, same cycle
+    RESUME = "resume"      #: our own share, skipped while fenced, once unfenced
+
+
 @dataclass(frozen=True)
 class Poll(Action):
-    """Poll ``keys`` of ``source`` for cycle ``index`` (starting at ``start``).
-
-    ``kind`` is ``cycle`` (the member's own share at the cycle start),
-    ``catch_up`` (inherited from a vanished member, same cycle) or
-    ``resume`` (our own share, skipped while fenced, once unfenced).
-    """
+    """Poll ``keys`` of ``source`` for cycle ``index`` (starting at ``start``), as
+    ``kind`` says (:class:`PollKind`)."""
 
     source: str
     index: int
     start: float
     keys: tuple[str, ...]
-    kind: str = "cycle"
+    kind: PollKind = PollKind.CYCLE
     confirmed: bool = True
 
 

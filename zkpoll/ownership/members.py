@@ -20,7 +20,7 @@ from zkpoll.coordination.base import PROTOCOL, Member, Membership
 from zkpoll.coordination.ring import SEED, HashRing
 
 __all__ = ["PROTOCOL", "MemberInfo", "RingCache", "eligible", "eligible_members", "member_info",
-           "ring_epoch"]
+           "member_meters", "ring_epoch"]
 
 _INF = math.inf
 
@@ -90,3 +90,17 @@ class RingCache:
                 self._rings.pop(next(iter(self._rings)))
             ring = self._rings[key] = HashRing(members)
         return ring
+
+
+def member_meters(membership: Membership, namespace: str) -> set[str]:
+    """Meters polled by the members of ``membership`` in ``namespace``."""
+    meters: set[str] = set()
+    for member in membership.members:
+        if member.data.get("namespace") != namespace:
+            continue
+        per_source = member.data.get("meters") or {}
+        if isinstance(per_source, dict):
+            for names in per_source.values():
+                if isinstance(names, list):
+                    meters.update(n for n in names if isinstance(n, str))
+    return meters

@@ -48,6 +48,7 @@ from zkpoll.ownership.events import (
     LeaveRequested,
     MembershipChanged,
     Poll,
+    PollKind,
     ReadClaims,
     RejoinRequested,
     ReportChanged,
@@ -67,6 +68,25 @@ LOG = logging.getLogger(__name__)
 PollCallback = Callable[[Poll], None]
 _TICK = 0.05  # seconds between ticks while a skipped cycle may be resumed
 _WAKE = ReadClaims(())  # a marker on the work queue: tick now
+
+
+@dataclass(frozen=True)
+class _Announcing:
+    """How :meth:`Partition._carry_out` carries out an ``Announce``.
+
+    Always merged into our member data; ``publish`` sends the fields to the
+    backend (False while registering: the registration publishes the data
+    itself), ``raise_errors`` lets a failed update reach the caller (an
+    explicit leave or rejoin) instead of a warning; ``announced`` collects
+    the fields for the caller.
+    """
+
+    publish: bool = True
+    raise_errors: bool = False
+    announced: dict[str, Any] | None = None
+
+
+_LIVE = _Announcing()  # events from the backend and the agent's threads
 
 
 class Partition:
@@ -133,13 +153,17 @@ class Partition:
             LOG.debug("group %s: claims not written: %s", self.group, exc)
             return -1
 
-    def _carry_out(self, actions: Sequence[Action]) -> list[Poll | Skip]:
-        """Do what the state asked; return the polls and skips of the caller's cycle."""
+    def _carry_out(self, actions: Sequence[Action], announce: _Announcing = _LIVE,
+                   wait: float | None = None) -> list[Poll | Skip]:
+        """Do what the state asked (the one executor of every action); return the
+        polls and skips of the caller's cycle.  ``announce`` says how announced
+        member-data fields reach the backend (see :class:`_Announcing`)."""
         result: list[Poll | Skip] = []
+        fields: dict[str, Any] = {}
         for action in actions:
             if isinstance(action, _Queued):
                 result += self._confirm(action)
-            elif isinstance(action, Poll) and action.kind != "cycle":
+            elif isinstance(action, Poll) and action.kind is not PollKind.CYCLE:
                 self._submit_poll(action)
             elif isinstance(action, (Poll, Skip)):
                 result.append(action)
@@ -148,9 +172,11 @@ class Partition:
             elif isinstance(action, ReadClaims):
                 self._post(action)
             elif isinstance(action, Announce):
-                self._announce(action)
+                fields.update(action.fields)
             elif isinstance(action, FenceChanged):
                 pass  # logged by the state; the record carrying it is queued
+        if fields:
+            self._announce(fields, announce, wait)
         return result
 
     def _confirm(self, queued: _Queued) -> list[Poll | Skip]:
@@ -163,46 +189,48 @@ class Partition:
         return self._carry_out(self._feed(ClaimResult(write.source, write.index, confirmed,
                                                       self.contact(), error)))
 
-    def _announce(self, action: Announce) -> None:
+    def _announce(self, fields: dict[str, Any], announce: _Announcing,
+                  wait: float | None) -> None:
+        if announce.announced is not None:
+            announce.announced.update(fields)
         with self._lock:
-            if self._data is None:
+            if self._data is None:  # not joined, or left
                 return
-            self._data.update(action.fields)
+            self._data.update(fields)
+        if not announce.publish:
+            return
         try:
-            self.coordinator.update(self.group, dict(action.fields))
+            self.coordinator.update(self.group, dict(fields), wait=wait)
         except CoordinationError as exc:
-            LOG.warning("group %s: cannot announce %s: %s", self.group,
-                        ", ".join(action.fields), exc)
+            if announce.raise_errors:
+                raise
+            LOG.warning("group %s: cannot announce %s: %s", self.group, ", ".join(fields), exc)
 
     # --- membership of this member ---------------------------------------------
     def join(self, data: Mapping[str, Any], wait: float | None = None) -> float:
         """Announce this member (active ``settle_time`` from now); returns ``active_at``."""
         weight = data.get("weight", 1)
         weight = float(weight) if isinstance(weight, (int, float)) and weight > 0 else 1.0
-        actions = self._feed(JoinRequested(self.contact(), weight))
-        fields = next(a.fields for a in actions if isinstance(a, Announce))
         with self._lock:
-            self._data = dict(data, **fields)
-            published = dict(self._data)
+            self._data = dict(data)
+        self._carry_out(self._feed(JoinRequested(self.contact(), weight)), _Announcing(publish=False))
+        with self._lock:
+            published = dict(self._data or data)
+            active_at = self.state.own.active_at if self.state.own else time.time()
         self._start_threads()
         if self._cancel_watch is None:
             self._cancel_watch = self.coordinator.watch(self.group, self._on_membership,
                                                         with_data=False)
             self.coordinator.add_state_listener(self._on_session)
         self.coordinator.join(self.group, published, wait=wait)
-        return float(fields["active_at"])
+        return active_at
 
     def _on_registration(self, group: str, data: dict[str, Any]) -> dict[str, Any]:
         """Every (re-)registration announces a fresh ``active_at`` (coordinator thread)."""
-        actions = self._feed(SessionStarted(self.coordinator.member_id, self.contact()))
-        fields: dict[str, Any] = {}
-        for action in actions:
-            if isinstance(action, Announce):
-                fields.update(action.fields)
-        with self._lock:
-            if self._data is not None:
-                self._data.update(fields)
-        return dict(data, **fields)
+        registering = _Announcing(publish=False, announced={})
+        self._carry_out(self._feed(SessionStarted(self.coordinator.member_id, self.contact())),
+                        registering)
+        return dict(data, **registering.announced)
 
     def _on_session(self, state: SessionState) -> None:
         if state is SessionState.LOST:
@@ -212,28 +240,17 @@ class Partition:
                        extra: Mapping[str, Any] | None = None) -> float:
         """Announce a graceful leave; returns ``leave_at`` (an earlier one is kept)."""
         reason = (extra or {}).get("withdrawn")
-        actions = self._feed(LeaveRequested(self.contact(), reason))
-        self._publish_announcements(actions, wait)
+        self._carry_out(self._feed(LeaveRequested(self.contact(), reason)),
+                        _Announcing(raise_errors=True), wait)
         with self._lock:
             return self.state.own.leave_at if self.state.own else time.time()
 
     def rejoin(self, wait: float | None = None) -> float:
         """Undo an announced leave: active again from ``now + settle_time``."""
-        actions = self._feed(RejoinRequested(self.contact()))
-        self._publish_announcements(actions, wait)
+        self._carry_out(self._feed(RejoinRequested(self.contact())),
+                        _Announcing(raise_errors=True), wait)
         with self._lock:
             return self.state.own.active_at if self.state.own else time.time()
-
-    def _publish_announcements(self, actions: list[Action], wait: float | None) -> None:
-        fields: dict[str, Any] = {}
-        for action in actions:
-            if isinstance(action, Announce):
-                fields.update(action.fields)
-        with self._lock:
-            if self._data is None or not fields:
-                return
-            self._data.update(fields)
-        self.coordinator.update(self.group, fields, wait=wait)
 
     def update(self, data: Mapping[str, Any], wait: float | None = None) -> None:
         """Merge ``data`` (rarely changing fields such as ``meters``) into our member data."""
@@ -405,6 +422,11 @@ class Partition:
         """True when our own latest snapshot of the group lists this member."""
         with self._lock:
             return self.state.registered
+
+    def fenced(self) -> str | None:
+        """Why this member is fenced now (the state's last verdict), or None."""
+        with self._lock:
+            return self.state.fenced
 
     def fence_reason(self) -> str | None:
         """Why this member must not poll partitioned work now, or None."""

@@ -56,6 +56,7 @@ from zkpoll.ownership.events import (
     LeaveRequested,
     MembershipChanged,
     Poll,
+    PollKind,
     ReadClaims,
     RejoinRequested,
     ReportChanged,
@@ -113,7 +114,7 @@ class _Pending:
     index: int
     start: float
     keys: tuple[str, ...]
-    kind: str
+    kind: PollKind
     previous: int | None  # the record's cycle before this claim (restored if refused)
     skipped: _Skipped
 
@@ -288,7 +289,7 @@ class OwnershipState:
                 self._note(logging.INFO, cause, f"catch-up: source {source} cycle "
                            f"{plan.index}: {len(extra)} resource(s) inherited from "
                            f"{', '.join(sorted(orphaned))}")
-                actions.append(Poll(source, plan.index, plan.start, extra, "catch_up",
+                actions.append(Poll(source, plan.index, plan.start, extra, PollKind.CATCH_UP,
                                     cause=cause))
         return actions
 
@@ -305,9 +306,9 @@ class OwnershipState:
         if reason:  # keep_last_ring: poll the last slice, no claim can be confirmed
             return [*actions, Poll(ev.source, ev.index, ev.start, owned, confirmed=False,
                                    cause=cause)]
-        return [*actions, *self._claim(ev.source, skipped, owned, "cycle", ev.contact, cause)]
+        return [*actions, *self._claim(ev.source, skipped, owned, PollKind.CYCLE, ev.contact, cause)]
 
-    def _claim(self, source: str, skipped: _Skipped, owned: tuple[str, ...], kind: str,
+    def _claim(self, source: str, skipped: _Skipped, owned: tuple[str, ...], kind: PollKind,
                contact: Contact, cause: str) -> list[Action]:
         cycles = self.record["cycles"]
         previous = cycles.get(source)
@@ -329,13 +330,13 @@ class OwnershipState:
         del self.pending[ev.source]
         if ev.confirmed:
             self.confirmed[ev.source] = max(ev.index, self.confirmed.get(ev.source, -1))
-            if pending.kind == "resume":
+            if pending.kind is PollKind.RESUME:
                 self._note(logging.INFO, cause, f"resuming: source {ev.source} cycle "
                            f"{ev.index}: our {len(pending.keys)} resource(s) skipped while "
                            "fenced")
             return [Poll(ev.source, ev.index, pending.start, pending.keys, pending.kind,
                          cause=cause)]
-        if self.config.keep_last_ring and pending.kind == "cycle":
+        if self.config.keep_last_ring and pending.kind is PollKind.CYCLE:
             self._note(logging.WARNING, cause, f"source {ev.source} cycle {ev.index}: the "
                        f"backend did not confirm our claim ({ev.error}); polling anyway "
                        "(on_backend_loss = keep_last_ring)")
@@ -378,7 +379,7 @@ class OwnershipState:
                               skipped.keys, cause)
             owned = self._owned(plan, skipped.keys)
             if owned:
-                actions += self._claim(source, skipped, owned, "resume", ev.contact, cause)
+                actions += self._claim(source, skipped, owned, PollKind.RESUME, ev.contact, cause)
         return actions
 
     # --- helpers -------------------------------------------------------------------

@@ -31,17 +31,19 @@ from zkpoll.endpoint.server import ApiServer
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 from zkpoll.ownership import Partition, ring_epoch
 from zkpoll.polling import options
-from zkpoll.polling.cycles import next_cycle, source_offset, wait_for_start
-from zkpoll.polling.health import Health, Withdrawal
+from zkpoll.polling.groups import group_name, partitioned_namespaces
 from zkpoll.polling.latest import LatestSamples
 from zkpoll.polling.overlap import OverlapMonitor
-from zkpoll.polling.ownership import KEEP_LAST_RING, Ownership
-from zkpoll.polling.plugins import LoadedPlugins, load_plugins
-from zkpoll.polling.reload import ReloadResult, reload_agent
+from zkpoll.polling.ownership_filter import OwnershipFilter
+from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo, load_plugins
+from zkpoll.polling.reload import Planned, ReloadResult, reload_agent
 from zkpoll.polling.runner import CycleStats, SourceRunner
-from zkpoll.polling.sources import PollingConfig
+from zkpoll.polling.sources import PollingConfig, Source
+from zkpoll.polling.withdrawal import Health, Withdrawal
 from zkpoll.publisher import load_publisher
 from zkpoll.publisher.base import Publisher
+from zkpoll.service.cycles import next_cycle, source_offset, wait_for_start
+from zkpoll.service.options import check_timing, new_partition
 
 __all__ = ["Agent"]
 
@@ -59,7 +61,8 @@ class Agent:
         self.publishers: dict[str, Publisher] = {}
         self.coordinator: Coordinator | None = None
         self.partitions: dict[str, Partition] = {}   # namespace -> partition
-        self.ownership = Ownership({})  # replaced in start(); holds no thread
+        self.ownership = OwnershipFilter()  # the runners' filter; holds no thread
+        self.ownership.on_catch_up = self._on_catch_up
         self.monitors: list[OverlapMonitor] = []
         self._refused: dict[str, frozenset[str]] = {}  # group -> meters refused there
         self.health = Health([], 0)
@@ -84,60 +87,76 @@ class Agent:
         self.plugins = load_plugins(self.conf, self.namespaces)
         self.coordinator = get_coordinator(self.conf)
         if not isinstance(self.coordinator, StandaloneCoordinator):
-            options.check_timing(self.conf.coordination.settle_time,
-                                 self.conf.coordination.heartbeat_interval,
-                                 self.coordinator.session_timeout)
+            check_timing(self.conf.coordination.settle_time,
+                         self.conf.coordination.heartbeat_interval,
+                         self.coordinator.session_timeout)
         pconf = self.conf.polling
         if self.conf.api.bind:
             self.latest = LatestSamples()
         self._executor = futures.ThreadPoolExecutor(pconf.max_parallel_pollsters,
                                                     thread_name_prefix="zkpoll-poll")
-        for source in self.polling.sources:
-            meters = source.select_meters(self.plugins.pollsters)
-            if not meters:
-                LOG.warning("source %s (%s): no loaded pollster matches meters %s in "
-                            "namespaces %s; it polls nothing", source.name,
-                            self.polling.path, list(source.meters), self.namespaces)
-                continue
-            publishers = [self._publisher(url) for url in
-                          (source.publishers or self.conf.publisher.default_publishers)]
-            self.runners.append(SourceRunner(
-                source, [self.plugins.pollsters[m] for m in meters], self.plugins,
-                publishers, self._executor, self._owned, self.conf, self._member_id,
-                timeout=min(pconf.pollster_timeout, source.interval),
-                batch_size=pconf.batch_size, latest=self.latest))
+        planned = self.plan(self.polling, self.plugins)
+        # Ownership first: the runners are built with it as their filter.
+        for ns in self.partitioned_namespaces(planned):
+            self.partitions[ns] = new_partition(self.coordinator, self.group_name(ns),
+                                                self.conf.coordination)
+        self.ownership.attach(self.partitions)
+        self.runners = [self.build_runner(source, pollsters, self.plugins)
+                        for source, pollsters in planned]
+        self.ownership.set_runners(self.runners)
         self.health = Health(list(self.publishers.values()), pconf.withdraw_after)
         if self.conf.api.bind:
             self.api = ApiServer(self, self.conf.api.bind)
-        if not self.runners:
-            raise ConfigError(f"{self.polling.path}: no source polls any loaded meter "
-                              f"(namespaces {', '.join(self.namespaces)}; loaded meters: "
-                              f"{', '.join(sorted(self.plugins.pollsters)) or 'none'})")
 
-    def _publisher(self, url: str) -> Publisher:
+    def plan(self, polling: PollingConfig, plugins: LoadedPlugins) -> list[Planned]:
+        """(source, pollsters) of every source that polls a loaded meter, in order;
+        ConfigError when none does (at start and on a reload)."""
+        planned = []
+        for source in polling.sources:
+            meters = source.select_meters(plugins.pollsters)
+            if not meters:
+                LOG.warning("source %s (%s): no loaded pollster matches meters %s in "
+                            "namespaces %s; it polls nothing", source.name, polling.path,
+                            list(source.meters), self.namespaces)
+                continue
+            planned.append((source, [plugins.pollsters[m] for m in meters]))
+        if not planned:
+            raise ConfigError(f"{polling.path}: no source polls any loaded meter "
+                              f"(namespaces {', '.join(self.namespaces)}; loaded meters: "
+                              f"{', '.join(sorted(plugins.pollsters)) or 'none'})")
+        return planned
+
+    def build_runner(self, source: Source, pollsters: Sequence[PollsterInfo],
+                     plugins: LoadedPlugins) -> SourceRunner:
+        """The runner of one source (at start and on a reload)."""
+        assert self._executor is not None, "call setup() first"
+        pconf = self.conf.polling
+        publishers = [self.publisher(url) for url in
+                      (source.publishers or self.conf.publisher.default_publishers)]
+        return SourceRunner(source, pollsters, plugins, publishers, self._executor,
+                            self.ownership, self.conf, self._member_id,
+                            timeout=min(pconf.pollster_timeout, source.interval),
+                            batch_size=pconf.batch_size, latest=self.latest)
+
+    def publisher(self, url: str) -> Publisher:
+        """The publisher of ``url``, loaded once and shared by every source naming it."""
         if url not in self.publishers:
             self.publishers[url] = load_publisher(self.conf, url)
         return self.publishers[url]
 
-    def _owned(self, source: str, namespace: str, keys: Sequence[str],
-               start: float) -> Sequence[str] | None:
-        return self.ownership(source, namespace, keys, start)
-
     def _member_id(self) -> str:
         return self.coordinator.member_id if self.coordinator else "unknown"
 
-    def partitioned_namespaces(self) -> list[str]:
-        """Namespaces whose work is split with other agents."""
-        if isinstance(self.coordinator, StandaloneCoordinator):
-            return []
-        used = {info.namespace for r in self.runners for info in r.pollsters}
-        return [ns for ns in self.namespaces if ns in used
-                and (ns != "compute" or self.conf.compute.workload_partitioning)]
+    def partitioned_namespaces(self, planned: Sequence[Planned]) -> list[str]:
+        """Namespaces whose work ``planned`` splits with other agents."""
+        return partitioned_namespaces(
+            self.namespaces, (info.namespace for _, infos in planned for info in infos),
+            coordinated=not isinstance(self.coordinator, StandaloneCoordinator),
+            compute_partitioned=self.conf.compute.workload_partitioning)
 
     def group_name(self, namespace: str) -> str:
         """``<prefix>-<namespace>``, or the namespace alone without a prefix."""
-        prefix = self.conf.polling.partitioning_group_prefix
-        return f"{prefix}-{namespace}" if prefix else namespace
+        return group_name(self.conf.polling.partitioning_group_prefix, namespace)
 
     # --- run ------------------------------------------------------------------
     def start(self) -> None:
@@ -147,18 +166,11 @@ class Agent:
             self.coordinator.start(timeout=self.conf.coordination.start_timeout)
         except CoordinatorUnreachable as exc:
             LOG.error("%s; partitioned sources wait until it answers", exc)
-        cconf = self.conf.coordination
-        for ns in self.partitioned_namespaces():
-            self.partitions[ns] = Partition(
-                self.coordinator, self.group_name(ns), cconf.settle_time, cconf.fence_margin,
-                keep_last_ring=cconf.on_backend_loss == KEEP_LAST_RING)
-        self.ownership = Ownership(self.partitions, self.runners)
-        self.ownership.on_catch_up = self._on_catch_up
         longest = max(r.source.interval for r in self.runners)
         self.withdrawal = Withdrawal(self.health, self.partitions,
                                      probation=longest * max(1, self.health.threshold))
         for ns, partition in self.partitions.items():
-            data = self._member_data(ns)
+            data = self.member_data(ns)
             partition.join(data)
             monitor = OverlapMonitor(
                 self.coordinator, partition.group, ns,
@@ -170,10 +182,7 @@ class Agent:
         if self.api is not None:
             self.api.start()
         for runner in self.runners:
-            thread = threading.Thread(target=self._loop, args=(runner,),
-                                      name=f"zkpoll-source-{runner.source.name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self.start_loop(runner)
         LOG.info("agent %s polling %d source(s) in namespaces %s; partitioned: %s",
                  self.coordinator.member_id, len(self.runners), ", ".join(self.namespaces),
                  ", ".join(self.group_name(ns) for ns in self.partitions) or "none")
@@ -184,7 +193,8 @@ class Agent:
         for runner in self.runners:
             runner.refused_meters = refused
 
-    def _member_data(self, namespace: str) -> dict[str, Any]:
+    def member_data(self, namespace: str) -> dict[str, Any]:
+        """What this agent publishes in the group of ``namespace``."""
         sources = {r.source.name: sorted(i.meter for i in r.pollsters if i.namespace == namespace)
                    for r in self.runners}
         polled = {name: meters for name, meters in sources.items() if meters}
@@ -299,7 +309,7 @@ class Agent:
         return reload_agent(self)
 
     def start_loop(self, runner: SourceRunner) -> None:
-        """Start the scheduler thread of a runner added by :meth:`reload`."""
+        """Start the scheduler thread of a runner (at start, or added by :meth:`reload`)."""
         thread = threading.Thread(target=self._loop, args=(runner,),
                                   name=f"zkpoll-source-{runner.source.name}", daemon=True)
         thread.start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 
 from oslo_config import cfg
 
@@ -12,15 +11,13 @@ from zkpoll.endpoint import server as api
 from zkpoll.exceptions import ConfigError
 from zkpoll.polling.sources import PollingConfig, load_polling_config
 from zkpoll.publisher import spool_options
+from zkpoll.service.options import AGENT_COORDINATION_OPTS, DEFAULT_OPTS
 
 __all__ = [
-    "AGENT_COORDINATION_OPTS",
     "COMPUTE_OPTS",
-    "DEFAULT_OPTS",
     "DEFAULT_POLLING_FILE",
     "POLLING_OPTS",
     "PUBLISHER_OPTS",
-    "check_timing",
     "load_sources",
     "register_opts",
 ]
@@ -28,11 +25,6 @@ __all__ = [
 LOG = logging.getLogger(__name__)
 
 DEFAULT_POLLING_FILE = os.path.join(os.path.dirname(__file__), "default_polling.yaml")
-
-DEFAULT_OPTS = [
-    cfg.StrOpt("host", default=socket.gethostname(), sample_default="<hostname>",
-               help="Name of this host: the resource id of the host pollsters."),
-]
 
 POLLING_OPTS = [
     cfg.StrOpt("cfg_file", default="polling.yaml",
@@ -93,33 +85,6 @@ COMPUTE_OPTS = [
                      "agent polls its own host and joins no group."),
 ]
 
-AGENT_COORDINATION_OPTS = [
-    cfg.FloatOpt("settle_time", default=5.0, min=0.0,
-                 help="Seconds between an agent announcing that it joins or leaves "
-                      "and that taking effect, so all agents switch rings at the "
-                      "same cycle. Must exceed the worst membership watch delay plus "
-                      "the clock skew between agents (keep them on NTP)."),
-    cfg.FloatOpt("fence_margin", default=0.25, min=0.05, max=0.9,
-                 help="Fraction of the session timeout kept as a safety margin: an "
-                      "agent stops polling partitioned work once it has not heard "
-                      "from the backend for (1 - fence_margin) x session_timeout."),
-    cfg.StrOpt("on_backend_loss", default="fence", choices=[
-        ("fence", "stop polling partitioned work: gaps, never duplicates"),
-        ("keep_last_ring", ("keep polling the last slice: no gaps if the whole backend "
-                            "is down, duplicates if only this agent was cut off"))],
-               help="What an agent does once it has lost contact with the coordination "
-                    "backend for longer than its lease. It cannot tell a dead ensemble "
-                    "from its own network partition, so choose the failure you prefer. "
-                    "With keep_last_ring, agents that reconnect at different times "
-                    "overlap for the cycles in between: keep max_retry_interval short."),
-    cfg.FloatOpt("weight", default=1.0, min=0.01,
-                 help="This agent's share of the work relative to the others."),
-    cfg.FloatOpt("start_timeout", default=10.0, min=0.0,
-                 help="Seconds to wait for the backend at start before logging an "
-                      "error; the agent keeps retrying either way."),
-]
-
-
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register every agent option on ``conf``."""
     conf.register_opts(DEFAULT_OPTS)
@@ -128,20 +93,6 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(COMPUTE_OPTS, group="compute")
     conf.register_opts(AGENT_COORDINATION_OPTS, group="coordination")
     conf.register_opts(api.OPTS, group="api")
-
-
-def check_timing(settle_time: float, heartbeat: float, session_timeout: float) -> None:
-    """Refuse timings that make partitioning unsafe or always fenced."""
-    if heartbeat * 3 > session_timeout:
-        raise ConfigError(
-            f"[coordination] heartbeat_interval ({heartbeat:g}s) must be at most a third "
-            f"of the session timeout ({session_timeout:g}s), or the lease runs out "
-            "between two heartbeats")
-    if settle_time <= 2 * heartbeat:
-        raise ConfigError(
-            f"[coordination] settle_time ({settle_time:g}s) must exceed twice "
-            f"heartbeat_interval ({heartbeat:g}s): an agent trusts its view of the group "
-            "only for settle_time after the last answered heartbeat")
 
 
 def load_sources(conf: cfg.ConfigOpts) -> PollingConfig:

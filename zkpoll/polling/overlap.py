@@ -17,26 +17,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from zkpoll.coordination import Coordinator, Membership
+from zkpoll.coordination import Coordinator
 from zkpoll.exceptions import CoordinationError
+from zkpoll.ownership import member_meters
 
-__all__ = ["OverlapMonitor", "find_overlaps", "member_meters"]
+__all__ = ["OverlapMonitor", "find_overlaps"]
 
 LOG = logging.getLogger(__name__)
-
-
-def member_meters(membership: Membership, namespace: str) -> set[str]:
-    """Meters polled by the members of ``membership`` in ``namespace``."""
-    meters: set[str] = set()
-    for member in membership.members:
-        if member.data.get("namespace") != namespace:
-            continue
-        per_source = member.data.get("meters") or {}
-        if isinstance(per_source, dict):
-            for names in per_source.values():
-                if isinstance(names, list):
-                    meters.update(n for n in names if isinstance(n, str))
-    return meters
 
 
 def find_overlaps(coordinator: Coordinator, group: str, namespace: str,

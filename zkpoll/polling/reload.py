@@ -25,23 +25,58 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from oslo_config import cfg
 
 from zkpoll.exceptions import ConfigError
+from zkpoll.ownership import Partition
 from zkpoll.polling import dynamic, options
+from zkpoll.polling.overlap import OverlapMonitor
+from zkpoll.polling.ownership_filter import OwnershipFilter
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
 from zkpoll.polling.runner import SourceRunner
-from zkpoll.polling.sources import PollingConfig
+from zkpoll.polling.sources import PollingConfig, Source
 
-#: The polling agent (zkpoll.polling.agent.Agent; not imported: no import cycle).
-Agent = Any
-
-__all__ = ["ReloadResult", "reload_agent"]
+__all__ = ["Planned", "ReloadResult", "ReloadableAgent", "reload_agent"]
 
 LOG = logging.getLogger(__name__)
+#: A source and the pollsters of the meters it polls.
+Planned = tuple[Source, list[PollsterInfo]]
+
+
+class ReloadableAgent(Protocol):
+    """What a reload reads and replaces of the agent (``zkpoll.polling.agent.Agent``
+    satisfies it; this module never imports the agent: no import cycle)."""
+
+    conf: cfg.ConfigOpts
+    namespaces: list[str]
+    polling: PollingConfig | None
+    plugins: LoadedPlugins
+    runners: list[SourceRunner]
+    partitions: dict[str, Partition]
+    ownership: OwnershipFilter
+    monitors: list[OverlapMonitor]
+    last_stats: dict[str, Any]
+
+    def plan(self, polling: PollingConfig, plugins: LoadedPlugins) -> list[Planned]:
+        """(source, pollsters) of every source that polls a loaded meter."""
+
+    def build_runner(self, source: Source, pollsters: Sequence[PollsterInfo],
+                     plugins: LoadedPlugins) -> SourceRunner:
+        """The runner of one source."""
+
+    def partitioned_namespaces(self, planned: Sequence[Planned]) -> list[str]:
+        """Namespaces whose work ``planned`` splits with other agents."""
+
+    def member_data(self, namespace: str) -> dict[str, Any]:
+        """What the agent publishes in the group of ``namespace``."""
+
+    def start_loop(self, runner: SourceRunner) -> None:
+        """Start the scheduler thread of a new runner."""
 
 
 @dataclass
@@ -92,7 +127,7 @@ def _quiet(*names: str) -> Iterator[None]:
             logger.removeFilter(quiet)
 
 
-def _new_plugins(agent: Agent) -> LoadedPlugins:
+def _new_plugins(agent: ReloadableAgent) -> LoadedPlugins:
     """The agent's entry-point plugins plus freshly loaded dynamic pollsters."""
     current = agent.plugins
     plugins = LoadedPlugins(
@@ -133,52 +168,22 @@ def _dynamic_names(plugins: LoadedPlugins) -> dict[str, Any]:
             if isinstance(i.pollster, dynamic.DynamicPollster)}
 
 
-def _plan(agent: Agent, polling: PollingConfig,
-          plugins: LoadedPlugins) -> list[tuple[Any, list[PollsterInfo]]]:
-    """(source, pollsters) of every source that polls something, as setup() does."""
-    planned = []
-    for source in polling.sources:
-        meters = source.select_meters(plugins.pollsters)
-        if not meters:
-            LOG.warning("source %s (%s): no loaded pollster matches meters %s in "
-                        "namespaces %s; it polls nothing", source.name, polling.path,
-                        list(source.meters), agent.namespaces)
-            continue
-        planned.append((source, [plugins.pollsters[m] for m in meters]))
-    if not planned:
-        raise ConfigError(f"{polling.path}: no source polls any loaded meter")
-    return planned
-
-
-def _runner(agent: Agent, source: Any, pollsters: list[PollsterInfo],
-            plugins: LoadedPlugins) -> SourceRunner:
-    pconf = agent.conf.polling
-    publishers = [agent._publisher(url)
-                  for url in (source.publishers or agent.conf.publisher.default_publishers)]
-    assert agent._executor is not None
-    return SourceRunner(source, pollsters, plugins, publishers,
-                        agent._executor, agent._owned, agent.conf,
-                        agent._member_id, timeout=min(pconf.pollster_timeout,
-                                                      source.interval),
-                        batch_size=pconf.batch_size, latest=agent.latest)
-
-
 def _same(runner: SourceRunner, source: Any, pollsters: list[PollsterInfo]) -> bool:
     return runner.source == source and \
         [_fingerprint(i) for i in runner.pollsters] == [_fingerprint(i) for i in pollsters]
 
 
-def reload_agent(agent: Agent) -> ReloadResult:
+def reload_agent(agent: ReloadableAgent) -> ReloadResult:
     """Reload ``agent``'s polling YAML and dynamic pollsters (see the module docstring)."""
     try:
         with _quiet("zkpoll.polling.dynamic", "zkpoll.polling.options"):
             polling = options.load_sources(agent.conf)
             plugins = _new_plugins(agent)
-        planned = _plan(agent, polling, plugins)
+        planned = agent.plan(polling, plugins)
+        _check_groups(agent, planned)
         old = {r.source.name: r for r in agent.runners}
         runners = [old[s.name] if s.name in old and _same(old[s.name], s, p)
-                   else _runner(agent, s, p, plugins) for s, p in planned]
-        _check_groups(agent, runners)
+                   else agent.build_runner(s, p, plugins) for s, p in planned]
     except ConfigError as exc:
         LOG.error("reload refused, keeping the running configuration: %s", exc)
         return ReloadResult(refused=str(exc))
@@ -197,13 +202,11 @@ def reload_agent(agent: Agent) -> ReloadResult:
     return result
 
 
-def _check_groups(agent: Agent, runners: list[SourceRunner]) -> None:
+def _check_groups(agent: ReloadableAgent, planned: Sequence[Planned]) -> None:
     """Refuse a configuration that would need joining or leaving coordination groups."""
     if not agent.partitions:
         return
-    used = {info.namespace for r in runners for info in r.pollsters}
-    wanted = {ns for ns in agent.namespaces if ns in used
-              and (ns != "compute" or agent.conf.compute.workload_partitioning)}
+    wanted = set(agent.partitioned_namespaces(planned))
     if wanted != set(agent.partitions):
         raise ConfigError(
             f"{agent.polling.path if agent.polling else '[polling] cfg_file'}: the new "
@@ -211,21 +214,21 @@ def _check_groups(agent: Agent, runners: list[SourceRunner]) -> None:
             f"{sorted(agent.partitions)}: restart the agent to change its groups")
 
 
-def _apply(agent: Agent, polling: PollingConfig, plugins: LoadedPlugins,
+def _apply(agent: ReloadableAgent, polling: PollingConfig, plugins: LoadedPlugins,
            runners: list[SourceRunner]) -> None:
     """Swap in the new runners (the agent's loops pick them up between cycles)."""
     started = [r for r in runners if r not in agent.runners]
     agent.polling = polling
     agent.plugins = plugins
     agent.runners = runners  # loops of runners no longer listed end before their next cycle
-    agent.ownership.runners = {r.source.name: r for r in runners}
+    agent.ownership.set_runners(runners)
     for name in list(agent.last_stats):
         if name not in {r.source.name for r in runners}:
             agent.last_stats.pop(name, None)
     for runner in started:
         agent.start_loop(runner)
     for ns, partition in agent.partitions.items():
-        data = agent._member_data(ns)
+        data = agent.member_data(ns)
         published = partition.data or {}
         change = {key: data[key] for key in ("meters", "intervals")
                   if published.get(key) != data[key]}
@@ -233,5 +236,5 @@ def _apply(agent: Agent, polling: PollingConfig, plugins: LoadedPlugins,
             partition.update(change)
             LOG.info("group %s: published meters updated after the reload", partition.group)
     for monitor in agent.monitors:
-        namespace_meters = agent._member_data(monitor.namespace)["meters"]
+        namespace_meters = agent.member_data(monitor.namespace)["meters"]
         monitor.meters = frozenset(m for meters in namespace_meters.values() for m in meters)

@@ -24,13 +24,14 @@ from zkpoll.polling.sources import Source
 from zkpoll.publisher.base import Publisher
 from zkpoll.sample import TYPES, Sample
 
-__all__ = ["CycleStats", "OwnershipFilter", "SourceRunner"]
+__all__ = ["CycleStats", "OwnedKeys", "SourceRunner"]
 
 LOG = logging.getLogger(__name__)
 
-#: (source, namespace, resource keys, cycle start) -> owned keys, or None
-#: when the agent must not poll that namespace's partitioned work this cycle.
-OwnershipFilter = Callable[[str, str, Sequence[str], float], "Sequence[str] | None"]
+#: (source, namespace, resource keys, cycle index, cycle start) -> owned keys, or
+#: None when the agent must not poll that namespace's partitioned work this cycle
+#: (:class:`zkpoll.polling.ownership_filter.OwnershipFilter` in the agent).
+OwnedKeys = Callable[[str, str, Sequence[str], int, float], "Sequence[str] | None"]
 
 
 @dataclass
@@ -60,7 +61,7 @@ class SourceRunner:
 
     def __init__(self, source: Source, pollsters: Sequence[PollsterInfo],
                  plugins: LoadedPlugins, publishers: Sequence[Publisher],
-                 executor: futures.ThreadPoolExecutor, ownership: OwnershipFilter,
+                 executor: futures.ThreadPoolExecutor, ownership: OwnedKeys,
                  conf: Any, member_id: Callable[[], str], timeout: float,
                  batch_size: int, latest: LatestSamples | None = None) -> None:
         self.source = source
@@ -140,7 +141,7 @@ class SourceRunner:
             cache_key = (info.namespace, keys)
             if cache_key not in owned_cache:
                 owned_cache[cache_key] = self.ownership(self.source.name, info.namespace,
-                                                        keys, start)
+                                                        keys, index, start)
             owned = owned_cache[cache_key]
             if owned is None:
                 stats.fenced = True

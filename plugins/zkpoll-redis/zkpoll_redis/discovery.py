@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from zkpoll.exceptions import PluginError
-from zkpoll.polling.plugin_base import Discovery, PollingContext
+from zkpoll.plugin import Discovery, PollingContext
 from zkpoll_redis.client import connection_url, display_id, info, replicas
 
 __all__ = ["ReplicationDiscovery"]

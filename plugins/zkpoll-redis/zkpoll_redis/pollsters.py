@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from zkpoll.polling.plugin_base import resource_key
+from zkpoll.plugin import resource_key
 from zkpoll.pollsters.reading import FieldPollster
 from zkpoll.sample import CUMULATIVE
 from zkpoll_redis.client import display_id, info, replicas

@@ -10,7 +10,7 @@ import pytest
 from kazoo.client import KazooClient
 from zkpoll_zookeeper import pollsters as zp
 
-from zkpoll.polling.plugin_base import Pollster
+from zkpoll.plugin import Pollster
 from zkpoll.pollsters.reading import ReadingPollster
 from zkpoll.sample import CUMULATIVE, GAUGE
 from zkpoll.testing import ManagedZooKeeper, ZooKeeperEnsemble

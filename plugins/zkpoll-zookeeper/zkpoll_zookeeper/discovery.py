@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from zkpoll.exceptions import PluginError
-from zkpoll.polling.plugin_base import Discovery, PollingContext
+from zkpoll.plugin import Discovery, PollingContext
 from zkpoll_zookeeper.client import parse_endpoint
 
 __all__ = ["ZooKeeperServersDiscovery", "servers_of"]

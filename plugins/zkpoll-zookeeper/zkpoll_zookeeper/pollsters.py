@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from zkpoll.polling.plugin_base import resource_key
+from zkpoll.plugin import resource_key
 from zkpoll.pollsters.reading import FieldPollster, ReadingPollster
 from zkpoll.sample import CUMULATIVE, GAUGE, Sample
 from zkpoll_zookeeper.client import four_letter_word, mntr

@@ -10,8 +10,9 @@ from typing import Any
 from zkpoll.alarm.definitions import AlarmDefinition
 from zkpoll.alarm.rules import AlarmState
 from zkpoll.coordination import Membership
-from zkpoll.polling.cycles import source_offset
-from zkpoll.status import Problem, Severity, find_owner
+from zkpoll.service.cycles import source_offset
+from zkpoll.status.owner import find_owner
+from zkpoll.status.report import Problem, Severity
 
 __all__ = ["STALE_INTERVALS", "AlarmRow", "alarm_rows"]
 

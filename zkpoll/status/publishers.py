@@ -1,7 +1,7 @@
 """What ``zkpoll-status`` should say about publishing, from the member data (pure).
 
 Each partitioned agent reports ``publishers`` in its claims record (see
-:meth:`zkpoll.polling.health.Withdrawal.report_publishers`; ``zkpoll-status``
+:meth:`zkpoll.polling.withdrawal.Withdrawal.report_publishers`; ``zkpoll-status``
 merges the record into the member data it reads): per publisher
 URL (credentials redacted) its ``state`` (``ok``, ``failing``,
 ``degraded``), ``failing_for_s``, ``backlog_samples``,

@@ -4,7 +4,8 @@ For a namespace that is not partitioned the agent owns everything.  For a
 partitioned one, each cycle start goes to that group's
 :class:`~zkpoll.ownership.Partition`, whose state machine decides
 (fencing, write-ahead claim, ring of the cycle); catch-up and resume polls
-it asks for are run here through the source's runner.
+it asks for are run here through the source's runner.  The ownership core
+itself is :mod:`zkpoll.ownership`; this is only the polling agent's view of it.
 """
 
 from __future__ import annotations
@@ -12,35 +13,44 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from zkpoll.ownership import Partition, Poll
-from zkpoll.polling.cycles import cycle_index, source_offset
+from zkpoll.ownership import Partition, Poll, PollKind
 from zkpoll.polling.runner import CycleStats, SourceRunner
 
-__all__ = ["FENCE", "KEEP_LAST_RING", "Ownership"]
+__all__ = ["OwnershipFilter"]
 
 LOG = logging.getLogger(__name__)
-FENCE = "fence"
-KEEP_LAST_RING = "keep_last_ring"
 
 
-class Ownership:
-    """The ownership filter of every runner (see the module docstring)."""
+class OwnershipFilter:
+    """The ownership filter of every runner (see the module docstring).
 
-    def __init__(self, partitions: Mapping[str, Partition],
-                 runners: Sequence[SourceRunner] = ()) -> None:
-        self.partitions = dict(partitions)
-        self.runners = {r.source.name: r for r in runners}
+    Built before the runners (they call it); the partitions and the runners
+    are attached once they exist (:meth:`attach`, :meth:`set_runners`).
+    """
+
+    def __init__(self) -> None:
+        self.partitions: dict[str, Partition] = {}   # namespace -> partition
+        self.runners: dict[str, SourceRunner] = {}   # source name -> runner
         self.on_catch_up: Callable[[CycleStats], None] = lambda stats: None
-        for namespace, partition in self.partitions.items():
-            partition.on_poll = lambda poll, ns=namespace: self._poll(ns, poll)
 
-    def __call__(self, source: str, namespace: str, keys: Sequence[str],
+    def attach(self, partitions: Mapping[str, Partition]) -> None:
+        """Filter the namespaces of ``partitions`` through them from now on."""
+        for namespace, partition in partitions.items():
+            partition.on_poll = lambda poll, ns=namespace: self._poll(ns, poll)
+            self.partitions[namespace] = partition
+
+    def set_runners(self, runners: Sequence[SourceRunner]) -> None:
+        """The runners that catch-up and resume polls are handed to."""
+        self.runners = {r.source.name: r for r in runners}
+
+    def __call__(self, source: str, namespace: str, keys: Sequence[str], index: int,
                  start: float) -> Sequence[str] | None:
+        """The keys of ``namespace`` this agent polls in cycle ``index`` of ``source``;
+        None when it must not poll them (fenced, claim refused)."""
         partition = self.partitions.get(namespace)
         if partition is None:
             return keys
         interval = self.runners[source].source.interval
-        index = cycle_index(start + 1e-6, interval, source_offset(source, interval))
         return partition.plan_cycle(source, index, start, interval, keys)
 
     def cycle_done(self, stats: CycleStats, namespaces: Sequence[str]) -> None:
@@ -56,9 +66,10 @@ class Ownership:
         if runner is None:
             return
         stats = runner.catch_up(poll.index, poll.start, namespace, poll.keys)
-        stats.resumed = poll.kind == "resume"
+        stats.resumed = poll.kind is PollKind.RESUME
         self.on_catch_up(stats)
 
     def fenced_groups(self) -> dict[str, str]:
         """Group to reason, for every group this agent is fenced in now."""
-        return {p.group: p.state.fenced for p in self.partitions.values() if p.state.fenced}
+        fenced = {p.group: p.fenced() for p in self.partitions.values()}
+        return {group: reason for group, reason in fenced.items() if reason}

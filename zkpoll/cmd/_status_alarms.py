@@ -12,11 +12,11 @@ from oslo_config import cfg
 from zkpoll.alarm import options as alarm_options
 from zkpoll.alarm.definitions import load_alarm_dir
 from zkpoll.alarm.notify_options import register_opts as register_notify_opts
-from zkpoll.alarm.status import alarm_rows
 from zkpoll.alarm.store import AlarmStore
 from zkpoll.coordination import Coordinator
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 from zkpoll.status import Problem, Severity, with_claims
+from zkpoll.status.alarms import alarm_rows
 
 __all__ = ["alarms_command", "register_opts"]
 

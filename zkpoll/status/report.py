@@ -5,8 +5,8 @@ Pure logic: no I/O, no clock.  Members publish in their data (see
 meters per source; their claims records (read on demand, see
 :func:`with_claims`) hold the cycles claimed and completed, ``owned`` per
 source and ``fenced``.  :func:`build_report` turns snapshots into a
-:class:`Report`; :func:`find_owner` answers "who polls this resource" for a
-cycle.
+:class:`Report` (:mod:`zkpoll.status.owner` answers "who polls this
+resource" for a cycle).
 
 Severity (the exit status of ``zkpoll-status``): CRITICAL for a stale member
 (no cycle of a source completed for 2 intervals), a meter overlap between
@@ -25,15 +25,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from zkpoll.coordination import HashRing, Member, Membership
-from zkpoll.ownership import eligible_members, ring_epoch
-from zkpoll.polling.cycles import cycle_index, cycle_start, source_offset
-from zkpoll.polling.overlap import member_meters
-from zkpoll.status_publishers import publisher_findings
+from zkpoll.coordination import Member, Membership
+from zkpoll.ownership import eligible_members, member_meters, ring_epoch
+from zkpoll.service.cycles import cycle_index, source_offset
+from zkpoll.status.publishers import publisher_findings
 
 __all__ = ["STALE_CYCLES", "GroupReport", "MemberReport", "MemberSource", "Overlap",
-           "OwnerReport", "Problem", "Report", "Severity", "SourceReport",
-           "build_report", "find_owner", "member_state", "source_intervals", "with_claims"]
+           "Problem", "Report", "Severity", "SourceReport",
+           "build_report", "member_state", "source_intervals", "with_claims"]
 
 #: A member is stale when the last cycle it completed is this many cycles
 #: behind the last cycle that should be complete: none completed for 2 intervals.
@@ -331,39 +330,3 @@ def build_report(memberships: Iterable[Membership], now: float,
             Severity.CRITICAL, f"meter overlap with group {o.groups[1]} (namespace "
             f"{o.namespace}): {', '.join(o.meters)} polled twice", group=o.groups[0]))
     return Report(now, reports, overlaps, problems)
-
-
-@dataclass(frozen=True)
-class OwnerReport:
-    """Who polls a resource of one source of one group."""
-
-    group: str
-    source: str
-    interval: float
-    cycle: int
-    cycle_start: float
-    owner: str | None
-    ring_epoch: str
-    next_start: float
-    next_owner: str | None
-    next_ring_epoch: str
-    successor: str | None        #: who takes it over if ``owner`` dies
-
-
-def find_owner(membership: Membership, resource: str, source: str,
-               interval: float, now: float) -> OwnerReport:
-    """Owner of ``resource`` in the cycle in flight at ``now`` and in the next one."""
-    offset = source_offset(source, interval)
-    index = cycle_index(now, interval, offset)
-    start, following = cycle_start(index, interval, offset), cycle_start(index + 1, interval,
-                                                                          offset)
-    eligible, eligible_next = (eligible_members(membership, t) for t in (start, following))
-    ring = HashRing(eligible)
-    ring_next = ring if eligible_next == eligible else HashRing(eligible_next)
-    owner = ring.owner(resource) if len(ring) else None
-    return OwnerReport(
-        membership.group, source, interval, index, start, owner,
-        ring_epoch(membership, start), following,
-        ring_next.owner(resource) if len(ring_next) else None,
-        ring_epoch(membership, following),
-        ring.successor(resource, [owner]) if owner else None)
