@@ -13,8 +13,9 @@
 * Peers and workers: :func:`cycle_starts` (the wall-clock aligned cycle
   loop), :func:`stop_on_signals`, :func:`log_to_stderr`, :func:`sleep_until`.
 
-psutil is imported where it is used: the scale bench's workers import this
-module, and their resident memory is what that bench measures.
+psutil and kazoo are imported where they are used: the scale bench's
+workers import this module, and their resident memory is what that bench
+measures.
 """
 
 from __future__ import annotations
@@ -31,9 +32,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-
-from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NoNodeError
 
 #: The repository root: the working directory of the package's child processes.
 ROOT = Path(__file__).resolve().parents[1]
@@ -254,6 +252,8 @@ class MemberMonitor(threading.Thread):
     """
 
     def __init__(self, hosts: str, paths: Sequence[str], every: float = 0.05) -> None:
+        from kazoo.client import KazooClient
+
         super().__init__(name="member-monitor", daemon=True)
         self.client = KazooClient(hosts=hosts, timeout=10.0)
         self.paths, self.every = list(paths), every
@@ -263,6 +263,8 @@ class MemberMonitor(threading.Thread):
         self._lock = threading.Lock()
 
     def run(self) -> None:
+        from kazoo.exceptions import KazooException, NoNodeError
+
         while not self._stop_event.wait(self.every):
             for path in self.paths:
                 try:
