@@ -1,56 +1,30 @@
-"""Plumbing of ``scale_bench.py``: the ZooKeeper it measures and its member processes.
+"""Plumbing of ``benchmarks.scale_bench``: the ZooKeeper it measures, its member processes.
 
 :class:`Servers` starts (or uses) ZooKeeper and reads its four-letter-word
-counters; :class:`WorkerProc` runs one ``_scale_worker.py`` and exchanges
-JSON lines with it; :func:`call_all` sends one command to many workers at
-once and prints their progress.
+counters; :class:`WorkerProc` runs one ``benchmarks._scale_worker`` and
+exchanges JSON lines with it; :func:`call_all` sends one command to many
+workers at once and prints their progress; :func:`stop_workers` stops them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
+from benchmarks._bench_util import (
+    ROOT,
+    BenchError,
+    ChildProcess,
+    module_command,
+    progress,
+    stop_children,
+)
 from zkpoll.testing import ManagedZooKeeper, ZooKeeperEnsemble, four_letter_word
-
-WORKER = Path(__file__).resolve().with_name("_scale_worker.py")
-
-
-class BenchError(Exception):
-    """The run cannot produce a measurement (said in an ``error`` line)."""
-
-
-def progress(text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS of ``pid`` in MiB (0 when the process is gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    match = re.search(r"^VmRSS:\s+(\d+)\s+kB", status, re.MULTILINE)
-    return int(match.group(1)) / 1024 if match else 0.0
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds ``pid`` has used so far (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0, 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 # --- ZooKeeper: servers and what they report ------------------------------------
@@ -117,18 +91,19 @@ class Servers:
 
 
 # --- worker processes -------------------------------------------------------------
-class WorkerProc:
-    """One ``_scale_worker.py`` process and its members."""
+class WorkerProc(ChildProcess):
+    """One ``benchmarks._scale_worker`` process and its members."""
 
     def __init__(self, impl: str, name: str, ids: list[str], log_level: str,
                  nice: int = 0, switch_interval: float | None = None) -> None:
         self.name = name
         self.ids = ids
-        command = [sys.executable, str(WORKER), impl, log_level] + \
-            ([str(switch_interval)] if switch_interval else [])
+        self.log_path = None  # stderr is the bench's
+        command = module_command("_scale_worker", impl, log_level,
+                                 *([str(switch_interval)] if switch_interval else []))
         self.proc = subprocess.Popen((["nice", "-n", str(nice)] if nice else []) + command,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
+                                     text=True, bufsize=1, cwd=ROOT)
         self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
         self.progress: dict[str, Any] = {}
         self._next_id = 0
@@ -175,33 +150,23 @@ class WorkerProc:
                     raise BenchError(f"{self.name}: {message['error']}")
                 return message
 
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> float:
-        """SIGKILL; returns the wall time of the kill."""
-        t = time.time()
-        if self.alive:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        return t
-
     def request_stop(self) -> None:
-        """Ask the worker to stop its members and exit (see :meth:`wait_exit`)."""
+        """Ask the worker to stop its members and exit."""
         if self.alive:
             try:
                 self.send("stop")
             except BenchError:
                 pass
 
-    def wait_exit(self, deadline: float) -> None:
-        """Wait for the process until monotonic ``deadline``, then SIGKILL it."""
-        try:
-            self.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+
+def stop_workers(workers: list[WorkerProc], timeout: float) -> None:
+    """Ask every worker to stop (members leave), within ``timeout`` s in all;
+    then SIGKILL whichever is left (``timeout`` 0: SIGKILL at once)."""
+    if timeout > 0:
+        stop_children(workers, timeout, ask=WorkerProc.request_stop)
+    else:
+        for worker in workers:
+            worker.kill()
 
 
 def call_all(workers: list[WorkerProc], cmd: str, reply_timeout: float,

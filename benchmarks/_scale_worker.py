@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
-"""Worker process of ``scale_bench.py``: hosts many group members, one session each.
+"""Worker process of ``benchmarks.scale_bench``: hosts many group members, one session each.
 
-Not a user tool.  The bench starts it as ``_scale_worker.py zkpoll|tooz
-[LOG_LEVEL [SWITCH_INTERVAL]]`` (stderr, ERROR by default; the
+Not a user tool.  The bench starts it as ``python -m benchmarks._scale_worker
+zkpoll|tooz [LOG_LEVEL [SWITCH_INTERVAL]]`` (stderr, ERROR by default; the
 interpreter's thread switch interval, Python's default if omitted) and talks
 to it in JSON lines: commands on stdin (``{"id": 1, "cmd": "setup", ...}``),
 replies on stdout (``{"id": 1, "type": "reply", ...}``) plus ``progress``
@@ -28,10 +27,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from benchmarks._bench_util import log_to_stderr, sleep_until
+
 LOG = logging.getLogger("scale_worker")
 SOURCE = "src"
 #: Threads that start, join and stop members concurrently (per worker).
 POOL_SIZE = 32
+#: How closely (s) every member starts a storm at the bench's instant.
+START_STEP = 0.05
 
 
 # --- the zkpoll adapter: the only place that calls zkpoll ---------------------
@@ -235,7 +238,7 @@ class Worker:
             LOG.debug("run_watchers failed", exc_info=True)
 
     def join(self, at: float) -> dict[str, Any]:
-        sleep_until(at)
+        sleep_until(at, step=START_STEP)
         started = time.time()
         errors = self.each(lambda m: m.join(), self.members.values())
         return {"started": started, "done": time.time(), "errors": errors[:5]}
@@ -263,7 +266,7 @@ class Worker:
                    for m in self.members.values()]
         for t in threads:
             t.start()
-        sleep_until(at)
+        sleep_until(at, step=START_STEP)
         go.set()
         started = time.monotonic()
         deadline = started + timeout + grace
@@ -278,7 +281,7 @@ class Worker:
 
     def run_watchers(self, at: float) -> dict[str, Any]:
         """Every member runs its watchers once at wall time ``at`` (tooz's cycle)."""
-        sleep_until(at)
+        sleep_until(at, step=START_STEP)
         errors = self.each(lambda m: m.run_watchers(), self.members.values())
         return {"done": time.time(), "errors": errors[:5]}
 
@@ -357,25 +360,18 @@ class Worker:
         return {"errors": errors[:5]}
 
 
-def sleep_until(t: float) -> None:
-    while (left := t - time.time()) > 0:
-        time.sleep(min(left, 0.05))
-
-
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench handles Ctrl-C and kills us
     impl = sys.argv[1] if len(sys.argv) > 1 else ""
     level = sys.argv[2] if len(sys.argv) > 2 else "ERROR"
     switch = sys.argv[3] if len(sys.argv) > 3 else ""
     if impl not in IMPLS or level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        print(f"usage: {sys.argv[0]} zkpoll|tooz [LOG_LEVEL [SWITCH_INTERVAL]]",
-              file=sys.stderr)
+        print("usage: python -m benchmarks._scale_worker zkpoll|tooz "
+              "[LOG_LEVEL [SWITCH_INTERVAL]]", file=sys.stderr)
         return 2
-    if switch:  # see scale_bench.py --switch-interval
+    if switch:  # see scale_bench --switch-interval
         sys.setswitchinterval(float(switch))
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format=f"%(asctime)s worker-{os.getpid()} %(levelname)s "
-                               "%(name)s %(message)s")
+    log_to_stderr(level, tag=f"worker-{os.getpid()} ")
     worker = Worker(impl)
     worker.send(type="ready", pid=os.getpid())
     for line in sys.stdin:

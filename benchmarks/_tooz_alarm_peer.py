@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Aodh-style alarm evaluator on tooz: the peer of ``alarm_bench.py``.
+"""Aodh-style alarm evaluator on tooz: the peer of ``benchmarks.alarm_bench``.
 
 What OpenStack Aodh's evaluator service (``aodh/evaluator/__init__.py``,
 ``aodh/coordination.py``) does with its partition coordinator, reduced to
@@ -39,8 +38,6 @@ import dataclasses
 import http.client
 import json
 import logging
-import math
-import signal
 import sys
 import threading
 import time
@@ -53,6 +50,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from tooz import coordination, hashring
 
+from benchmarks._bench_util import cycle_starts, log_to_stderr, stop_on_signals
 from zkpoll.alarm.definitions import AlarmDefinition, load_alarm_dir
 from zkpoll.alarm.queries import PrometheusQuery
 from zkpoll.alarm.rules import (
@@ -187,17 +185,11 @@ class Peer:
         try:
             self.join()
             LOG.info("member %s joined group %s", self.member, self.args.group)
-            interval, offset = self.args.interval, self.args.offset
-            index = math.floor((time.time() - offset) / interval) + 1
-            while True:
-                start = index * interval + offset
-                if self.stop.wait(max(0.0, start - time.time())):
-                    break
+            for index, start in cycle_starts(self.args.interval, self.args.offset, self.stop):
                 try:
                     self.run_cycle(index, start)
                 except Exception:  # Aodh logs and waits for the next cycle
                     LOG.exception("cycle %d failed", index)
-                index = math.floor((time.time() - offset) / interval) + 1
             LOG.info("SIGTERM: leaving group %s", self.args.group)
         finally:
             self.coordinator.stop()
@@ -226,7 +218,8 @@ def post(url: str, body: bytes, key: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks._tooz_alarm_peer",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="tooz backend URL")
     parser.add_argument("--zk-hosts", required=True, help="ZooKeeper of the state store")
     parser.add_argument("--state-path", required=True, help="znode holding the alarm states")
@@ -243,12 +236,10 @@ def main() -> int:
     parser.add_argument("--session-timeout", type=float, default=10.0)
     parser.add_argument("--evaluation-log", required=True, type=Path)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log_to_stderr()
     alarms = load_alarm_dir(str(args.definitions)).alarms
     peer = Peer(args, [a for a in alarms if a.enabled])
-    signal.signal(signal.SIGTERM, lambda *_: peer.stop.set())
-    signal.signal(signal.SIGINT, lambda *_: peer.stop.set())
+    stop_on_signals(peer.stop)
     peer.run()
     return 0
 

@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Ceilometer-style HA polling agent on tooz: the peer of ``failover_bench.py``.
+"""Ceilometer-style HA polling agent on tooz: the peer of ``benchmarks.failover_bench``.
 
 What OpenStack Ceilometer's polling manager (``ceilometer/polling/manager.py``)
 does with workload partitioning, reduced to the parts that decide who polls
@@ -34,8 +33,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import math
-import signal
 import sys
 import threading
 import time
@@ -44,6 +41,8 @@ from typing import TextIO
 
 from tooz import coordination
 from tooz.partitioner import Partitioner
+
+from benchmarks._bench_util import cycle_starts, log_to_stderr, stop_on_signals
 
 LOG = logging.getLogger("tooz_peer")
 METER = "synthetic.constant"
@@ -54,7 +53,8 @@ def iso(ts: float) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks._tooz_peer",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="tooz backend URL")
     parser.add_argument("--member-id", required=True)
     parser.add_argument("--group", default="central")
@@ -66,13 +66,11 @@ def main() -> int:
     parser.add_argument("--source", default="static")
     parser.add_argument("--output", required=True, type=Path, help="JSON-lines samples")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log_to_stderr()
 
     resources = [r for r in args.resources.read_text().splitlines() if r]
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop_on_signals(stop)
 
     member = args.member_id.encode()
     coordinator = coordination.get_coordinator(args.url, member)
@@ -81,13 +79,8 @@ def main() -> int:
         partitioner = coordinator.join_partitioned_group(args.group.encode())
         LOG.info("member %s joined group %s", args.member_id, args.group)
         with args.output.open("a", encoding="utf-8") as out:
-            index = math.floor((time.time() - args.offset) / args.interval) + 1
-            while True:
-                start = index * args.interval + args.offset
-                if stop.wait(max(0.0, start - time.time())):
-                    break
+            for _, start in cycle_starts(args.interval, args.offset, stop):
                 poll_cycle(coordinator, partitioner, resources, args, start, out)
-                index = math.floor((time.time() - args.offset) / args.interval) + 1
         LOG.info("SIGTERM: leaving group %s", args.group)
     finally:
         coordinator.stop()  # leaves every joined group, closes the session

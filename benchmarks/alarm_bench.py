@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Alarm benchmark: zkpoll-alarm evaluators against an Aodh-style tooz loop, one run.
 
 Prints one JSON line per measurement on stdout (progress on stderr)::
 
-    python benchmarks/alarm_bench.py [--alarms 10000] [--evaluators 3] [--interval 60]
+    python -m benchmarks.alarm_bench [--alarms 10000] [--evaluators 3] [--interval 60]
                                      [--cycles 3] [--session-timeout 10]
                                      [--impl zkpoll,tooz] [--skip-eval] [--skip-failover]
 
@@ -26,7 +25,7 @@ the other, each with ``--evaluators`` processes on the same cycle schedule
   ``heartbeat_interval = min(1, T/10)``, ``settle_time = 5 x heartbeat``,
   ``[alarm] max_parallel_queries = --max-parallel`` (8), one evaluation log
   and one notification spool each;
-* ``tooz``: ``benchmarks/_tooz_alarm_peer.py``, what Aodh's evaluator does
+* ``tooz``: ``benchmarks._tooz_alarm_peer``, what Aodh's evaluator does
   (tooz group on the same ZooKeeper, ``get_members`` and a fresh
   ``tooz.hashring.HashRing`` at every cycle start, alarm state in one znode
   per alarm written without compare-and-set, one POST per transition with
@@ -93,198 +92,56 @@ a measurement prints a line with ``error`` and exits 1.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import psutil
-
+from benchmarks import _alarm_analysis as analysis
+from benchmarks._alarm_analysis import (
+    Evaluation,
+    duplicate_deliveries,
+    eval_metrics,
+    failover_metrics,
+    flip_alarms_yaml,
+    parse_evaluation,
+)
 from benchmarks._bench_util import (
+    ROOT,
+    BenchError,
     ChildProcess,
     MemberMonitor,
+    cpu_seconds,
     emit,
     exit_on_sigterm,
-    percentile,
+    load1,
+    module_command,
+    progress,
     require_tooz,
     rounded,
+    rss_mb,
+    sleep_until,
+    spawn_logged,
+    stop_children,
 )
 from zkpoll.service.cycles import source_offset
 from zkpoll.testing import ManagedZooKeeper
 from zkpoll.testing.prometheus import ManagedPrometheus
 from zkpoll.testing.webhook import WebhookReceiver
 
-PEER = Path(__file__).resolve().with_name("_tooz_alarm_peer.py")
+PEER = "_tooz_alarm_peer"
 IMPLS = ("zkpoll", "tooz")
 ZKPOLL_GROUP = "alarm"            # no partitioning_group_prefix
 CHECK_BEFORE_NEXT = 1.5           # a cycle is checked this long before the next starts
 KILL_BEFORE = 1.0                 # the victim dies this long before C1
 STOP_TIMEOUT = 30.0
-
-
-class BenchError(Exception):
-    """The run cannot produce a measurement (said in an ``error`` line)."""
-
-
-
-
-def progress(text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
-
-
-def sleep_until(t: float, tick: Callable[[], None] | None = None) -> None:
-    """Sleep until wall-clock ``t``, calling ``tick()`` about every 0.5 s."""
-    while (left := t - time.time()) > 0:
-        time.sleep(min(left, 0.5))
-        if tick is not None:
-            tick()
-
-
-
-
-# --- what the evaluators wrote ----------------------------------------------------------
-@dataclass(frozen=True)
-class Evaluation:
-    """One evaluation-log line (see ``zkpoll.alarm.audit``)."""
-
-    agent: str        #: the bench's name of the evaluator process
-    alarm: str
-    cycle: int
-    start: float
-    member: str
-    kind: str
-    result: str       #: written | lost
-    state: str
-    seq: int
-    transition: bool
-    t: float
-    error: bool = False
-
-    @property
-    def written(self) -> bool:
-        return self.result == "written"
-
-
-def parse_evaluation(agent: str, line: bytes) -> Evaluation:
-    e = json.loads(line)
-    return Evaluation(agent, e["alarm"], int(e["cycle"]), float(e["start"]), e["member"],
-                      e["kind"], e["result"], e["state"], int(e["seq"]), bool(e["transition"]),
-                      float(e["t"]), bool(e.get("error")))
-
-
-def written_by_cycle(evals: Iterable[Evaluation]) -> dict[int, dict[str, list[Evaluation]]]:
-    """cycle -> alarm -> its written evaluations."""
-    out: dict[int, dict[str, list[Evaluation]]] = defaultdict(lambda: defaultdict(list))
-    for e in evals:
-        if e.written:
-            out[e.cycle][e.alarm].append(e)
-    return out
-
-
-def eval_metrics(evals: Sequence[Evaluation], cycles: Sequence[int],
-                 ids: set[str]) -> dict[str, Any]:
-    """Lag, throughput, gaps and duplicates of the written evaluations of ``cycles``."""
-    wanted = set(cycles)
-    written = [e for e in evals if e.written and e.cycle in wanted]
-    lags = [e.t - e.start for e in written]
-    batches: dict[tuple[str, int], list[Evaluation]] = defaultdict(list)
-    for e in written:
-        batches[(e.agent, e.cycle)].append(e)
-    rates = []
-    for batch in batches.values():
-        busy = max(e.t for e in batch) - batch[0].start
-        if busy > 0:
-            rates.append(len(batch) / busy)
-    by_cycle = written_by_cycle(written)
-    return {
-        "evaluations": len(written),
-        "lag_p50_s": rounded(percentile(lags, 50)),
-        "lag_p99_s": rounded(percentile(lags, 99)),
-        "lag_max_s": rounded(max(lags, default=None)),
-        "evaluations_per_s_per_evaluator": rounded(sum(rates) / len(rates), 1) if rates
-        else None,
-        "gaps": sum(len(ids - by_cycle[c].keys()) for c in cycles),
-        "duplicates": sum(1 for c in cycles for es in by_cycle[c].values() if len(es) > 1),
-        "transitions": sum(1 for e in written if e.transition),
-        "query_errors": sum(1 for e in written if e.error),
-    }
-
-
-def failover_metrics(evals: Sequence[Evaluation], victim: str, orphans: set[str],
-                     t_kill: float, c1: int, c1_start: float, ids: set[str]) -> dict[str, Any]:
-    """The ``alarm_failover`` numbers (see the module docstring)."""
-    first: dict[str, Evaluation] = {}
-    for e in evals:
-        if (e.written and e.agent != victim and e.alarm in orphans and e.t >= t_kill
-                and (e.alarm not in first or e.t < first[e.alarm].t)):
-            first[e.alarm] = e
-    delays = [e.t - c1_start for e in first.values()]
-    by_cycle = written_by_cycle(evals)
-    due = (c1, c1 + 1)
-    observed = (c1 - 1, *due)
-    return {
-        "orphans": len(orphans),
-        "recovered": len(first),
-        "same_cycle": sum(1 for e in first.values() if e.cycle == c1),
-        "max_s": rounded(max(delays)) if delays and len(first) == len(orphans) else None,
-        "p50_s": rounded(percentile(delays, 50)),
-        "missed_evaluations": sum(1 for c in due for a in orphans if a not in by_cycle[c]),
-        "duplicate_evaluations": sum(1 for c in observed for es in by_cycle[c].values()
-                                     if len(es) > 1),
-        "lost_writes": sum(1 for e in evals if e.result == "lost" and e.cycle in observed),
-        "gaps": sum(len(ids - by_cycle[c].keys()) for c in due),
-    }
-
-
-def duplicate_deliveries(keys: Iterable[str | None]) -> int:
-    """Deliveries whose key had been delivered before (keyless ones count as distinct)."""
-    return sum(n - 1 for n in Counter(k for k in keys if k).values())
-
-
-def flip_schedule(index: int, interval: int, flip_every: int) -> tuple[int, int]:
-    """(OFFSET, PERIOD) of alarm ``index``: its query value, ``floor((t + OFFSET) /
-    PERIOD) % 2``, changes every ``flip_every`` cycles, in the cycle where
-    ``(cycle + index) % flip_every == 0`` (for cycle starts ``cycle * interval +
-    o``, ``0 <= o < interval``)."""
-    return (index % flip_every) * interval, flip_every * interval
-
-
-def flip_value(index: int, t: float, interval: int, flip_every: int) -> int:
-    """The value alarm ``index``'s query has at time ``t`` (what Prometheus computes)."""
-    offset, period = flip_schedule(index, interval, flip_every)
-    return math.floor((t + offset) / period) % 2
-
-
-def flip_alarms_yaml(ids: Sequence[str], interval: int, flip_every: int, url: str) -> str:
-    """One YAML file of prometheus alarms (ids ``<name>-<index>``) flipping every
-    ``flip_every`` cycles (:func:`flip_schedule`), notifying ``url``."""
-    lines = ["alarms:"]
-    for alarm_id in ids:
-        offset, period = flip_schedule(int(alarm_id.rsplit("-", 1)[1]), interval, flip_every)
-        lines += [f"  - id: {alarm_id}",
-                  "    type: prometheus",
-                  f"    query: 'floor((vector(time()) + {offset}) / {period}) % 2'",
-                  "    comparison_operator: gt",
-                  "    threshold: 0.5",
-                  f"    evaluation_interval: {interval}",
-                  "    severity: moderate",
-                  f"    alarm_actions: ['{url}']",
-                  f"    ok_actions: ['{url}']"]
-    return "\n".join(lines) + "\n"
 
 
 # --- processes --------------------------------------------------------------------------
@@ -316,12 +173,10 @@ class EvaluatorProc(ChildProcess):
         return self.evaluations[-1].member if self.evaluations else None
 
     def cpu_s(self) -> float:
-        times = psutil.Process(self.proc.pid).cpu_times()
-        return times.user + times.system
+        return sum(cpu_seconds(self.proc.pid))
 
     def rss_mb(self) -> float:
-        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
-
+        return rss_mb(self.proc.pid)
 
 
 class Fleet:
@@ -380,10 +235,10 @@ class Fleet:
                 f"evaluation_log = {evals}\n"
                 f"spool_dir = {self.workdir / (name + '-spool')}\n")
             command = [sys.executable, "-m", "zkpoll.cmd.alarm", "--config-file", str(conf)]
+            cwd = self.workdir
         else:
-            command = [
-                sys.executable, str(PEER),
-                "--url", f"zookeeper://{run.zk_hosts}?timeout={a.session_timeout}",
+            command = module_command(
+                PEER, "--url", f"zookeeper://{run.zk_hosts}?timeout={a.session_timeout}",
                 "--zk-hosts", run.zk_hosts, "--state-path", f"{self.root}/states",
                 "--member-id", f"{name}-{uuid.uuid4().hex[:6]}", "--group", self.tooz_group,
                 "--definitions", str(self.definitions),
@@ -391,11 +246,9 @@ class Fleet:
                 "--query-timeout", f"{run.query_timeout:g}",
                 "--max-parallel", str(a.max_parallel),
                 "--interval", str(a.interval), "--offset", repr(run.offset),
-                "--session-timeout", str(a.session_timeout), "--evaluation-log", str(evals)]
-        with log.open("wb") as err:
-            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=err, cwd=self.workdir, start_new_session=True)
-        self.procs.append(EvaluatorProc(name, proc, log, evals))
+                "--session-timeout", str(a.session_timeout), "--evaluation-log", str(evals))
+            cwd = ROOT
+        self.procs.append(EvaluatorProc(name, spawn_logged(command, log, cwd), log, evals))
 
     # --- reading --------------------------------------------------------------------
     def read(self) -> None:
@@ -413,22 +266,14 @@ class Fleet:
 
     def written_in(self, cycle: int) -> dict[str, set[str]]:
         """agent -> the alarms it wrote in ``cycle``."""
-        out: dict[str, set[str]] = defaultdict(set)
-        for e in self.evaluations():
-            if e.written and e.cycle == cycle:
-                out[e.agent].add(e.alarm)
-        return out
+        return analysis.written_in(self.evaluations(), cycle)
 
     def complete(self, cycle: int, agents: int | None = None) -> bool:
-        by_agent = self.written_in(cycle)
-        covered = set().union(*by_agent.values()) if by_agent else set()
-        return covered >= self.run.idset and (agents is None or len(by_agent) >= agents)
+        return analysis.complete(self.evaluations(), cycle, self.run.idset, agents)
 
     def undelivered(self) -> set[str]:
         """Keys of the transitions recorded (with actions) not delivered yet."""
-        wanted = {f"{e.alarm}:{e.seq}" for e in self.evaluations()
-                  if e.written and e.transition and e.state in ("ok", "alarm")}
-        return wanted - set(self.receiver.keys())
+        return analysis.undelivered(self.evaluations(), self.receiver.keys())
 
     def cpu_s(self) -> float:
         return sum(p.cpu_s() for p in self.procs)
@@ -438,17 +283,7 @@ class Fleet:
                          for p in self.procs)
 
     def stop(self) -> None:
-        live = [p for p in self.procs if p.alive]
-        for p in live:
-            p.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for p in live:
-            try:
-                p.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                progress(f"{p.name}: no exit {STOP_TIMEOUT:.0f} s after SIGTERM: SIGKILL")
-        for p in self.procs:
-            p.kill()
+        stop_children(self.procs, STOP_TIMEOUT)
         self.receiver.close()
 
 
@@ -543,7 +378,7 @@ class Run:
             cycle += 1
 
     def measure(self, fleet: Fleet, first: int, count: int, common: dict[str, Any]) -> None:
-        load_start = round(os.getloadavg()[0], 2)
+        load_start = load1()
         cpu0 = fleet.cpu_s()
         delivered0 = len(fleet.receiver.deliveries())
         cycles = list(range(first + 1, first + 1 + count))
@@ -560,7 +395,7 @@ class Run:
              lag_p99_s=m["lag_p99_s"], cpu_s_per_1000_alarms=rounded(per_1000),
              evaluations_per_s_per_evaluator=m["evaluations_per_s_per_evaluator"],
              rss_mb_per_evaluator=round(sum(rss) / len(rss), 1),
-             loadavg=round(os.getloadavg()[0], 2), loadavg_start=load_start,
+             loadavg=load1(), loadavg_start=load_start,
              lag_max_s=m["lag_max_s"], cpu_s=round(cpu, 2), evaluations=m["evaluations"],
              gaps=m["gaps"], duplicates=m["duplicates"], transitions=m["transitions"],
              query_errors=m["query_errors"], deliveries=delivered,
@@ -615,7 +450,7 @@ class Run:
              expiry_s=rounded(None if gone is None else gone - t_kill),
              lost_writes=m["lost_writes"], gaps=m["gaps"], undelivered=undelivered,
              deliveries=len(fleet.receiver.deliveries()),
-             loadavg=round(os.getloadavg()[0], 2))
+             loadavg=load1())
 
     def wait_delivered(self, fleet: Fleet, timeout: float = 30.0) -> int:
         """Wait until every recorded transition with actions was delivered; how many not."""
@@ -631,7 +466,8 @@ class Run:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.alarm_bench",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--alarms", type=int, default=10000)
     parser.add_argument("--evaluators", type=int, default=3, help="per implementation")
     parser.add_argument("--interval", type=int, default=60, help="evaluation interval, s")

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """How fast each coordination backend reports a join, a graceful leave and a crash.
 
 Prints one JSON line per measurement::
 
-    python benchmarks/backend_failover_bench.py [--trials 5] [--timeout 2] [--heartbeat 0.2]
+    python -m benchmarks.backend_failover_bench [--trials 5] [--timeout 2] [--heartbeat 0.2]
 
 For each backend (ZooKeeper with a 200 ms tick, Redis, Memcached; each a
 real server on a free loopback port) three members run in their own
@@ -17,7 +16,6 @@ timeout and heartbeat are the ``--timeout`` and ``--heartbeat`` given.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -25,9 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+from benchmarks._bench_util import emit
 from tests.functional.procs import HERE, Child
 from zkpoll.testing import ManagedMemcached, ManagedRedis, ManagedZooKeeper
 
@@ -71,7 +67,8 @@ def trial(url: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.backend_failover_bench",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=2.0)
     parser.add_argument("--heartbeat", type=float, default=0.2)
@@ -86,8 +83,8 @@ def main() -> None:
                 url = f"{base}/bench-{uuid.uuid4().hex}?timeout={args.timeout:g}"
                 with tempfile.TemporaryDirectory() as tmp:
                     result = trial(url, args, Path(tmp))
-                print(json.dumps({"backend": name, "trial": n, "timeout_s": args.timeout,
-                                  "heartbeat_s": args.heartbeat, **result}), flush=True)
+                emit(backend=name, trial=n, timeout_s=args.timeout,
+                     heartbeat_s=args.heartbeat, **result)
     finally:
         for server in servers.values():
             server.close()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Delivery throughput through the agent's publish path, with and without the spool.
 
 Side by side in one run (JSON lines):
@@ -21,14 +20,12 @@ Side by side in one run (JSON lines):
   which the backlog drained / the ingest rate; ``lost`` and ``duplicates``
   are counted in Prometheus (points stored vs samples published).
 
-Run: ``.venv/bin/python benchmarks/delivery_bench.py [--outage 60]``.
+Run: ``.venv/bin/python -m benchmarks.delivery_bench [--outage 60]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 import time
 import urllib.parse
@@ -38,6 +35,7 @@ from typing import Any
 
 from oslo_config import cfg
 
+from benchmarks._bench_util import emit, load1
 from zkpoll.polling import options
 from zkpoll.publisher import load_publisher
 from zkpoll.publisher.base import Publisher
@@ -102,8 +100,8 @@ def disk_bytes(directory: Path) -> int:
 
 
 def line(**fields: Any) -> None:
-    fields["load1"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(fields), flush=True)
+    """One JSON line, the load average last."""
+    emit(**fields, load1=load1())
 
 
 def bench_null(samples: int, tmp: Path) -> None:
@@ -186,7 +184,8 @@ def bench_outage(prom: ManagedPrometheus, outage: float, ingest: int, tmp: Path,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.delivery_bench",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=300_000)
     parser.add_argument("--outage", type=float, default=60.0,
                         help="seconds Prometheus is down (the issue's scenario: 600)")

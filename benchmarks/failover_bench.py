@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Failover benchmark: zkpoll agents against Ceilometer-style tooz agents, one run.
 
 Prints one JSON line per measurement::
 
-    python benchmarks/failover_bench.py [--interval 60] [--agents 5] [--quick]
+    python -m benchmarks.failover_bench [--interval 60] [--agents 5] [--quick]
 
 Set-up.  One ZooKeeper server (tick 200 ms) on a free loopback port.  Two
 fleets of ``--agents`` processes poll the same static source of
@@ -15,7 +14,7 @@ the same time and on the same cycle schedule (cycle ``c`` starts at
   synthetic``, ``backend_url = zookeeper://127.0.0.1:PORT/<root>?timeout=2``,
   ``heartbeat_interval = 0.2``, ``settle_time = 1.0``, one ``file://``
   publisher per agent;
-* ``tooz``: ``benchmarks/_tooz_peer.py``, what Ceilometer's polling manager
+* ``tooz``: ``benchmarks._tooz_peer``, what Ceilometer's polling manager
   does (tooz ``Partitioner`` on the tooz hash ring, ``run_watchers()`` at each
   cycle start, leave the group on SIGTERM), same session timeout, same
   sample format.
@@ -102,16 +101,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
 from benchmarks._bench_util import (
+    ROOT,
+    BenchError,
     ChildProcess,
     MemberMonitor,
     emit,
     exit_on_sigterm,
+    module_command,
     require_tooz,
+    sleep_until,
+    spawn_logged,
+    zkpoll_polling_command,
 )
 from zkpoll.service.cycles import source_offset
 from zkpoll.testing import ManagedZooKeeper
@@ -120,32 +121,14 @@ SOURCE = "static"
 METER = "synthetic.constant"
 ZKPOLL_GROUP = "synthetic"  # the namespace alone: no partitioning_group_prefix
 TOOZ_GROUP = "central"
-PEER = Path(__file__).resolve().with_name("_tooz_peer.py")
+PEER = "_tooz_peer"
 IMPLS = ("zkpoll", "tooz")
 EPS = 1e-3
-
-
-class BenchError(Exception):
-    """The run cannot produce a measurement (said in an ``error`` line)."""
+TICK = 0.2  # s between reads of the samples while the bench waits
 
 
 def parse_ts(text: str) -> float:
     return dt.datetime.fromisoformat(text).timestamp()
-
-
-def sleep_until(t: float, tick: Any = None) -> None:
-    """Sleep until wall-clock ``t``, calling ``tick()`` about every 0.2 s."""
-    while (left := t - time.time()) > 0:
-        time.sleep(min(left, 0.2))
-        if tick is not None:
-            tick()
-
-
-def zkpoll_command() -> list[str]:
-    script = Path(sys.executable).with_name("zkpoll-polling")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "zkpoll.cmd.polling"]
 
 
 # --- agents and what they polled ------------------------------------------------
@@ -195,11 +178,6 @@ class Agent(ChildProcess):
 
     def resources_in(self, cycle: float) -> set[str]:
         return {p.resource for p in self.polls if abs(p.cycle - cycle) < EPS}
-
-    def send(self, sig: int) -> float:
-        self.proc.send_signal(sig)
-        return time.time()
-
 
 
 class Fleet:
@@ -296,25 +274,24 @@ class Run:
                 "[publisher]\n"
                 f"default_publishers = file://{samples}\n")
             self._spawn("zkpoll", name, samples, [
-                *zkpoll_command(), "--config-file", str(conf),
-                "--polling-namespaces", "synthetic"])
+                *zkpoll_polling_command(), "--config-file", str(conf),
+                "--polling-namespaces", "synthetic"], self.workdir)
             name = f"tooz-{i}"
             samples = self.workdir / f"{name}.jsonl"
-            self._spawn("tooz", name, samples, [
-                sys.executable, str(PEER), "--url", tooz_url,
+            self._spawn("tooz", name, samples, module_command(
+                PEER, "--url", tooz_url,
                 "--member-id", f"{name}-{uuid.uuid4().hex[:8]}", "--group", TOOZ_GROUP,
                 "--resources", str(resources), "--interval", repr(float(self.interval)),
-                "--offset", repr(self.offset), "--source", SOURCE, "--output", str(samples)])
+                "--offset", repr(self.offset), "--source", SOURCE, "--output", str(samples)),
+                ROOT)
         self.monitor = MemberMonitor(self.zk.address,
                                      [f.members_path for f in self.fleets.values()])
         self.monitor.start()
 
-    def _spawn(self, impl: str, name: str, samples: Path, command: list[str]) -> None:
+    def _spawn(self, impl: str, name: str, samples: Path, command: list[str],
+               cwd: Path) -> None:
         log = self.workdir / f"{name}.log"
-        with log.open("wb") as err:
-            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err,
-                                    cwd=self.workdir, start_new_session=True)
+        proc = spawn_logged(command, log, cwd)
         self.fleets[impl].agents.append(Agent(impl, name, proc, samples, log))
 
     def close(self) -> None:
@@ -359,7 +336,7 @@ class Run:
         tb = self.first_boundary_after(time.time() + 2.0)  # settle_time 1 s + margin
         for _ in range(3):
             deadline = tb + min(self.interval / 3, 10.0)
-            sleep_until(tb + 0.2, self.read)
+            sleep_until(tb + 0.2, self.read, TICK)
             while time.time() < deadline and not self._baseline_ok(tb):
                 time.sleep(0.2)
                 self.read()
@@ -402,7 +379,7 @@ class Run:
     def wait_last_cycle(self, cycle: float, deadline: float,
                         pending: list[tuple[Fleet, Agent, set[str], float]]) -> float:
         """Read until ``cycle`` is complete and every orphan polled, or ``deadline``."""
-        sleep_until(cycle + 0.2, self.read)
+        sleep_until(cycle + 0.2, self.read, TICK)
         while time.time() < deadline:
             self.read()
             done = all(f.complete(cycle, self.idset) for f in self.fleets.values()) and all(
@@ -410,7 +387,7 @@ class Run:
                             if p.agent != failed.name and p.cycle >= due - EPS}
                 for fleet, failed, orphans, due in pending)
             if done:
-                sleep_until(time.time() + 1.0, self.read)  # grace for late duplicates
+                sleep_until(time.time() + 1.0, self.read, TICK)  # grace for late duplicates
                 return time.time()
             time.sleep(0.2)
         self.read()
@@ -429,14 +406,14 @@ class Run:
         t1, t2, t3, t4 = (tb + k * interval for k in (1, 2, 3, 4))
 
         # 1. hung at the boundary: SIGSTOP at T1 - 1 s, SIGKILL at T1 + 0.5 s.
-        sleep_until(t1 - 1.0, self.read)
+        sleep_until(t1 - 1.0, self.read, TICK)
         hung = {impl: f.busiest(tb) for impl, f in self.fleets.items()}
-        t_stop = {impl: a.send(signal.SIGSTOP) for impl, a in hung.items()}
-        sleep_until(t1 + 0.5, self.read)
+        t_stop = {impl: a.send_signal(signal.SIGSTOP) for impl, a in hung.items()}
+        sleep_until(t1 + 0.5, self.read, TICK)
         for agent in hung.values():
             agent.kill()
         window1 = 1.5 * interval
-        sleep_until(t1 + window1 + 0.3, self.read)
+        sleep_until(t1 + window1 + 0.3, self.read, TICK)
         for impl, fleet in self.fleets.items():
             victim = hung[impl]
             gaps, dups = fleet.gaps_and_duplicates([t1], self.idset)
@@ -447,19 +424,19 @@ class Run:
                  gaps=gaps, duplicates=dups, cycles=[1])
 
         # 2. killed mid-cycle, after polling the cycle in flight.
-        sleep_until(t2 + 0.55 * interval, self.read)
+        sleep_until(t2 + 0.55 * interval, self.read, TICK)
         killed = {impl: f.busiest(t2) for impl, f in self.fleets.items()}
         t_kill = {}
         for impl, agent in killed.items():
-            t_kill[impl] = agent.send(signal.SIGKILL)
+            t_kill[impl] = agent.send_signal(signal.SIGKILL)
         for agent in killed.values():
             agent.kill()  # reap
 
         # 3. graceful leave mid-cycle.
-        sleep_until(t3 + 0.5 * interval, self.read)
+        sleep_until(t3 + 0.5 * interval, self.read, TICK)
         leaving = {impl: f.busiest(t3) for impl, f in self.fleets.items()}
         before = {impl: len(f.live()) for impl, f in self.fleets.items()}
-        t_term = {impl: a.send(signal.SIGTERM) for impl, a in leaving.items()}
+        t_term = {impl: a.send_signal(signal.SIGTERM) for impl, a in leaving.items()}
 
         pending = []
         for impl, fleet in self.fleets.items():
@@ -492,7 +469,8 @@ class Run:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.failover_bench",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--interval", type=int, default=60, help="polling interval, s")
     parser.add_argument("--agents", type=int, default=5, help="agents per implementation")
     parser.add_argument("--resources", type=int, default=1000)
@@ -510,8 +488,6 @@ def main() -> int:
         parser.error("--agents: at least 4 (three events each remove one agent)")
     if args.interval < 4 * args.session_timeout:
         parser.error("--interval must be at least 4 x --session-timeout")
-    if not PEER.exists():
-        parser.error(f"{PEER} is missing")
     require_tooz()
 
     exit_on_sigterm()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Agent overhead: samples per second through the whole cycle path, and idle RSS.
 
 A no-op pollster (one Sample per resource, no I/O) for 10 meters over
@@ -16,7 +15,6 @@ The second line starts a real ``zkpoll-polling`` with the embedded default
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -27,9 +25,9 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import psutil
 from oslo_config import cfg
 
+from benchmarks._bench_util import emit, tree_rss_mb, zkpoll_polling_command
 from zkpoll.coordination import get_coordinator, register_opts
 from zkpoll.ownership import Partition
 from zkpoll.plugin import PollingContext, Pollster
@@ -52,10 +50,6 @@ class NoOpPollster(Pollster):
     def get_samples(self, context: PollingContext, resources: list[Any]) -> list[Sample]:
         name, ts = self.meter, context.cycle_start
         return [Sample(name, GAUGE, "1", 1.0, r, ts) for r in resources]
-
-
-def emit(**fields: object) -> None:
-    print(json.dumps(fields), flush=True)
 
 
 def bench_overhead(resources: int, meters: int, cycles: int) -> None:
@@ -86,8 +80,7 @@ def bench_overhead(resources: int, meters: int, cycles: int) -> None:
 
 
 def bench_idle_rss(settle: float) -> None:
-    script = Path(sys.executable).with_name("zkpoll-polling")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "zkpoll.cmd.polling"]
+    command = zkpoll_polling_command()
     with tempfile.TemporaryDirectory() as workdir:
         conf = Path(workdir, "zkpoll.conf")
         conf.write_text("[publisher]\ndefault_publishers = null://\n")
@@ -98,17 +91,17 @@ def bench_idle_rss(settle: float) -> None:
             time.sleep(settle)
             if proc.poll() is not None:
                 sys.exit(f"zkpoll-polling exited early with status {proc.returncode}")
-            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-            rss = sum(p.memory_info().rss for p in tree)
+            rss, processes = tree_rss_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(30)
-    emit(bench="idle_rss", rss_mb=round(rss / 2**20, 1), processes=len(tree),
+    emit(bench="idle_rss", rss_mb=round(rss, 1), processes=processes,
          budget_mb=50, ceilometer_measured_mb=112)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead_bench",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--resources", type=int, default=10_000)
     parser.add_argument("--meters", type=int, default=10)
     parser.add_argument("--cycles", type=int, default=5)

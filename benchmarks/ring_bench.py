@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Ring benchmark: zkpoll's Maglev ring against tooz.hashring.HashRing, one run.
 
 Prints one JSON line per measurement (see the issue for the fields)::
 
-    python benchmarks/ring_bench.py [--keys 1000000] [--members 100]
+    python -m benchmarks.ring_bench [--keys 1000000] [--members 100]
 
 tooz is taken with its defaults (md5, 32 partitions per node), the ring
 Ceilometer's partitioning uses.  Install it with ``pip install .[bench]``.
@@ -12,22 +11,12 @@ Ceilometer's partitioning uses.  Install it with ``pip install .[bench]``.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 
+from benchmarks._bench_util import emit, require_tooz
 from zkpoll.coordination.ring import HashRing
-
-try:
-    from tooz.hashring import HashRing as ToozRing
-except ImportError:  # pragma: no cover - reported, not hidden
-    sys.exit("tooz is not installed: pip install '.[bench]'")
-
-
-def emit(**fields: object) -> None:
-    print(json.dumps(fields), flush=True)
 
 
 def members(count: int) -> list[str]:
@@ -44,6 +33,8 @@ def zkpoll_owners(names: list[str], ks: list[str]) -> Callable[[], list[str]]:
 
 
 def tooz_owners(names: list[str], ks: list[str]) -> Callable[[], list[str]]:
+    from tooz.hashring import HashRing as ToozRing  # checked by require_tooz()
+
     ring = ToozRing(names)
     encoded = [k.encode() for k in ks]
     return lambda: [next(iter(ring.get_nodes(k))) for k in encoded]
@@ -94,11 +85,13 @@ def bench_moved(n_keys: int, n_members: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ring_bench",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys for 'assign'")
     parser.add_argument("--members", type=int, default=100, help="members for 'assign'")
     parser.add_argument("--balance-keys", type=int, default=100_000)
     args = parser.parse_args()
+    require_tooz()
     bench_assign(args.keys, args.members)
     for count in (3, 10, 100):
         bench_balance(args.balance_keys, count)

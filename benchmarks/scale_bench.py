@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """Scale benchmark: N group members with their own sessions, zkpoll against tooz, one run.
 
 Prints one JSON line per implementation and N::
 
-    python benchmarks/scale_bench.py [--members 100,250,500,1000] [--workers 4]
-                                     [--impl zkpoll,tooz] [--ensemble]
-                                     [--member-nice 10] [--switch-interval 0.05]
+    python -m benchmarks.scale_bench [--members 100,250,500,1000] [--workers 4]
+                                   [--impl zkpoll,tooz] [--ensemble]
+                                   [--member-nice 10] [--switch-interval 0.05]
 
 (N = 1000 on a 2-core machine: ``--workers 32 --member-nice 10
 --switch-interval 0.05``, see docs/design.md section 10.)
@@ -14,7 +13,7 @@ Set-up, per implementation and N: a fresh ZooKeeper (``zkpoll.testing``:
 one server with a 200 ms tick, or with ``--ensemble`` three in a quorum;
 ``--zk-hosts`` uses a running one instead).  N members, each with its own
 ZooKeeper session, spread over ``--workers`` processes
-(``benchmarks/_scale_worker.py``, driven over pipes), plus ``--victims``
+(``benchmarks._scale_worker``, driven over pipes), plus ``--victims``
 members in one more process that is killed.  zkpoll members are built with
 zkpoll's real ``get_coordinator`` and ``Partition`` (member data like the
 agent's ``central`` namespace, one source), all zkpoll calls in the
@@ -81,39 +80,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from benchmarks._bench_util import (
+    BenchError,
+    cpu_seconds,
     emit,
     exit_on_sigterm,
+    load1,
     percentile,
+    progress,
     require_tooz,
     rounded,
-)
-from benchmarks._scale_procs import (
-    BenchError,
-    Servers,
-    WorkerProc,
-    call_all,
-    cpu_seconds,
-    progress,
     rss_mb,
 )
+from benchmarks._scale_procs import Servers, WorkerProc, call_all, stop_workers
 
 IMPLS = ("zkpoll", "tooz")
 STOP_TIMEOUT = 30.0  # s for all member processes to stop gracefully after a run
-
-
 
 
 # --- one implementation at one N ---------------------------------------------------
@@ -164,12 +153,7 @@ class Run:
     def close(self, graceful: bool = True) -> None:
         """Stop every process (``graceful``: members leave first, within
         ``STOP_TIMEOUT`` s in all; else SIGKILL at once), then ZooKeeper."""
-        procs = [p for p in self.all_procs if p.alive]
-        for proc in procs if graceful else ():
-            proc.request_stop()
-        deadline = time.monotonic() + (STOP_TIMEOUT if graceful else 0.0)
-        for proc in procs:
-            proc.wait_exit(deadline)
+        stop_workers(self.all_procs, STOP_TIMEOUT if graceful else 0.0)
         if self.servers is not None:
             self.servers.close()
 
@@ -325,7 +309,7 @@ def run_one(args: argparse.Namespace, impl: str, n: int) -> int:
               "member_nice": args.member_nice, "switch_interval": args.switch_interval}
     if impl == "tooz":
         common["tooz_watch_interval_s"] = args.tooz_watch_interval
-    started, load_start = time.monotonic(), round(os.getloadavg()[0], 2)
+    started, load_start = time.monotonic(), load1()
     graceful, error = False, None
     try:
         run.start()
@@ -338,12 +322,13 @@ def run_one(args: argparse.Namespace, impl: str, n: int) -> int:
     emit(**common, **run.result, timed_out=run.timed_out,
          **({"error": error} if error else {}),
          run_s=round(time.monotonic() - started, 1), loadavg_start=load_start,
-         loadavg=round(os.getloadavg()[0], 2))
+         loadavg=load1())
     return 0 if error is None else 1
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale_bench",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--members", default="100,250,500,1000",
                         help="comma-separated group sizes N")
     parser.add_argument("--impl", default="zkpoll,tooz", help="zkpoll, tooz or both")

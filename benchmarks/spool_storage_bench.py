@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Spool storage candidates measured side by side: sqlite3 (WAL) vs append-only segments.
 
 Both store the same encoded batches (``spool_codec.encode_batch`` of 500
@@ -24,6 +23,7 @@ import time
 import zlib
 from pathlib import Path
 
+from benchmarks._bench_util import emit, load1
 from zkpoll.publisher.spool import Spool
 from zkpoll.publisher.spool_codec import decode_batch, encode_batch
 from zkpoll.sample import Sample
@@ -130,11 +130,12 @@ def run(store: str, fsync: str, batches: list[bytes], per_batch: int) -> dict[st
             "append_samples_per_s": round(total / appended),
             "drain_samples_per_s": round(total / drain),
             "disk_bytes_per_sample": round(on_disk / total, 1),
-            "reopen_s": round(reopen, 4), "load1": round(os.getloadavg()[0], 2)}
+            "reopen_s": round(reopen, 4), "load1": load1()}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.spool_storage_bench",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=400)
     parser.add_argument("--fsync-batches", type=int, default=100,
                         help="batches for the fsync=always runs (each costs an fsync)")
@@ -146,7 +147,7 @@ def main() -> None:
     body = encode_batch(samples)[0]
     for fsync, count in (("os", args.batches), ("always", args.fsync_batches)):
         for store in ("sqlite-wal", "segments"):
-            print(json.dumps(run(store, fsync, [body] * count, per_batch)), flush=True)
+            emit(**run(store, fsync, [body] * count, per_batch))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Smoke test of ``benchmarks/alarm_bench.py`` at tiny numbers on real servers.
+"""Smoke test of ``python -m benchmarks.alarm_bench`` at tiny numbers on real servers.
 
 60 alarms, 3 evaluators per implementation, a 6 s interval: the session
 timeout (3 s) plus the catch-up fits in the cycle the victim dies before,
@@ -23,7 +23,7 @@ from zkpoll.testing.prometheus import ManagedPrometheus
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "alarm_bench.py"
+ROOT = Path(__file__).resolve().parents[2]  # benchmarks run from the repository root
 ALARMS, EVALUATORS, CYCLES, INTERVAL, SESSION = 60, 3, 2, 6, 3
 
 EVAL_FIELDS = {"bench", "impl", "alarms", "evaluators", "interval_s", "cycles", "lag_p50_s",
@@ -43,12 +43,13 @@ def test_alarm_bench_tiny_run_prints_every_line_with_sane_values(
         managed_prometheus: Callable[[], ManagedPrometheus]) -> None:
     prometheus = managed_prometheus()
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--alarms", str(ALARMS), "--evaluators", str(EVALUATORS),
+        [sys.executable, "-m", "benchmarks.alarm_bench",
+         "--alarms", str(ALARMS), "--evaluators", str(EVALUATORS),
          "--interval", str(INTERVAL), "--cycles", str(CYCLES), "--tooz-cycles", "1",
          "--session-timeout", str(SESSION), "--flip-every", "2", "--impl", "zkpoll,tooz",
          "--zk-hosts", zookeeper_server.address,
          "--prometheus-url", f"http://{prometheus.address}", "--startup-timeout", "90"],
-        check=False, capture_output=True, text=True, timeout=180)
+        cwd=ROOT, check=False, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert [(line["bench"], line["impl"]) for line in lines] == [

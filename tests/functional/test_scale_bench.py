@@ -1,4 +1,4 @@
-"""Smoke test of ``benchmarks/scale_bench.py`` at tiny N on the real ZooKeeper fixture.
+"""Smoke test of ``python -m benchmarks.scale_bench`` at tiny N on the real ZooKeeper fixture.
 
 It checks what the benchmark prints and that every view converged, never
 how fast (speed lives in the benchmark's own output).
@@ -17,7 +17,7 @@ from zkpoll.testing import ManagedZooKeeper
 
 pytestmark = pytest.mark.functional
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "scale_bench.py"
+ROOT = Path(__file__).resolve().parents[2]  # benchmarks run from the repository root
 MEMBERS = 6
 
 #: Every line carries these; the ones in NULL_FOR_TOOZ are null for tooz.
@@ -35,12 +35,13 @@ CONVERGED = {"join_converged_s", "leave_converged_s", "crash_converged_s"}
 def test_scale_bench_tiny_run_prints_one_converged_line_per_impl(
         zookeeper_server: ManagedZooKeeper) -> None:
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--members", str(MEMBERS), "--workers", "2",
+        [sys.executable, "-m", "benchmarks.scale_bench", "--members", str(MEMBERS),
+         "--workers", "2",
          "--impl", "zkpoll,tooz", "--zk-hosts", zookeeper_server.address,
          "--session-timeout", "2", "--heartbeat", "0.2", "--settle-time", "1",
          "--idle-window", "1", "--converge-timeout", "20", "--member-nice", "1",
          "--switch-interval", "0.01"],
-        check=False, capture_output=True, text=True, timeout=110)
+        cwd=ROOT, check=False, capture_output=True, text=True, timeout=110)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert [(line["impl"], line["members"]) for line in lines] == [
