@@ -24,7 +24,7 @@ import time
 import zlib
 from pathlib import Path
 
-from zkpoll.publisher.spool import Spool
+from zkpoll.delivery.spool import Spool
 from zkpoll.publisher.spool_codec import decode_batch, encode_batch
 from zkpoll.sample import Sample
 
