@@ -24,7 +24,7 @@ import zlib
 from pathlib import Path
 
 from benchmarks._bench_util import emit, load1
-from zkpoll.publisher.spool import Spool
+from zkpoll.delivery.spool import Spool
 from zkpoll.publisher.spool_codec import decode_batch, encode_batch
 from zkpoll.sample import Sample
 

@@ -23,8 +23,8 @@ from zkpoll.alarm.notify_codec import (
     log_line,
 )
 from zkpoll.alarm.webhook import RETRIED_STATUSES
+from zkpoll.delivery import backoff_delay
 from zkpoll.exceptions import ConfigError, PublishError, ZkpollError
-from zkpoll.publisher.spooled import backoff_delay
 
 # --- action URLs ---------------------------------------------------------------------
 

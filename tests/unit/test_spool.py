@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from zkpoll.delivery.spool import Drops, Entry, Spool, plan_drops
 from zkpoll.exceptions import ConfigError
-from zkpoll.publisher.spool import Drops, Entry, Spool, plan_drops
 from zkpoll.publisher.spool_codec import decode_batch, encode_batch
 from zkpoll.sample import Sample
 
@@ -103,7 +103,7 @@ def test_bounds_drop_the_oldest_but_never_the_batch_in_flight(tmp_path: Path):
 def test_accepted_batches_survive_kill_9(tmp_path: Path):
     script = textwrap.dedent(f"""
         import os, signal
-        from zkpoll.publisher.spool import Spool
+        from zkpoll.delivery.spool import Spool
         spool = Spool({str(tmp_path / 's')!r})
         for i in range(50):
             spool.append(b'x', 10, 1.0)

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from oslo_config import cfg
 
+from zkpoll.delivery import backoff_delay
 from zkpoll.exceptions import BatchRejected, ConfigError, PublishError
 from zkpoll.polling import options
 from zkpoll.publisher.sender import BatchSender
 from zkpoll.publisher.spool_options import spool_name
-from zkpoll.publisher.spooled import SpooledPublisher, backoff_delay
+from zkpoll.publisher.spooled import SpooledPublisher
 from zkpoll.sample import Sample
 
 FAST = "retry_backoff=0.01&max_backoff=0.05"

@@ -41,9 +41,10 @@ from zkpoll.alarm.action_url import WHAT, ActionURL, parse_action_url
 from zkpoll.alarm.notify_codec import Notification, log_line
 from zkpoll.alarm.notify_options import notify_settings
 from zkpoll.alarm.webhook import WebhookNotifier
+from zkpoll.delivery import PublisherHealth
+from zkpoll.delivery.spool import orphaned_spools
 from zkpoll.exceptions import ConfigError, PublishError
-from zkpoll.publisher.base import PublisherHealth, redact_url
-from zkpoll.publisher.spool import orphaned_spools
+from zkpoll.publisher.base import redact_url
 
 if TYPE_CHECKING:  # typing.Self is 3.11+; only type checkers import it
     from typing import Self

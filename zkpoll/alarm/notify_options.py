@@ -13,7 +13,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from zkpoll.publisher.spool import FSYNC_POLICIES
+from zkpoll.delivery.spool import FSYNC_POLICIES
 
 __all__ = ["GROUP", "OPTS", "NotifySettings", "list_opts", "notify_settings", "register_opts"]
 

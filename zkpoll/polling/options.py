@@ -72,9 +72,9 @@ PUBLISHER_OPTS = [
                 help="Publisher URLs for sources that name none: file:PATH or "
                      "file:///abs/path (JSON lines), http(s)://HOST/PATH (JSON POST), "
                      "prometheus+remote-write[+https]://HOST:PORT/api/v1/write, "
-                     "udp://HOST:PORT, log://, null://. Network sinks (http, https, "
-                     "prometheus+remote-write, ...) deliver through a durable spool "
-                     "(spool_* options); see docs/sinks.md."),
+                     "udp://HOST:PORT, log://, null://. Network publishers (http, "
+                     "https, prometheus+remote-write, ...) deliver through a durable "
+                     "spool (spool_* options); see docs/publishers.md."),
     *spool_options.OPTS,
 ]
 

@@ -2,12 +2,14 @@
 
 A scheme is looked up first in the ``zkpoll.publisher`` namespace (local
 publishers: ``file``, ``udp``, ``log``, ``null``; a :class:`Publisher`
-subclass each), then in ``zkpoll.sender`` (network sinks: ``http``,
+subclass each), then in ``zkpoll.sender`` (network publishers: ``http``,
 ``https``, ``prometheus+remote-write``, ...; a
 :class:`~zkpoll.publisher.sender.BatchSender` subclass each), whose senders
-are wrapped in the durable spool
-(:class:`~zkpoll.publisher.spooled.SpooledPublisher`).  A third-party sink
-registers a BatchSender in ``zkpoll.sender`` and gets the spool for free.
+are wrapped in the durable spool and its delivery loop
+(:class:`~zkpoll.publisher.spooled.SpooledPublisher`, :mod:`zkpoll.delivery`).
+A third-party network publisher registers a BatchSender in ``zkpoll.sender``
+and gets the spool for free.  Words: the *publisher* is the plugin; the
+*sink* is the server it delivers to.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Samples to an OTLP ``ExportMetricsServiceRequest``: pure code, no I/O.
 
-Mapping (see docs/sinks.md, "OTLP/HTTP"):
+Mapping (see docs/publishers.md, "OTLP/HTTP"):
 
 - one ``ResourceMetrics`` per agent (``sample.member_id``) with the resource
   attributes ``service.name`` = ``zkpoll``, ``service.version``,

@@ -14,6 +14,7 @@ Counters (see :attr:`Publisher.stats`):
 
 Health (see :attr:`Publisher.health`): since when delivery has been failing,
 the last success, the oldest undelivered sample and the drops by reason.
+Both are kept by the publisher's :class:`~zkpoll.delivery.ledger.Ledger`.
 """
 
 from __future__ import annotations
@@ -23,14 +24,11 @@ import json
 import logging
 import math
 import re
-import threading
-import time
 import urllib.parse
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from zkpoll.delivery.ledger import Ledger, PublisherHealth
 from zkpoll.exceptions import ConfigError
 from zkpoll.sample import Sample
 
@@ -119,61 +117,6 @@ def url_options(url: urllib.parse.SplitResult, spec: OptionSpec, *,
     return values
 
 
-class _LogLimiter:
-    """Decide when a repeated message is worth logging again.
-
-    The first occurrence of a key is logged at once; later ones are added up
-    and reported at most once per ``interval`` seconds.  ``reset()`` forgets
-    every key (call it when delivery works again).
-    """
-
-    def __init__(self, interval: float = 60.0) -> None:
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._keys: dict[str, list[float]] = {}  # key -> [last logged, pending]
-
-    def hit(self, key: str, amount: int = 1) -> int | None:
-        """Record ``amount``; return the total to report now, or None to stay quiet."""
-        now = time.monotonic()
-        with self._lock:
-            entry = self._keys.get(key)
-            if entry is None:
-                if len(self._keys) >= 100:  # a flood of distinct messages
-                    self._keys.clear()
-                self._keys[key] = [now, 0]
-                return amount
-            entry[1] += amount
-            if now - entry[0] < self.interval:
-                return None
-            total, entry[0], entry[1] = int(entry[1]), now, 0
-            return total
-
-    def reset(self) -> bool:
-        """Forget every key; return whether there were any."""
-        with self._lock:
-            had = bool(self._keys)
-            self._keys.clear()
-            return had
-
-
-@dataclass(frozen=True)
-class PublisherHealth:
-    """How one publisher is doing now (for /healthz, /metrics and zkpoll-status)."""
-
-    failing_since: float | None = None  #: epoch time of the first failure since the last success
-    last_success: float | None = None   #: epoch time of the last delivery that worked
-    last_error: str | None = None       #: the latest failure, redacted
-    depth: int = 0                      #: samples accepted, not yet delivered or dropped
-    oldest: float | None = None         #: poll time of the oldest undelivered sample
-    spool_bytes: int | None = None      #: bytes in the spool (None: no spool)
-    drops: Mapping[str, int] = field(default_factory=dict)  #: samples dropped, by reason
-
-    @property
-    def failing(self) -> bool:
-        """True while the latest delivery attempt failed."""
-        return self.failing_since is not None
-
-
 class Publisher(abc.ABC):
     """Deliver samples somewhere; one plugin per URL scheme.
 
@@ -195,14 +138,7 @@ class Publisher(abc.ABC):
         self.url = url
         self.options = url_options(url, self.OPTIONS)
         self.log = logging.getLogger(type(self).__module__)
-        self._stats_lock = threading.Lock()
-        self._published = self._dropped = self._errors = 0
-        self._failing_since: float | None = None
-        self._last_success: float | None = None
-        self._last_error: str | None = None
-        self._drops: Counter[str] = Counter()
-        self._error_log = _LogLimiter()  # delivery errors: forgotten on success
-        self._drop_log = _LogLimiter()  # other losses: at most once a minute each
+        self.ledger = Ledger(self.log, f"publisher {self.redacted_url}", self._redact)
 
     @abc.abstractmethod
     def publish_samples(self, samples: Sequence[Sample]) -> None:
@@ -224,22 +160,12 @@ class Publisher(abc.ABC):
     @property
     def stats(self) -> dict[str, int]:
         """Counters: ``published``, ``dropped``, ``errors``, ``queue_depth``."""
-        with self._stats_lock:
-            return {"published": self._published, "dropped": self._dropped,
-                    "errors": self._errors, "queue_depth": self._queue_depth()}
+        return {**self.ledger.counts(), "queue_depth": self._queue_depth()}
 
     @property
     def health(self) -> PublisherHealth:
         """Failure state, last success, backlog and drops by reason (see the class)."""
-        depth, oldest, spool_bytes = self._backlog()
-        with self._stats_lock:
-            return PublisherHealth(self._failing_since, self._last_success, self._last_error,
-                                   depth, oldest, spool_bytes, dict(self._drops))
-
-    def _backlog(self) -> tuple[int, float | None, int | None]:
-        """(samples undelivered, poll time of the oldest, spool bytes or None)."""
-        with self._stats_lock:
-            return self._queue_depth(), None, None
+        return self.ledger.health(self._queue_depth(), None, None)
 
     @property
     def redacted_url(self) -> str:
@@ -256,43 +182,17 @@ class Publisher(abc.ABC):
         self.close()
 
     def _queue_depth(self) -> int:
-        """Samples accepted and not yet published or dropped (called under the stats lock)."""
+        """Samples accepted and not yet published or dropped."""
         return 0
 
     def _delivered(self, count: int) -> None:
         """Count ``count`` samples as published; note a recovery after failures."""
-        with self._stats_lock:
-            self._published += count
-            self._failing_since = None
-            self._last_success = time.time()
-        if self._error_log.reset():
-            self.log.info("publisher %s: delivering again", self.redacted_url)
+        self.ledger.delivered(count)
 
     def _failed(self, reason: str, dropped: int = 0, *, error: bool = True,
                 level: int = logging.ERROR, drop_reason: str = "failed") -> None:
-        """Count a failure (and ``dropped`` samples); log each distinct reason once a minute.
-
-        ``error`` marks a failed delivery operation: it counts in ``errors``,
-        marks the publisher failing until the next success, and is logged
-        again at once after delivery has worked in between.  Dropped samples
-        are counted under ``drop_reason`` in :attr:`health`.
-        """
-        reason = self._redact(reason)
-        with self._stats_lock:
-            self._errors += int(error)
-            self._dropped += dropped
-            if dropped:
-                self._drops[drop_reason] += dropped
-            if error:
-                self._last_error = reason
-                if self._failing_since is None:
-                    self._failing_since = time.time()
-        repeats = (self._error_log if error else self._drop_log).hit(reason)
-        if repeats is None:
-            self.log.debug("publisher %s: %s", self.redacted_url, reason)
-        else:
-            suffix = "" if repeats == 1 else f" (x{repeats} in the last minute)"
-            self.log.log(level, "publisher %s: %s%s", self.redacted_url, reason, suffix)
+        """Count a failure and ``dropped`` samples: see :meth:`Ledger.failed`."""
+        self.ledger.failed(reason, dropped, error=error, level=level, drop_reason=drop_reason)
 
     def _redact(self, text: str) -> str:
         """Remove the URL's password from ``text`` (exception messages may echo it)."""

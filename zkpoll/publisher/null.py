@@ -15,5 +15,4 @@ class NullPublisher(Publisher):
 
     def publish_samples(self, samples: Sequence[Sample]) -> None:
         """Count ``samples``; nothing else."""
-        with self._stats_lock:
-            self._published += len(samples)
+        self.ledger.add_published(len(samples))

@@ -1,11 +1,12 @@
-"""The contract of a network sink behind the durable spool.
+"""The contract of a network publisher's sender, behind the durable spool.
 
 A :class:`BatchSender` delivers one batch of samples synchronously and
 either returns (the sink acknowledged every sample of the batch) or raises
 :class:`~zkpoll.exceptions.PublishError` (nothing is known to be delivered;
 the spool keeps the batch and retries it, in order, with backoff).  It keeps
 no queue and no retry loop of its own: ordering, persistence, retries and
-drop accounting belong to the spool, once, for every sink.
+drop accounting belong to the delivery loop (:mod:`zkpoll.delivery`), once,
+for every network publisher.
 
 Senders are built from a publisher URL (``scheme://host:port/path?opt=v``)
 and the agent's configuration, like publishers; options in the query string

@@ -11,8 +11,8 @@ from typing import Any
 import mmh3
 from oslo_config import cfg
 
+from zkpoll.delivery.spool import FSYNC_POLICIES
 from zkpoll.publisher.base import redact_url
-from zkpoll.publisher.spool import FSYNC_POLICIES
 from zkpoll.sample import HASH_SEED
 
 __all__ = ["DEFAULT_STATE_DIR", "OPTS", "SpoolSettings", "degraded_after", "spool_name",

@@ -1,4 +1,4 @@
-"""The durable spool's storage: batches of encoded samples in sqlite3 (WAL).
+"""The durable spool's storage: batches of encoded items in sqlite3 (WAL).
 
 One directory per publisher holds ``spool.sqlite3`` (one row per accepted
 batch, in order) and ``lock`` (held with ``flock`` while a process uses the
