@@ -13,9 +13,10 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zkpoll.coordination._heartbeat import _decode, _members
-from zkpoll.coordination._names import member_name, parse_member_name
 from zkpoll.coordination.base import Member
+from zkpoll.coordination.kv._heartbeat import _members
+from zkpoll.coordination.member_data import MemberData, decode_member_data
+from zkpoll.coordination.zookeeper._names import member_name, parse_member_name
 from zkpoll.ownership.events import ClaimsRead, Contact, CycleStarted, MembershipChanged
 from zkpoll.ownership.members import MemberInfo, member_info
 from zkpoll.ownership.state import OwnershipConfig, OwnershipState
@@ -52,7 +53,7 @@ def test_our_names_round_trip(member_id: str, rev: int, data: dict) -> None:
 @FUZZ
 @given(st.binary(max_size=64) | JSON.map(lambda v: json.dumps(v).encode()))
 def test_any_payload_decodes_to_a_dict(payload: bytes) -> None:
-    assert isinstance(_decode(payload, "m"), dict)
+    assert isinstance(decode_member_data(payload, "m"), dict)
     (member,) = _members({"m": payload})
     info = member_info(member)
     assert info.weight > 0 and math.isfinite(info.weight) and math.isfinite(info.active_at)
