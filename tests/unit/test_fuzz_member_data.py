@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from zkpoll.coordination.base import Member
 from zkpoll.coordination.kv._heartbeat import _members
-from zkpoll.coordination.member_data import MemberData, decode_member_data
+from zkpoll.coordination.member_data import decode_member_data
 from zkpoll.coordination.zookeeper._names import member_name, parse_member_name
 from zkpoll.ownership.events import ClaimsRead, Contact, CycleStarted, MembershipChanged
 from zkpoll.ownership.members import MemberInfo, member_info

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.ring import HashRing
 from zkpoll.exceptions import CoordinationError
 from zkpoll.ownership.events import (
@@ -177,7 +178,7 @@ class Partition:
     # --- membership of this member ---------------------------------------------
     def join(self, data: Mapping[str, Any], wait: float | None = None) -> float:
         """Announce this member (active ``settle_time`` from now); returns ``active_at``."""
-        weight = data.get("weight", 1)
+        weight = data.get(MemberData.WEIGHT, 1)
         weight = float(weight) if isinstance(weight, (int, float)) and weight > 0 else 1.0
         actions = self._feed(JoinRequested(self.contact(), weight))
         fields = next(a.fields for a in actions if isinstance(a, Announce))
@@ -190,7 +191,7 @@ class Partition:
                                                         with_data=False)
             self.coordinator.add_state_listener(self._on_session)
         self.coordinator.join(self.group, published, wait=wait)
-        return float(fields["active_at"])
+        return float(fields[MemberData.ACTIVE_AT])
 
     def _on_registration(self, group: str, data: dict[str, Any]) -> dict[str, Any]:
         """Every (re-)registration announces a fresh ``active_at`` (coordinator thread)."""
@@ -211,7 +212,7 @@ class Partition:
     def announce_leave(self, wait: float | None = None,
                        extra: Mapping[str, Any] | None = None) -> float:
         """Announce a graceful leave; returns ``leave_at`` (an earlier one is kept)."""
-        reason = (extra or {}).get("withdrawn")
+        reason = (extra or {}).get(MemberData.WITHDRAWN)
         actions = self._feed(LeaveRequested(self.contact(), reason))
         self._publish_announcements(actions, wait)
         with self._lock:

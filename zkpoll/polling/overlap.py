@@ -29,13 +29,10 @@ def member_meters(membership: Membership, namespace: str) -> set[str]:
     """Meters polled by the members of ``membership`` in ``namespace``."""
     meters: set[str] = set()
     for member in membership.members:
-        if member.data.get("namespace") != namespace:
+        if member.fields.namespace != namespace:
             continue
-        per_source = member.data.get("meters") or {}
-        if isinstance(per_source, dict):
-            for names in per_source.values():
-                if isinstance(names, list):
-                    meters.update(n for n in names if isinstance(n, str))
+        for names in member.fields.meters.values():
+            meters.update(names)
     return meters
 
 

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.exceptions import ConfigError
 from zkpoll.polling import dynamic, options
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
@@ -227,11 +228,11 @@ def _apply(agent: Agent, polling: PollingConfig, plugins: LoadedPlugins,
     for ns, partition in agent.partitions.items():
         data = agent._member_data(ns)
         published = partition.data or {}
-        change = {key: data[key] for key in ("meters", "intervals")
+        change = {key: data[key] for key in (MemberData.METERS, MemberData.INTERVALS)
                   if published.get(key) != data[key]}
         if change:
             partition.update(change)
             LOG.info("group %s: published meters updated after the reload", partition.group)
     for monitor in agent.monitors:
-        namespace_meters = agent._member_data(monitor.namespace)["meters"]
+        namespace_meters = agent._member_data(monitor.namespace)[MemberData.METERS]
         monitor.meters = frozenset(m for meters in namespace_meters.values() for m in meters)
