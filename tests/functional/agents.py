@@ -21,7 +21,7 @@ from typing import Any
 from kazoo.client import KazooClient
 from kazoo.recipe.watchers import ChildrenWatch
 
-from zkpoll.coordination._names import parse_member_name
+from zkpoll.coordination.zookeeper._names import parse_member_name
 
 
 def agent_command() -> list[str]:

@@ -23,8 +23,8 @@ from zkpoll.coordination import (
     parse_backend_url,
     register_opts,
 )
-from zkpoll.coordination.memcached import MemcachedStore
-from zkpoll.coordination.redis import RedisStore
+from zkpoll.coordination.kv.memcached import MemcachedStore
+from zkpoll.coordination.kv.redis import RedisStore
 from zkpoll.exceptions import NotJoined
 from zkpoll.testing import (
     ManagedMemcached,

@@ -25,7 +25,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from tests.functional.agents import AgentProcess, agent_command, wait_until
-from zkpoll.coordination._names import parse_member_name
+from zkpoll.coordination.zookeeper._names import parse_member_name
 from zkpoll.testing import ManagedZooKeeper
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]

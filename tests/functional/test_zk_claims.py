@@ -19,8 +19,8 @@ from kazoo.exceptions import SessionExpiredError
 
 from tests.functional.test_coordination_zk import coordinator_for, url_for
 from tests.functional.test_coordinator_contract import wait_until
-from zkpoll.coordination._zk_claims import ClaimsWriter
 from zkpoll.coordination.zookeeper import ZooKeeperCoordinator
+from zkpoll.coordination.zookeeper._claims_writer import ClaimsWriter
 from zkpoll.testing import expire_session
 
 pytestmark = pytest.mark.functional
@@ -133,7 +133,7 @@ def test_a_claim_counts_as_contact(coordinator: ZooKeeperCoordinator) -> None:
 
 def test_records_of_members_gone_long_ago_are_swept(zookeeper_server, zk_chroot: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from zkpoll.coordination import zookeeper
+    from zkpoll.coordination.zookeeper import claims
 
     url = url_for(zookeeper_server.address, zk_chroot, timeout=6.0)
     stays, goes = coordinator_for(url), coordinator_for(url)
@@ -152,7 +152,7 @@ def test_records_of_members_gone_long_ago_are_swept(zookeeper_server, zk_chroot:
         # a sweep from a view that still holds the member would find nothing to sweep
         wait_until(lambda: seen and seen[-1] == [stays.member_id], 10,
                    "the view of the member that stays to drop the one gone")
-        monkeypatch.setattr(zookeeper, "CLAIMS_RETENTION", 0.0)
+        monkeypatch.setattr(claims, "CLAIMS_RETENTION", 0.0)
         stays._next_sweep = 0.0  # sweep at the next heartbeat instead of in 10 minutes
         wait_until(lambda: stays.read_claims("g", [gone_id])[gone_id] == {}, 10,
                    "the record of the member gone to be swept")

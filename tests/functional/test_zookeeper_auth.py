@@ -24,7 +24,7 @@ from zkpoll.exceptions import CoordinatorUnreachable
 from zkpoll.testing.tls import make_certificates
 
 pytestmark = pytest.mark.functional
-LOGGER = "zkpoll.coordination.zookeeper"
+LOGGER = "zkpoll.coordination.zookeeper.session"  # where authentication failures are logged
 
 
 def coordinator(url: str, **options: Any) -> ZooKeeperCoordinator:

@@ -13,9 +13,10 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zkpoll.coordination._heartbeat import _decode, _members
-from zkpoll.coordination._names import member_name, parse_member_name
 from zkpoll.coordination.base import Member
+from zkpoll.coordination.kv._heartbeat import _members
+from zkpoll.coordination.member_data import MemberData, decode_member_data
+from zkpoll.coordination.zookeeper._names import member_name, parse_member_name
 from zkpoll.ownership.events import ClaimsRead, Contact, CycleStarted, MembershipChanged
 from zkpoll.ownership.members import MemberInfo, member_info
 from zkpoll.ownership.state import OwnershipConfig, OwnershipState
@@ -52,7 +53,7 @@ def test_our_names_round_trip(member_id: str, rev: int, data: dict) -> None:
 @FUZZ
 @given(st.binary(max_size=64) | JSON.map(lambda v: json.dumps(v).encode()))
 def test_any_payload_decodes_to_a_dict(payload: bytes) -> None:
-    assert isinstance(_decode(payload, "m"), dict)
+    assert isinstance(decode_member_data(payload, "m"), dict)
     (member,) = _members({"m": payload})
     info = member_info(member)
     assert info.weight > 0 and math.isfinite(info.weight) and math.isfinite(info.active_at)
@@ -71,3 +72,53 @@ def test_foreign_members_and_claims_never_break_the_rules(members: list, claims:
     state.handle(CycleStarted("s", 100, 1000.0, 10.0, ("a", "b", "c"), contact))
     state.handle(MembershipChanged((), contact))
     state.handle(ClaimsRead(claims, tuple(claims), contact))
+
+
+KNOWN = st.fixed_dictionaries({}, optional={key: JSON for key in MemberData.CHECKS})
+
+
+@FUZZ
+@given(KNOWN, st.dictionaries(st.text(max_size=10), JSON, max_size=3))
+def test_decoded_member_data_keeps_only_valid_known_fields(known: dict, other: dict) -> None:
+    data = {**other, **known}
+    decoded = decode_member_data(json.dumps(data).encode(), "m")
+    for key, value in data.items():
+        if MemberData.valid(key, value):
+            assert json.dumps(decoded[key]) == json.dumps(value)  # (NaN != NaN)
+        else:
+            assert key in MemberData.CHECKS and key not in decoded
+    assert MemberData.parse(decoded) == MemberData.parse(data)  # validation loses nothing
+
+
+@FUZZ
+@given(KNOWN)
+def test_the_typed_view_of_any_data_is_well_typed(data: dict) -> None:
+    fields = MemberData.parse(data)
+    assert math.isfinite(fields.weight) and fields.weight > 0
+    assert isinstance(fields.protocol, int) and not isinstance(fields.protocol, bool)
+    for when in (fields.active_at, fields.leave_at):
+        assert when is None or (isinstance(when, float) and math.isfinite(when))
+    for text in (fields.host, fields.version, fields.namespace, fields.role,
+                 fields.withdrawn, fields.fenced):
+        assert text is None or isinstance(text, str)
+    for number in (fields.pid, fields.layout):
+        assert number is None or (isinstance(number, int) and not isinstance(number, bool))
+    assert all(isinstance(s, str) and all(isinstance(n, str) for n in names)
+               for s, names in fields.meters.items())
+    assert all(math.isfinite(v) for v in fields.intervals.values())
+    assert Member("m", data).weight == fields.weight
+
+
+def test_the_typed_view_reads_what_agents_publish() -> None:
+    data = {MemberData.HOST: "h1", MemberData.PID: 42, MemberData.VERSION: "1.0",
+            MemberData.LAYOUT: 1, MemberData.PROTOCOL: 2, MemberData.WEIGHT: 2.5,
+            MemberData.ACTIVE_AT: 10, MemberData.LEAVE_AT: None,
+            MemberData.NAMESPACE: "central", MemberData.METERS: {"s": ["cpu", 3]},
+            MemberData.INTERVALS: {"s": 60, "bad": "x"}, MemberData.WITHDRAWN: ""}
+    fields = MemberData.parse(data)
+    assert (fields.host, fields.pid, fields.version, fields.layout, fields.protocol) == \
+        ("h1", 42, "1.0", 1, 2)
+    assert (fields.weight, fields.active_at, fields.leave_at, fields.withdrawn) == \
+        (2.5, 10.0, None, None)
+    assert dict(fields.meters) == {"s": ("cpu",)} and dict(fields.intervals) == {"s": 60.0}
+    assert MemberData.parse({}).protocol == 1  # a member without it is of protocol 1

@@ -16,10 +16,10 @@ from zkpoll.coordination import (
     parse_backend_url,
     register_opts,
 )
-from zkpoll.coordination._heartbeat import HeartbeatCoordinator
-from zkpoll.coordination._store import MemberStore, host_port
-from zkpoll.coordination.memcached import MemcachedCoordinator, MemcachedStore
-from zkpoll.coordination.redis import RedisCoordinator, RedisStore
+from zkpoll.coordination.kv._heartbeat import HeartbeatCoordinator
+from zkpoll.coordination.kv._store import MemberStore, host_port
+from zkpoll.coordination.kv.memcached import MemcachedCoordinator, MemcachedStore
+from zkpoll.coordination.kv.redis import RedisCoordinator, RedisStore
 from zkpoll.exceptions import ConfigError
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from kazoo.handlers.utils import selector_select
 
-from zkpoll.coordination._kazoo import kazoo_client
-from zkpoll.coordination._kazoo_handler import (
+from zkpoll.coordination.zookeeper._kazoo import kazoo_client
+from zkpoll.coordination.zookeeper._kazoo_handler import (
     InlineAsyncResult,
     PollingHandler,
     poll_select,

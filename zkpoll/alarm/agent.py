@@ -36,6 +36,7 @@ from zkpoll.alarm.queries import PrometheusQuery, SamplesQuery
 from zkpoll.alarm.state import STATES
 from zkpoll.alarm.store import AlarmStore
 from zkpoll.coordination import Coordinator, get_coordinator
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.endpoint.server import ApiServer
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
@@ -161,10 +162,10 @@ class AlarmAgent:
         """What ``zkpoll-status`` reads: the interval sources (as polling agents' sources)."""
         with self._lock:
             intervals = sorted(self._by_interval)
-        return {"namespace": "alarm", "role": "alarm-evaluator",
-                "weight": self.conf.coordination.weight,
-                "meters": {source_name(i): ["alarms"] for i in intervals},
-                "intervals": {source_name(i): i for i in intervals}}
+        return {MemberData.NAMESPACE: "alarm", MemberData.ROLE: "alarm-evaluator",
+                MemberData.WEIGHT: self.conf.coordination.weight,
+                MemberData.METERS: {source_name(i): ["alarms"] for i in intervals},
+                MemberData.INTERVALS: {source_name(i): i for i in intervals}}
 
     def _start_loops(self) -> None:
         with self._lock:

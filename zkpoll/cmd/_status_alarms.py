@@ -63,10 +63,10 @@ def alarms_command(conf: cfg.ConfigOpts, coordinator: Coordinator, emit: Emit,
                                 f"{len(definitions)} alarm(s) are not evaluated", group=group))
     severity = max((p.severity for p in problems), default=Severity.OK)
     doc = {"group": group, "time": now, "status": str(severity), "exit_code": int(severity),
-           "evaluators": [{"member_id": m.member_id, "host": m.data.get("host"),
-                           "active_at": m.data.get("active_at"),
-                           "leave_at": m.data.get("leave_at"),
-                           "fenced": m.data.get("fenced")} for m in membership.members],
+           "evaluators": [{"member_id": m.member_id, "host": m.fields.host,
+                           "active_at": m.fields.active_at,
+                           "leave_at": m.fields.leave_at,
+                           "fenced": m.fields.fenced} for m in membership.members],
            "alarms": [r.to_dict() for r in rows],
            "problems": [asdict(p) for p in problems], "note": note}
     title = (f"{str(severity).upper()}: group {group}: {len(membership.members)} "
@@ -76,7 +76,7 @@ def alarms_command(conf: cfg.ConfigOpts, coordinator: Coordinator, emit: Emit,
         lines.append(f"  note: {note}")
     if membership.members:
         lines += table(("EVALUATOR", "HOST", "FENCED"),
-                       [(m.member_id, m.data.get("host"), m.data.get("fenced") or "")
+                       [(m.member_id, m.fields.host, m.fields.fenced or "")
                         for m in membership.members])
     if rows:
         lines += [""] + table(

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from zkpoll.coordination.base import PROTOCOL, Coordinator, SessionState
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.ring import LAYOUT
 from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable, NotJoined
 from zkpoll.version import __version__
@@ -88,8 +89,9 @@ class DesiredStateCoordinator(Coordinator):
 
     def join(self, group: str, data: Mapping[str, Any] | None = None,
              wait: float | None = None) -> None:
-        base = {"host": socket.gethostname(), "pid": os.getpid(), "version": __version__,
-                "weight": 1, "layout": LAYOUT, "protocol": PROTOCOL}
+        base = {MemberData.HOST: socket.gethostname(), MemberData.PID: os.getpid(),
+                MemberData.VERSION: __version__, MemberData.WEIGHT: 1,
+                MemberData.LAYOUT: LAYOUT, MemberData.PROTOCOL: PROTOCOL}
         self._request(group, dict(base, **(data or {})), wait, replace=True)
 
     def update(self, group: str, data: Mapping[str, Any], wait: float | None = None) -> None:

@@ -24,12 +24,10 @@ from __future__ import annotations
 import abc
 import enum
 import logging
-import operator
 import threading
 import time
-import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from zkpoll.coordination._records import (
@@ -39,7 +37,8 @@ from zkpoll.coordination._records import (
     decode_value,
     encode_value,
 )
-from zkpoll.coordination.ring import HashRing
+from zkpoll.coordination.membership import Member, Membership, log_change
+from zkpoll.coordination.url import BackendURL
 from zkpoll.exceptions import CoordinationError
 
 __all__ = [
@@ -55,8 +54,6 @@ __all__ = [
     "StateCallback",
     "log_change",
 ]
-
-_BY_ID = operator.attrgetter("member_id")  # sort key (C speed: views are big)
 
 LOG = logging.getLogger(__name__)
 
@@ -75,69 +72,6 @@ class SessionState(enum.Enum):
     SUSPENDED = "suspended"    #: connection lost; the session may still live
     LOST = "lost"              #: session expired; re-registering with a new one
     STOPPED = "stopped"        #: stop() was called
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One member of a group as published in the backend."""
-
-    member_id: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "data", types.MappingProxyType(dict(self.data)))
-
-    @property
-    def weight(self) -> float:
-        """The member's ring weight (``data["weight"]``, default 1)."""
-        weight = self.data.get("weight", 1)
-        return float(weight) if isinstance(weight, (int, float)) and weight > 0 else 1.0
-
-
-@dataclass(frozen=True)
-class Membership:
-    """An immutable snapshot of a group.
-
-    ``version`` increases by one for every snapshot this process builds for
-    the group; it orders snapshots, it is not shared between processes.
-    """
-
-    group: str
-    members: tuple[Member, ...] = ()
-    version: int = 0
-
-    def __post_init__(self) -> None:
-        ordered = tuple(sorted(self.members, key=_BY_ID))
-        object.__setattr__(self, "members", ordered)
-        object.__setattr__(self, "_ring", None)
-
-    @property
-    def member_ids(self) -> tuple[str, ...]:
-        """Member ids, sorted."""
-        ids = self.__dict__.get("_ids")
-        if ids is None:  # built once: views are asked for their ids often
-            ids = tuple(m.member_id for m in self.members)
-            object.__setattr__(self, "_ids", ids)
-        return ids
-
-    def get(self, member_id: str) -> Member | None:
-        """Return the member with this id, or None."""
-        for member in self.members:
-            if member.member_id == member_id:
-                return member
-        return None
-
-    def ring(self) -> HashRing:
-        """The hash ring over every member of the snapshot (built once)."""
-        ring = self.__dict__["_ring"]
-        if ring is None:
-            ring = HashRing({m.member_id: m.weight for m in self.members})
-            object.__setattr__(self, "_ring", ring)
-        return ring
-
-    def same_members(self, other: Membership) -> bool:
-        """True when both snapshots hold the same ids with the same data."""
-        return self.members == other.members
 
 
 @dataclass(frozen=True)
@@ -165,21 +99,6 @@ class RecordWrite:
     key: str
     value: Mapping[str, Any]
     version: Any | None = None
-
-
-def log_change(log: logging.Logger, previous: Membership, snapshot: Membership) -> None:
-    """One bounded log line per changed snapshot (at most 5 ids per list)."""
-    before, after = set(previous.member_ids), set(snapshot.member_ids)
-    joined, gone = sorted(after - before), sorted(before - after)
-    if not joined and not gone:
-        log.debug("group %s: member data changed", snapshot.group)
-        return
-
-    def some(ids: list[str]) -> str:
-        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
-        return (", ".join(ids[:5]) + more) or "-"
-    log.info("group %s: %d member(s) (was %d); joined: %s; gone: %s", snapshot.group,
-             len(after), len(before), some(joined), some(gone))
 
 
 MembershipCallback = Callable[[Membership], None]
@@ -218,6 +137,13 @@ class Coordinator(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None:
         """Leave every group, close the session and stop background threads."""
+
+    @classmethod
+    def forget_group(cls, url: BackendURL, opts: Any, group: str, timeout: float) -> bool:
+        """Remove the empty ``group`` from the backend at ``url`` (no coordinator
+        needed; see :func:`zkpoll.coordination.admin.forget_group` for the
+        errors); False when this backend cannot forget groups."""
+        return False
 
     # --- membership ------------------------------------------------------
     @abc.abstractmethod

@@ -17,10 +17,11 @@ from oslo_config import cfg
 
 from zkpoll.coordination.base import Coordinator
 from zkpoll.coordination.standalone import StandaloneCoordinator
-from zkpoll.coordination.url import OPTION, parse_backend_url, redact
+from zkpoll.coordination.url import OPTION, BackendURL, parse_backend_url, redact
 from zkpoll.exceptions import ConfigError
 
-__all__ = ["GROUP", "OPTS", "get_coordinator", "make_member_id", "register_opts"]
+__all__ = ["GROUP", "OPTS", "backend_class", "get_coordinator", "make_member_id",
+           "register_opts"]
 
 LOG = logging.getLogger(__name__)
 GROUP = "coordination"
@@ -109,19 +110,27 @@ def get_coordinator(conf: cfg.ConfigOpts, member_id: str | None = None) -> Coord
         return StandaloneCoordinator(member_id)
     try:
         url = parse_backend_url(opts.backend_url)
-        try:
-            manager = stevedore.DriverManager(NAMESPACE, url.scheme, invoke_on_load=False)
-        except stevedore.exception.NoMatches as exc:
-            available = sorted(stevedore.ExtensionManager(NAMESPACE).names())
-            raise ConfigError(f"{OPTION}: unknown scheme {url.scheme!r} in "
-                              f"{redact(url.raw)!r}; available: {', '.join(available)}") \
-                from exc
-        backend: Any = manager.driver
+        backend: Any = backend_class(url)
         return backend(url, opts, member_id)
     except ConfigError as exc:
         if not str(exc).startswith(OPTION):
             raise
         raise ConfigError(f"{exc}{_origin(conf)}") from exc
+
+
+def backend_class(url: BackendURL) -> type[Coordinator]:
+    """The coordinator class of ``url``'s scheme (a stevedore plugin, not loaded twice).
+
+    :raises ConfigError: no backend has this scheme.
+    """
+    try:
+        manager = stevedore.DriverManager(NAMESPACE, url.scheme, invoke_on_load=False)
+    except stevedore.exception.NoMatches as exc:
+        available = sorted(stevedore.ExtensionManager(NAMESPACE).names())
+        raise ConfigError(f"{OPTION}: unknown scheme {url.scheme!r} in "
+                          f"{redact(url.raw)!r}; available: {', '.join(available)}") from exc
+    backend: type[Coordinator] = manager.driver
+    return backend
 
 
 def _origin(conf: cfg.ConfigOpts) -> str:

@@ -48,11 +48,9 @@ def _time(value: Any, default: float) -> float:
 
 def member_info(member: Member) -> MemberInfo:
     """The ring view of a published member (malformed fields take their defaults)."""
-    data = member.data
-    protocol = data.get("protocol")
-    return MemberInfo(member.member_id, member.weight, _time(data.get("active_at"), 0.0),
-                      _time(data.get("leave_at"), _INF),
-                      protocol if isinstance(protocol, int) else 1)
+    fields = member.fields
+    return MemberInfo(member.member_id, member.weight, _time(fields.active_at, 0.0),
+                      _time(fields.leave_at, _INF), fields.protocol)
 
 
 def eligible(members: Iterable[MemberInfo], at: float) -> dict[str, float]:
@@ -96,11 +94,8 @@ def member_meters(membership: Membership, namespace: str) -> set[str]:
     """Meters polled by the members of ``membership`` in ``namespace``."""
     meters: set[str] = set()
     for member in membership.members:
-        if member.data.get("namespace") != namespace:
+        if member.fields.namespace != namespace:
             continue
-        per_source = member.data.get("meters") or {}
-        if isinstance(per_source, dict):
-            for names in per_source.values():
-                if isinstance(names, list):
-                    meters.update(n for n in names if isinstance(n, str))
+        for names in member.fields.meters.values():
+            meters.update(names)
     return meters

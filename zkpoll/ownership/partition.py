@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.ring import HashRing
 from zkpoll.exceptions import CoordinationError
 from zkpoll.ownership.events import (
@@ -209,7 +210,7 @@ class Partition:
     # --- membership of this member ---------------------------------------------
     def join(self, data: Mapping[str, Any], wait: float | None = None) -> float:
         """Announce this member (active ``settle_time`` from now); returns ``active_at``."""
-        weight = data.get("weight", 1)
+        weight = data.get(MemberData.WEIGHT, 1)
         weight = float(weight) if isinstance(weight, (int, float)) and weight > 0 else 1.0
         with self._lock:
             self._data = dict(data)
@@ -239,7 +240,7 @@ class Partition:
     def announce_leave(self, wait: float | None = None,
                        extra: Mapping[str, Any] | None = None) -> float:
         """Announce a graceful leave; returns ``leave_at`` (an earlier one is kept)."""
-        reason = (extra or {}).get("withdrawn")
+        reason = (extra or {}).get(MemberData.WITHDRAWN)
         self._carry_out(self._feed(LeaveRequested(self.contact(), reason)),
                         _Announcing(raise_errors=True), wait)
         with self._lock:

@@ -41,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.ring import HashRing
 from zkpoll.ownership.events import (
     Action,
@@ -202,7 +203,8 @@ class OwnershipState:
         self.own = MemberInfo(self.member_id or "", ev.weight, active_at, _INF)
         self.withdrawn = None
         self._note(logging.INFO, cause, f"joining: active from {_fmt(active_at)}")
-        return [Announce({"active_at": active_at, "leave_at": None, "weight": ev.weight},
+        return [Announce({MemberData.ACTIVE_AT: active_at, MemberData.LEAVE_AT: None,
+                          MemberData.WEIGHT: ev.weight},
                          cause=cause)]
 
     def _session_started(self, ev: SessionStarted, cause: str) -> list[Action]:
@@ -219,7 +221,7 @@ class OwnershipState:
         self.own = replace(self.own, member_id=ev.member_id, active_at=active_at)
         self._note(logging.INFO, cause, f"registering as {ev.member_id}: active from "
                    f"{_fmt(active_at)}")
-        return [Announce({"active_at": active_at}, cause=cause)]
+        return [Announce({MemberData.ACTIVE_AT: active_at}, cause=cause)]
 
     def _session_lost(self, ev: SessionLost, cause: str) -> list[Action]:
         self.confirmed.clear()
@@ -231,9 +233,9 @@ class OwnershipState:
             return []
         leave_at = min(self.own.leave_at, ev.contact.now + self.config.settle_time)
         self.own = replace(self.own, leave_at=leave_at)
-        fields: dict[str, Any] = {"leave_at": leave_at}
+        fields: dict[str, Any] = {MemberData.LEAVE_AT: leave_at}
         if ev.reason:
-            self.withdrawn = fields["withdrawn"] = ev.reason
+            self.withdrawn = fields[MemberData.WITHDRAWN] = ev.reason
         self._note(logging.INFO, cause, f"leaving: last cycle starts before {_fmt(leave_at)}"
                    + (f" (withdrawn: {ev.reason})" if ev.reason else ""))
         return [Announce(fields, cause=cause)]
@@ -245,7 +247,8 @@ class OwnershipState:
         self.own = replace(self.own, active_at=active_at, leave_at=_INF)
         self.withdrawn = None
         self._note(logging.INFO, cause, f"rejoining: active from {_fmt(active_at)}")
-        return [Announce({"active_at": active_at, "leave_at": None, "withdrawn": None},
+        return [Announce({MemberData.ACTIVE_AT: active_at, MemberData.LEAVE_AT: None,
+                          MemberData.WITHDRAWN: None},
                          cause=cause)]
 
     # --- the group ------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any
 from oslo_config import cfg
 
 from zkpoll.coordination import Coordinator, get_coordinator
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.endpoint.server import ApiServer
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
@@ -174,7 +175,7 @@ class Agent:
             partition.join(data)
             monitor = OverlapMonitor(
                 self.coordinator, partition.group, ns,
-                {m for meters in data["meters"].values() for m in meters},
+                {m for meters in data[MemberData.METERS].values() for m in meters},
                 self.conf.polling.overlap_fatal,
                 lambda meters, group=partition.group: self._refuse(group, meters))
             monitor.start()
@@ -198,10 +199,10 @@ class Agent:
         sources = {r.source.name: sorted(i.meter for i in r.pollsters if i.namespace == namespace)
                    for r in self.runners}
         polled = {name: meters for name, meters in sources.items() if meters}
-        return {"namespace": namespace, "weight": self.conf.coordination.weight,
-                "meters": polled,
-                "intervals": {r.source.name: r.source.interval for r in self.runners
-                              if r.source.name in polled}}
+        return {MemberData.NAMESPACE: namespace, MemberData.WEIGHT: self.conf.coordination.weight,
+                MemberData.METERS: polled,
+                MemberData.INTERVALS: {r.source.name: r.source.interval for r in self.runners
+                                       if r.source.name in polled}}
 
     def _loop(self, runner: SourceRunner) -> None:
         source = runner.source

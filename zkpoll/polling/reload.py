@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from oslo_config import cfg
 
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.exceptions import ConfigError
 from zkpoll.ownership import Partition
 from zkpoll.polling import dynamic, options
@@ -230,11 +231,11 @@ def _apply(agent: ReloadableAgent, polling: PollingConfig, plugins: LoadedPlugin
     for ns, partition in agent.partitions.items():
         data = agent.member_data(ns)
         published = partition.data or {}
-        change = {key: data[key] for key in ("meters", "intervals")
+        change = {key: data[key] for key in (MemberData.METERS, MemberData.INTERVALS)
                   if published.get(key) != data[key]}
         if change:
             partition.update(change)
             LOG.info("group %s: published meters updated after the reload", partition.group)
     for monitor in agent.monitors:
-        namespace_meters = agent.member_data(monitor.namespace)["meters"]
+        namespace_meters = agent.member_data(monitor.namespace)[MemberData.METERS]
         monitor.meters = frozenset(m for meters in namespace_meters.values() for m in meters)

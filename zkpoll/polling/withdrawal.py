@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.exceptions import CoordinationError
 from zkpoll.ownership import Partition
 from zkpoll.polling.runner import CycleStats
@@ -171,7 +172,7 @@ class Withdrawal:
                 summary["last_error"] = summary["last_error"][:200]
         try:
             for partition in self.partitions.values():
-                partition.report({"publishers": report})  # claims record: unwatched
+                partition.report({MemberData.PUBLISHERS: report})  # claims record: unwatched
         except CoordinationError as exc:
             LOG.debug("could not report the publishers' health: %s", exc)
             return
@@ -204,5 +205,5 @@ class Withdrawal:
                       "SIGTERM) and probing until healthy",
                       ", ".join(p.group for p in self.partitions.values()), reason)
             for partition in self.partitions.values():
-                partition.announce_leave(extra={"withdrawn": reason})
+                partition.announce_leave(extra={MemberData.WITHDRAWN: reason})
             self.health.mark_withdrawn(reason)

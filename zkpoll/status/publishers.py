@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from zkpoll.coordination.member_data import MemberData
+
 __all__ = ["PublisherFinding", "publisher_findings"]
 
 
@@ -42,7 +44,7 @@ def publisher_findings(members: Iterable[tuple[str, Mapping[str, Any]]]) -> list
     or older client (no or malformed ``publishers``) yields nothing."""
     found = []
     for member, data in members:
-        publishers = data.get("publishers") if isinstance(data, Mapping) else None
+        publishers = data.get(MemberData.PUBLISHERS) if isinstance(data, Mapping) else None
         if not isinstance(publishers, Mapping):
             continue
         for url, summary in sorted(publishers.items()):

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from zkpoll.coordination import Member, Membership
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.ownership import eligible_members, member_meters, ring_epoch
 from zkpoll.service.cycles import cycle_index, source_offset
 from zkpoll.status.publishers import publisher_findings
@@ -165,9 +166,10 @@ def with_claims(membership: Membership,
     members = []
     for member in membership.members:
         record = _dict(claims.get(member.member_id))
-        extra = {"polling_cycle": _dict(record.get("cycles")),
-                 "last_completed_cycle": _dict(record.get("completed")),
-                 "owned": _dict(record.get("owned")), "fenced": record.get("fenced"),
+        extra = {MemberData.POLLING_CYCLE: _dict(record.get("cycles")),
+                 MemberData.LAST_COMPLETED_CYCLE: _dict(record.get("completed")),
+                 MemberData.OWNED: _dict(record.get("owned")),
+                 MemberData.FENCED: record.get("fenced"),
                  **_dict(record.get("report"))}
         members.append(Member(member.member_id, {**member.data, **extra}))
     return Membership(membership.group, tuple(members), membership.version)
@@ -175,12 +177,12 @@ def with_claims(membership: Membership,
 
 def member_state(member: Member, now: float) -> tuple[str, str]:
     """(state, detail): fenced > withdrawn > leaving > joining > active."""
-    data = member.data
-    active_at, leave_at = _num(data.get("active_at")), _num(data.get("leave_at"))
-    if data.get("fenced"):
-        return "fenced", str(data["fenced"])
-    if data.get("withdrawn"):
-        return "withdrawn", f"health withdrawal: {data['withdrawn']}"
+    fields = member.fields
+    active_at, leave_at = fields.active_at, fields.leave_at
+    if fields.fenced:
+        return "fenced", fields.fenced
+    if fields.withdrawn:
+        return "withdrawn", f"health withdrawal: {fields.withdrawn}"
     if leave_at is not None:
         return "leaving", (f"leaves in {leave_at - now:.1f}s" if leave_at > now
                            else f"left the ring {now - leave_at:.1f}s ago, finishing")
@@ -193,8 +195,8 @@ def source_intervals(membership: Membership) -> dict[str, float]:
     """Source -> interval, the most common value the members publish."""
     seen: dict[str, Counter[float]] = {}
     for member in membership.members:
-        for name, value in _dict(member.data.get("intervals")).items():
-            if (interval := _num(value)) and interval > 0:
+        for name, interval in member.fields.intervals.items():
+            if interval > 0:
                 seen.setdefault(name, Counter())[interval] += 1
     return {name: counts.most_common(1)[0][0] for name, counts in sorted(seen.items())}
 
@@ -203,15 +205,15 @@ def _progress(member: Member, name: str, interval: float, now: float) -> MemberS
     """How far behind ``member`` is on source ``name`` at ``now``."""
     data = member.data
     offset = source_offset(name, interval)
-    leave_at = _num(data.get("leave_at"))
+    leave_at = member.fields.leave_at
     at = now if leave_at is None else min(now, leave_at)   # a leaver stops at leave_at
     due = cycle_index(at, interval, offset) - 1             # should be complete by now
-    last = _num(_dict(data.get("last_completed_cycle")).get(name))
-    owned = _num(_dict(data.get("owned")).get(name))
+    last = _num(_dict(data.get(MemberData.LAST_COMPLETED_CYCLE)).get(name))
+    owned = _num(_dict(data.get(MemberData.OWNED)).get(name))
     if last is not None:
         baseline = int(last)
     else:   # none yet: count from the first cycle after it became active
-        active_at = _num(data.get("active_at"))
+        active_at = member.fields.active_at
         baseline = cycle_index(active_at, interval, offset) if active_at is not None else due
     behind = max(0, due - baseline)
     return MemberSource(interval, None if owned is None else int(owned),
@@ -220,9 +222,9 @@ def _progress(member: Member, name: str, interval: float, now: float) -> MemberS
 
 def _member(member: Member, intervals: Mapping[str, float], now: float,
             problems: list[Problem], group: str) -> MemberReport:
-    data = member.data
+    fields = member.fields
     state, detail = member_state(member, now)
-    polled = sorted(_dict(data.get("meters")))
+    polled = sorted(fields.meters)
     sources = {name: _progress(member, name, intervals[name], now)
                for name in polled if name in intervals}
     where = {"group": group, "member": member.member_id}
@@ -237,16 +239,10 @@ def _member(member: Member, intervals: Mapping[str, float], now: float,
                 "resources are not polled until its session expires", source=name, **where))
     silent = bool(sources) and all(s.stale for s in sources.values())
     session = "live, fenced" if state == "fenced" else "live, silent" if silent else "live"
-    pid, layout = _num(data.get("pid")), _num(data.get("layout"))
     return MemberReport(
-        member.member_id, _str(data.get("host")), None if pid is None else int(pid),
-        _str(data.get("version")), member.weight, None if layout is None else int(layout),
-        state, session, detail, _num(data.get("active_at")), _num(data.get("leave_at")),
-        _str(data.get("fenced")), sources)
-
-
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
+        member.member_id, fields.host, fields.pid, fields.version, member.weight,
+        fields.layout, state, session, detail, fields.active_at, fields.leave_at,
+        fields.fenced, sources)
 
 
 def _group(membership: Membership, now: float, problems: list[Problem]) -> GroupReport:
@@ -274,7 +270,7 @@ def _group(membership: Membership, now: float, problems: list[Problem]) -> Group
                             f"{sorted(layouts)}: they disagree on ownership", group=name))
     sources = []
     for source, interval in intervals.items():
-        values = {_num(_dict(m.data.get("intervals")).get(source)) for m in membership.members}
+        values = {m.fields.intervals.get(source) for m in membership.members}
         if len(values - {None}) > 1:
             mine.append(Problem(Severity.WARNING, "members disagree on the interval "
                                 f"{sorted(values - {None})}: cycles do not line up",
@@ -288,8 +284,8 @@ def _group(membership: Membership, now: float, problems: list[Problem]) -> Group
             source, interval, cycle_index(now, interval, source_offset(source, interval)),
             counts, sum(counts.values()), round(max(loads) / mean, 3) if mean else None))
     problems.extend(mine)
-    return GroupReport(name, sorted({str(m.data.get("namespace")) for m in membership.members
-                                     if m.data.get("namespace")}),
+    return GroupReport(name, sorted({m.fields.namespace for m in membership.members
+                                     if m.fields.namespace}),
                        ring_epoch(membership, now), sorted(ring), members, sources,
                        max((p.severity for p in mine), default=Severity.OK))
 
@@ -297,8 +293,8 @@ def _group(membership: Membership, now: float, problems: list[Problem]) -> Group
 def _overlaps(memberships: Sequence[Membership]) -> list[Overlap]:
     found = []
     for a, b in itertools.combinations(sorted(memberships, key=lambda m: m.group), 2):
-        spaces = {m.data.get("namespace") for m in a.members} & \
-            {m.data.get("namespace") for m in b.members}
+        spaces = {m.fields.namespace for m in a.members} & \
+            {m.fields.namespace for m in b.members}
         for ns in sorted(s for s in spaces if isinstance(s, str)):
             common = member_meters(a, ns) & member_meters(b, ns)
             if common:

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from zkpoll.coordination._records import EncodedWrite, check_int_version
-from zkpoll.coordination._records_kv import RecordStore, check_deadline
+from zkpoll.coordination.kv.records import RecordStore, check_deadline
 
 __all__ = ["CHUNK", "RedisRecords"]
 

@@ -1,8 +1,8 @@
 """Coordination records in the TTL-heartbeat backends (Redis, Memcached).
 
-A store (``_records_redis``, ``_records_mc``) implements :class:`RecordStore`
+A store (``redis_records``, ``memcached_records``) implements :class:`RecordStore`
 with the backend's client; :class:`StoreRecords` gives a
-:class:`~zkpoll.coordination._heartbeat.HeartbeatCoordinator` subclass the
+:class:`~zkpoll.coordination.kv._heartbeat.HeartbeatCoordinator` subclass the
 four record hooks of :class:`~zkpoll.coordination.base.Coordinator` on top
 of it.  The fence is the member key ``<prefix>/groups/<group>/members/<id>``
 of this member's current id: member ids are fresh per session, so the key

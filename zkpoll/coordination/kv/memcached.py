@@ -6,7 +6,7 @@ the key prefix (default ``zkpoll``).  Keys (group and id URL-quoted)::
     <prefix>/groups/<group>/members/<id>   member data (JSON), TTL ceil(timeout) + 1 s
     <prefix>/groups/<group>/index          JSON list of member ids, updated by CAS
     <prefix>/groups                        JSON list of group names, updated by CAS
-    <prefix>/records/<kind>/<key>          coordination record, see _records_mc
+    <prefix>/records/<kind>/<key>          coordination record, see memcached_records
 
 Memcached cannot list keys nor push changes: peers see a change at their
 next heartbeat's re-listing.  Its clock ticks once a second and a TTL is
@@ -24,18 +24,26 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import quote
 
-from pymemcache.client.base import PooledClient
+from pymemcache.client.base import Client, PooledClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
-from zkpoll.coordination._heartbeat import HeartbeatCoordinator
-from zkpoll.coordination._records_kv import StoreRecords
-from zkpoll.coordination._records_mc import MemcachedRecords
-from zkpoll.coordination._store import CLAIMS_RETENTION, MemberStore, host_port
+from zkpoll.coordination.admin import (
+    FORGET_ATTEMPTS,
+    GroupNotEmpty,
+    GroupNotFound,
+    not_empty,
+)
+from zkpoll.coordination.kv._heartbeat import HeartbeatCoordinator
+from zkpoll.coordination.kv._store import CLAIMS_RETENTION, MemberStore, host_port
+from zkpoll.coordination.kv.memcached_records import MemcachedRecords
+from zkpoll.coordination.kv.records import StoreRecords
 from zkpoll.coordination.url import BackendURL
+from zkpoll.exceptions import CoordinatorUnreachable
 
-__all__ = ["MemcachedCoordinator", "MemcachedStore"]
+__all__ = ["MemcachedCoordinator", "MemcachedStore", "forget_group"]
 
 LOG = logging.getLogger(__name__)
 _CAS_ATTEMPTS = 50
@@ -157,6 +165,66 @@ class MemcachedStore(MemberStore):
 
 
 class MemcachedCoordinator(StoreRecords, HeartbeatCoordinator):
-    """Membership in memcached; see :mod:`zkpoll.coordination._heartbeat` for the semantics."""
+    """Membership in memcached; see :mod:`zkpoll.coordination.kv._heartbeat` for the semantics."""
 
     store_class = MemcachedStore
+
+    @classmethod
+    def forget_group(cls, url: BackendURL, opts: Any, group: str, timeout: float) -> bool:
+        forget_group(url, group, timeout)  # the module's function
+        return True
+
+
+def forget_group(url: BackendURL, group: str, timeout: float) -> None:
+    """Remove the empty ``group`` (see :func:`zkpoll.coordination.admin.forget_group`):
+    no live member key; the index emptied by compare-and-swap, then the group
+    dropped from ``<prefix>/groups`` by CAS; a member listed again afterwards
+    puts it back and it refuses."""
+    host, port = host_port(url, 11211)
+    prefix = quote(url.path.strip("/"), safe="/") or "zkpoll"
+    groups_key = f"{prefix}/groups"
+    index = f"{prefix}/groups/{quote(group, safe='')}/index"
+
+    def member_key(member_id: str) -> str:
+        return f"{prefix}/groups/{quote(group, safe='')}/members/{quote(member_id, safe='')}"
+
+    client = Client((host, port), connect_timeout=timeout, timeout=timeout,
+                    default_noreply=False)
+    try:
+        if group not in _ids(client.get(groups_key), groups_key):
+            raise GroupNotFound(f"no group {group} in {groups_key}")
+        for _ in range(FORGET_ATTEMPTS):
+            raw, token = client.gets(index)
+            ids = sorted(_ids(raw, index))
+            found = client.get_many([member_key(i) for i in ids]) if ids else {}
+            live = [i for i in ids if found.get(member_key(i)) is not None]
+            if live:
+                raise not_empty(group, live)
+            if raw is None or client.cas(index, b"[]", token, expire=0):
+                break
+        else:
+            raise GroupNotEmpty(f"group {group} kept changing; try again")
+        for _ in range(FORGET_ATTEMPTS):
+            raw, token = client.gets(groups_key)
+            names = _ids(raw, groups_key)
+            if group not in names:
+                break
+            payload = json.dumps(sorted(names - {group})).encode()
+            if client.cas(groups_key, payload, token, expire=0):
+                break
+        else:
+            raise GroupNotEmpty(f"{groups_key} kept changing; try again")
+        joined = sorted(_ids(client.get(index), index))
+        if joined:  # a member registered meanwhile: list the group again
+            for _ in range(FORGET_ATTEMPTS):
+                raw, token = client.gets(groups_key)
+                payload = json.dumps(sorted(_ids(raw, groups_key) | {group})).encode()
+                if (client.add(groups_key, payload, expire=0) if raw is None
+                        else client.cas(groups_key, payload, token, expire=0)):
+                    break
+            raise not_empty(group, joined)
+    except (MemcacheError, OSError) as exc:
+        raise CoordinatorUnreachable(f"Memcached at {host}:{port}: {type(exc).__name__}: "
+                                     f"{exc}") from exc
+    finally:
+        client.close()

@@ -15,11 +15,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from zkpoll.coordination.member_data import MemberData
+
 __all__ = ["RING_FIELDS", "member_name", "parse_member_name"]
 
 SEP = "!"
 #: The member-data fields carried by the name.
-RING_FIELDS = ("active_at", "leave_at", "weight")
+RING_FIELDS = (MemberData.ACTIVE_AT, MemberData.LEAVE_AT, MemberData.WEIGHT)
 
 
 def _ms(value: Any) -> str:
@@ -30,11 +32,11 @@ def _ms(value: Any) -> str:
 
 def member_name(member_id: str, rev: int, data: Mapping[str, Any]) -> str:
     """The znode name of ``member_id``'s ``rev``-th publication of ``data``."""
-    weight = data.get("weight", 1)
+    weight = data.get(MemberData.WEIGHT, 1)
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
         weight = 1
-    return SEP.join((member_id, str(rev), _ms(data.get("active_at")) or "0",
-                     _ms(data.get("leave_at")), f"{float(weight):g}"))
+    return SEP.join((member_id, str(rev), _ms(data.get(MemberData.ACTIVE_AT)) or "0",
+                     _ms(data.get(MemberData.LEAVE_AT)), f"{float(weight):g}"))
 
 
 def parse_member_name(name: str) -> tuple[str, int, dict[str, Any]] | None:
@@ -46,13 +48,14 @@ def parse_member_name(name: str) -> tuple[str, int, dict[str, Any]] | None:
     member_id, rev, active, leave, weight = parts
     try:
         fields: dict[str, Any] = {
-            "active_at": int(active) / 1000.0,
-            "leave_at": int(leave) / 1000.0 if leave else None,
-            "weight": float(weight),
+            MemberData.ACTIVE_AT: int(active) / 1000.0,
+            MemberData.LEAVE_AT: int(leave) / 1000.0 if leave else None,
+            MemberData.WEIGHT: float(weight),
         }
         revision = int(rev)
     except ValueError:
         return None
-    if revision < 0 or not math.isfinite(fields["weight"]) or fields["weight"] <= 0:
+    ring_weight = fields[MemberData.WEIGHT]
+    if revision < 0 or not math.isfinite(ring_weight) or ring_weight <= 0:
         return None
     return member_id, revision, fields

@@ -31,9 +31,10 @@ from concurrent import futures
 from typing import Any
 
 from zkpoll.coordination._desired import DesiredStateCoordinator
-from zkpoll.coordination._store import MemberStore, member_timeouts
 from zkpoll.coordination.base import Member, Membership, SessionState, log_change
+from zkpoll.coordination.kv._store import MemberStore, member_timeouts
 from zkpoll.coordination.loader import make_member_id
+from zkpoll.coordination.member_data import decode_member_data, decode_object
 from zkpoll.coordination.url import BackendURL
 from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable
 
@@ -129,7 +130,7 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
         ids = list(member_ids)
         raw = self._read(lambda: self._store.read_claims(group, ids), timeout,
                          f"read the claims in {group!r}")
-        return {m: _decode(raw.get(m), m) for m in ids}
+        return {m: decode_object(raw.get(m), m) for m in ids}
 
     def _read(self, call: Callable[[], Any], timeout: float, what: str) -> Any:
         """Run a read on the reader pool: the caller waits ``timeout`` s at most."""
@@ -297,17 +298,6 @@ def _encode(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True).encode()
 
 
-def _decode(payload: bytes | None, member_id: str) -> dict[str, Any]:
-    if payload is None:
-        return {}
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        LOG.warning("member %s has undecodable data; treating it as empty", member_id)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _members(raw: Mapping[str, bytes]) -> tuple[Member, ...]:
-    return tuple(Member(member_id, _decode(payload, member_id))
+    return tuple(Member(member_id, decode_member_data(payload, member_id))
                  for member_id, payload in raw.items())

@@ -38,9 +38,9 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 
-from zkpoll.coordination._kazoo import explain
-from zkpoll.coordination._names import parse_member_name
 from zkpoll.coordination._records import EncodedWrite, check_int_version
+from zkpoll.coordination.zookeeper._kazoo import explain
+from zkpoll.coordination.zookeeper._names import parse_member_name
 from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable
 
 __all__ = ["ZooKeeperRecords"]

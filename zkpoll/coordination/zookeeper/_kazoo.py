@@ -20,8 +20,8 @@ from kazoo.exceptions import (
 from kazoo.retry import KazooRetry
 from kazoo.security import make_digest_acl
 
-from zkpoll.coordination._kazoo_handler import make_handler
 from zkpoll.coordination.url import BackendURL
+from zkpoll.coordination.zookeeper._kazoo_handler import make_handler
 from zkpoll.exceptions import ConfigError
 
 __all__ = ["explain", "kazoo_client"]

@@ -9,7 +9,7 @@ rest of the path is the key prefix (default ``zkpoll``).  Keys::
     <prefix>/groups                        SET of group names
     <prefix>/groups/<group>/claims/<id>    claims record (JSON), not watched, 1 h TTL
     <prefix>/changes                       pub/sub channel: a group name per change
-    <prefix>/records/<kind>/<key>          coordination record (HASH), see _records_redis
+    <prefix>/records/<kind>/<key>          coordination record (HASH), see redis_records
 
 A member key and its index entry are written in one MULTI/EXEC
 transaction, and every join, update and leave publishes the group on the
@@ -23,19 +23,26 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from zkpoll.coordination._heartbeat import HeartbeatCoordinator
-from zkpoll.coordination._records_kv import StoreRecords
-from zkpoll.coordination._records_redis import RedisRecords
-from zkpoll.coordination._store import CLAIMS_RETENTION, MemberStore, host_port
+from zkpoll.coordination.admin import (
+    FORGET_ATTEMPTS,
+    GroupNotEmpty,
+    GroupNotFound,
+    not_empty,
+)
+from zkpoll.coordination.kv._heartbeat import HeartbeatCoordinator
+from zkpoll.coordination.kv._store import CLAIMS_RETENTION, MemberStore, host_port
+from zkpoll.coordination.kv.records import StoreRecords
+from zkpoll.coordination.kv.redis_records import RedisRecords
 from zkpoll.coordination.url import OPTION, BackendURL, redact
-from zkpoll.exceptions import ConfigError
+from zkpoll.exceptions import ConfigError, CoordinationError, CoordinatorUnreachable
 
-__all__ = ["RedisCoordinator", "RedisStore"]
+__all__ = ["RedisCoordinator", "RedisStore", "forget_group"]
 
 
 def _ms(seconds: float) -> int:
@@ -153,6 +160,55 @@ class RedisStore(MemberStore):
 
 
 class RedisCoordinator(StoreRecords, HeartbeatCoordinator):
-    """Membership in Redis; see :mod:`zkpoll.coordination._heartbeat` for the semantics."""
+    """Membership in Redis; see :mod:`zkpoll.coordination.kv._heartbeat` for the semantics."""
 
     store_class = RedisStore
+
+    @classmethod
+    def forget_group(cls, url: BackendURL, opts: Any, group: str, timeout: float) -> bool:
+        forget_group(url, group, timeout)  # the module's function
+        return True
+
+
+def forget_group(url: BackendURL, group: str, timeout: float) -> None:
+    """Remove the empty ``group`` (see :func:`zkpoll.coordination.admin.forget_group`):
+    under WATCH of the group's index, no live member key, then MULTI: delete
+    the index, SREM the group from ``<prefix>/groups``."""
+    host, port = host_port(url, 6379)
+    segments = [s for s in url.path.split("/") if s]
+    db = int(segments.pop(0)) if segments and segments[0].isdigit() else 0
+    db = int(url.query["db"]) if url.query.get("db", "").isdigit() else db
+    prefix = "/".join(segments) or "zkpoll"
+    index = f"{prefix}/groups/{group}/index"
+    client = redis.Redis(host=host, port=port, db=db, username=url.username,
+                         password=url.password, socket_timeout=timeout,
+                         socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    try:
+        if not client.sismember(f"{prefix}/groups", group):
+            raise GroupNotFound(f"no group {group} in {prefix}/groups")
+        for _ in range(FORGET_ATTEMPTS):
+            with client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(index)
+                    ids = sorted(m.decode() for m in pipe.smembers(index))
+                    values = pipe.mget([f"{prefix}/groups/{group}/members/{i}" for i in ids]) \
+                        if ids else []
+                    live = [i for i, value in zip(ids, values) if value is not None]
+                    if live:
+                        raise not_empty(group, live)
+                    pipe.multi()
+                    pipe.delete(index)
+                    pipe.srem(f"{prefix}/groups", group)
+                    pipe.publish(f"{prefix}/changes", group)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+        raise GroupNotEmpty(f"group {group} kept changing; try again")
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise CoordinatorUnreachable(f"Redis at {host}:{port}: {exc}") from exc
+    except redis.RedisError as exc:  # e.g. a wrong password
+        raise CoordinationError(f"Redis at {host}:{port}: {type(exc).__name__}: {exc}") \
+            from exc
+    finally:
+        client.close()

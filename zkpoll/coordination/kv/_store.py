@@ -2,7 +2,7 @@
 
 A backend (``redis.py``, ``memcached.py``) implements :class:`MemberStore`:
 a handful of calls, each one bounded round trip (or a few) to its server.
-:class:`~zkpoll.coordination._heartbeat.HeartbeatCoordinator` builds the
+:class:`~zkpoll.coordination.kv._heartbeat.HeartbeatCoordinator` builds the
 whole coordinator contract on top of it.
 """
 

@@ -21,7 +21,7 @@ from typing import Any
 from pymemcache.client.base import PooledClient
 
 from zkpoll.coordination._records import EncodedWrite, check_int_version
-from zkpoll.coordination._records_kv import RecordStore, check_deadline
+from zkpoll.coordination.kv.records import RecordStore, check_deadline
 
 __all__ = ["FENCE_EVERY", "MemcachedRecords"]
 
