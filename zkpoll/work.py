@@ -116,7 +116,8 @@ class WorkGroup:
     :param group: the group's name; every member uses the same one
     :param interval: seconds between cycle starts (the same for every member)
     :param name: the work's name in claims records and ``zkpoll-status``
-    :param member_id: this member's id prefix (default: host name, pid, random)
+    :param member_name: prefix of this member's id (default: the host name); a pid
+        and a random suffix follow, as for the agents' ``[coordination] member_name``
     :param settle_time: seconds between announcing a join or leave and its
         taking effect; above the worst watch delay plus the clock skew
     :param heartbeat, session_timeout: override the backend defaults
@@ -127,7 +128,7 @@ class WorkGroup:
     """
 
     def __init__(self, backend_url: str | None, group: str, *, interval: float,
-                 name: str = "work", member_id: str | None = None,
+                 name: str = "work", member_name: str | None = None,
                  settle_time: float = _DEFAULTS["settle_time"],
                  fence_margin: float = _DEFAULTS["fence_margin"],
                  heartbeat: float | None = None, session_timeout: float | None = None,
@@ -141,7 +142,7 @@ class WorkGroup:
         self.on_catch_up = on_catch_up
         self._offset = source_offset(name, self.interval)
         self._url = backend_url
-        self._member_name = member_id
+        self._member_name = member_name
         self._timings = {"settle_time": settle_time, "fence_margin": fence_margin,
                          "heartbeat_interval": heartbeat, "session_timeout": session_timeout,
                          "start_timeout": start_timeout}
@@ -173,10 +174,13 @@ class WorkGroup:
         register_opts(conf)
         conf([], default_config_files=[], default_config_dirs=[])
         conf.set_override("backend_url", self._url, "coordination")
-        for option in ("heartbeat_interval", "session_timeout"):
-            if timings[option] is not None:
-                conf.set_override(option, timings[option], "coordination")
-        coordinator = get_coordinator(conf, self._member_name)
+        overrides = {"member_name": self._member_name,
+                     "heartbeat_interval": timings["heartbeat_interval"],
+                     "session_timeout": timings["session_timeout"]}
+        for option, value in overrides.items():
+            if value is not None:
+                conf.set_override(option, value, "coordination")
+        coordinator = get_coordinator(conf)
         standalone = isinstance(coordinator, StandaloneCoordinator)
         if not standalone:
             heartbeat = parse_backend_url(str(self._url)).float_param(
@@ -362,7 +366,7 @@ class WorkGroup:
             LOG.warning("work group %s: cycle %d: %d %s key(s) not worked: no on_catch_up",
                         self.group, poll.index, len(poll.keys), poll.kind)
             return
-        callback(Cycle(poll.index, poll.start, self.interval, str(poll.kind)), list(poll.keys))
+        callback(Cycle(poll.index, poll.start, self.interval, poll.kind), list(poll.keys))
 
 
 def _catch_signals(handler: Callable[[int], None]) -> dict[int, Any]:

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests.doc_examples import example
-from zkpoll.polling.cycles import cycle_start, source_offset
+from zkpoll import WorkGroup
+from zkpoll.polling.cycles import cycle_start, next_cycle, source_offset
 from zkpoll.testing import ManagedZooKeeper
 
 pytestmark = pytest.mark.functional
@@ -179,3 +180,27 @@ def test_the_tooz_program_runs_too(zookeeper_server: ManagedZooKeeper, zk_chroot
     assert set(line.keys) == TENANTS and line.kind == "cycle"
     member.proc.send_signal(signal.SIGINT)  # Ctrl-C: its finally leaves the group
     member.proc.wait(10)
+
+
+def test_owned_splits_a_cycle_and_a_leaver_hands_over(zookeeper_server: ManagedZooKeeper,
+                                                       zk_chroot: str) -> None:
+    """Two members driving their own loop with ``owned()`` in one process."""
+    url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=4&heartbeat=0.3"
+    keys = sorted(TENANTS)
+    interval, offset = 2.0, source_offset("work", 2.0)
+    a, b = (WorkGroup(url, "owned", interval=interval, settle_time=1.0) for _ in "ab")
+    with a, b:
+        active = time.time() + 1.0  # both joined: settled within settle_time from now
+        index = next_cycle(active, interval, offset)[0]
+        shares: dict[str, list[str]] = {}
+        threads = [threading.Thread(target=lambda g=g: shares.__setitem__(
+            g.member_id, g.owned(keys, index))) for g in (a, b)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(3 * interval)
+        first, second = shares.values()
+        assert first and second and not set(first) & set(second)
+        assert sorted(first + second) == keys
+        b.close()  # no loop: leaves at once; the cycle it claimed was its own
+        assert a.owned(keys, index + 2) == keys

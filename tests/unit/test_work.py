@@ -89,10 +89,11 @@ def test_unsafe_timings_are_refused_before_connecting(url: str,
 
 # --- standalone: a real loop without a backend ---------------------------------------
 def test_standalone_owns_every_key_and_claims_forward_only() -> None:
-    group = WorkGroup(None, "g", interval=60)
+    group = WorkGroup(None, "g", interval=60, member_name="me")
     with pytest.raises(NotJoined):
         group.owned(KEYS)
     with group:
+        assert group.member_id is not None and group.member_id.startswith("me.")
         assert group.owned(KEYS + KEYS[:3]) == KEYS
         index = cycle_index(time.time(), 60, source_offset("work", 60))
         assert group.owned(KEYS, index) == KEYS
