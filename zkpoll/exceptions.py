@@ -11,8 +11,9 @@ Every error zkpoll raises on purpose derives from :class:`ZkpollError`::
     │   └── NotJoined               an operation on a group this member has not joined
     ├── PluginError                 a plugin failed to load or broke its contract
     │   └── PluginOptOut            raised by a plugin that chooses not to load here
-    └── PublishError                a publisher could not deliver (internal: counted, never raised to polling)
-        └── BatchRejected           the sink refused a batch for good (4xx): retrying cannot help
+    ├── PublishError                a publisher could not deliver (internal: counted, never raised to polling)
+    │   └── BatchRejected           the sink refused a batch for good (4xx): retrying cannot help
+    └── WorkGroupError              a WorkGroup (zkpoll.work) used out of order or with bad keys
 
 Backend exceptions (kazoo, sockets) are translated in one place per backend
 with ``raise ... from exc`` so the cause is kept.
@@ -31,6 +32,7 @@ __all__ = [
     "PluginOptOut",
     "PollingConfigError",
     "PublishError",
+    "WorkGroupError",
     "ZkpollError",
 ]
 
@@ -126,3 +128,8 @@ class BatchRejected(PublishError):
     def __init__(self, message: str, rejected: int | None = None) -> None:
         super().__init__(message)
         self.rejected = rejected
+
+
+class WorkGroupError(ZkpollError):
+    """A :class:`~zkpoll.work.WorkGroup` was used out of order (started twice,
+    two loops, a cycle claimed backwards) or given keys that are not strings."""

@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 PUBLIC = {
-    "zkpoll": ["ZkpollError", "__version__"],
+    "zkpoll": ["Cycle", "WorkGroup", "WorkGroupError", "ZkpollError", "__version__"],
+    "zkpoll.work": ["Cycle", "CycleCallback", "Keys", "WorkGroup"],
     "zkpoll.coordination": ["BackendURL", "Coordinator", "HashRing", "Member", "Membership",
                             "Record", "RecordWrite", "SessionState", "get_coordinator",
                             "make_member_id", "parse_backend_url", "register_opts"],
@@ -52,3 +53,14 @@ def test_one_exception_root() -> None:
 
     for name in exceptions.__all__:
         assert issubclass(getattr(exceptions, name), exceptions.ZkpollError)
+
+
+def test_top_level_names_are_the_library_api() -> None:
+    import zkpoll
+    import zkpoll.work
+
+    assert zkpoll.WorkGroup is zkpoll.work.WorkGroup
+    assert zkpoll.Cycle is zkpoll.work.Cycle
+    assert issubclass(zkpoll.WorkGroupError, zkpoll.ZkpollError)
+    with pytest.raises(AttributeError):
+        zkpoll.NoSuchName  # noqa: B018
