@@ -181,6 +181,25 @@ def test_a_vanished_members_unclaimed_share_is_caught_up_by_its_successor() -> N
     assert polls[0].kind is PollKind.CATCH_UP and polls[0].keys == expected and expected
 
 
+def test_keys_caught_up_while_our_share_was_skipped_are_not_resumed_again() -> None:
+    # Found by the model: our claim for cycle 100 was refused (skipped), then b
+    # vanished without claiming it and we caught up its share; the resume of our
+    # own share must not poll those inherited keys a second time.
+    state = joined(others=("b", "c"))
+    before = state.ring_at(1000.0)
+    start_cycle(state)
+    assert of(state.handle(ClaimResult("src", 100, False, at(1000.5), "timeout")), Skip)
+    state.handle(MembershipChanged((MemberInfo("a", active_at=995.0), MemberInfo("c")),
+                                   at(1003.0)))
+    caught = state.handle(ClaimsRead({"b": {"cycles": {"src": 99}}}, ("b",), at(1003.1)))
+    assert caught[0].kind is PollKind.CATCH_UP and caught[0].keys
+    state.handle(Tick(at(1003.2)))
+    resumed = state.handle(ClaimResult("src", 100, True, at(1003.3)))
+    assert resumed[0].kind is PollKind.RESUME
+    assert set(resumed[0].keys) == {k for k in KEYS if before.owner(k) == "a"}
+    assert not set(resumed[0].keys) & set(caught[0].keys)
+
+
 def test_a_vanished_member_that_claimed_the_cycle_is_not_caught_up() -> None:
     state = joined()
     start_cycle(state)

@@ -96,6 +96,7 @@ class _Plan:
     interval: float
     ring: HashRing
     keys: set[str] = field(default_factory=set)
+    caught_up: set[str] = field(default_factory=set)  #: inherited keys already polled
 
     def in_flight(self, now: float) -> bool:
         return self.start <= now < self.start + self.interval
@@ -288,6 +289,7 @@ class OwnershipState:
                 extra = tuple(sorted(k for k in plan.keys if plan.ring.owner(k) in orphaned
                                      and current.owner(k) == self.member_id))
             plan.ring = current
+            plan.caught_up.update(extra)
             if extra:
                 self._note(logging.INFO, cause, f"catch-up: source {source} cycle "
                            f"{plan.index}: {len(extra)} resource(s) inherited from "
@@ -380,7 +382,8 @@ class OwnershipState:
             del self.skipped[source]
             plan = self._plan(source, skipped.index, skipped.start, skipped.interval,
                               skipped.keys, cause)
-            owned = self._owned(plan, skipped.keys)
+            # Keys inherited meanwhile were caught up already: never twice.
+            owned = tuple(k for k in self._owned(plan, skipped.keys) if k not in plan.caught_up)
             if owned:
                 actions += self._claim(source, skipped, owned, PollKind.RESUME, ev.contact, cause)
         return actions
