@@ -29,7 +29,8 @@ from zkpoll.ownership.events import (
     WriteClaims,
 )
 from zkpoll.ownership.members import MemberInfo
-from zkpoll.ownership.state import OwnershipConfig, OwnershipState, claimed_cycle
+from zkpoll.ownership.record import claimed_cycle
+from zkpoll.ownership.state import OwnershipConfig, OwnershipState
 
 SETTLE = 5.0
 SESSION = 10.0

@@ -22,7 +22,8 @@ from zkpoll.ownership.members import (
     ring_epoch,
 )
 from zkpoll.ownership.partition import Partition, PollCallback
-from zkpoll.ownership.state import OwnershipConfig, OwnershipState, claimed_cycle
+from zkpoll.ownership.record import claimed_cycle
+from zkpoll.ownership.state import OwnershipConfig, OwnershipState
 
 __all__ = [
     "Contact",

@@ -25,7 +25,8 @@ The rules (docs/design.md, section 4):
   keys they owned in a cycle still in flight that they never claimed go to
   their successors in the current ring, polled at once.
 * **Resume.** A cycle skipped while fenced is polled once unfenced in the
-  same session (nobody can have taken it: that needs our session to expire).
+  same session (nobody can have taken it: that needs our session to expire),
+  less the keys caught up for that cycle meanwhile.
 * **Join and leave** are announced ``settle_time`` ahead (``active_at``,
   ``leave_at``); every registration, also in a new session, announces a
   fresh ``active_at``; an announced ``leave_at`` is never moved later.
@@ -36,7 +37,6 @@ from __future__ import annotations
 import logging
 import math
 import operator
-import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -68,6 +68,8 @@ from zkpoll.ownership.events import (
     WriteClaims,
 )
 from zkpoll.ownership.members import PROTOCOL, MemberInfo, RingCache, eligible
+from zkpoll.ownership.notes import clock_text, ring_change, some_ids
+from zkpoll.ownership.record import claimed_cycle, copy_record, empty_record
 
 __all__ = ["PROTOCOL", "OwnershipConfig", "OwnershipState", "claimed_cycle"]
 
@@ -121,13 +123,6 @@ class _Pending:
     skipped: _Skipped
 
 
-def claimed_cycle(record: Any, source: str) -> int:
-    """The newest cycle of ``source`` a claims record names (-1: none)."""
-    cycles = record.get("cycles") if isinstance(record, dict) else None
-    value = cycles.get(source) if isinstance(cycles, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else -1
-
-
 class OwnershipState:
     """This member's ownership decisions in one group (module docstring)."""
 
@@ -139,7 +134,7 @@ class OwnershipState:
         self.view: tuple[MemberInfo, ...] = ()
         self.plans: dict[str, _Plan] = {}
         self.confirmed: dict[str, int] = {}
-        self.record: dict[str, Any] = _empty_record()
+        self.record: dict[str, Any] = empty_record()
         self.skipped: dict[str, _Skipped] = {}
         self.pending: dict[str, _Pending] = {}
         self.fenced: str | None = None
@@ -203,7 +198,7 @@ class OwnershipState:
         active_at = ev.contact.now + self.config.settle_time
         self.own = MemberInfo(self.member_id or "", ev.weight, active_at, _INF)
         self.withdrawn = None
-        self._note(logging.INFO, cause, f"joining: active from {_fmt(active_at)}")
+        self._note(logging.INFO, cause, f"joining: active from {clock_text(active_at)}")
         return [Announce({MemberData.ACTIVE_AT: active_at, MemberData.LEAVE_AT: None,
                           MemberData.WEIGHT: ev.weight},
                          cause=cause)]
@@ -215,13 +210,13 @@ class OwnershipState:
             self.confirmed.clear()
             self.pending.clear()
             self.skipped.clear()
-            self.record = dict(_empty_record(), report=self.record.get("report", {}))
+            self.record = dict(empty_record(), report=self.record.get("report", {}))
         if self.own is None:
             return []
         active_at = max(self.own.active_at, ev.contact.now + self.config.settle_time)
         self.own = replace(self.own, member_id=ev.member_id, active_at=active_at)
         self._note(logging.INFO, cause, f"registering as {ev.member_id}: active from "
-                   f"{_fmt(active_at)}")
+                   f"{clock_text(active_at)}")
         return [Announce({MemberData.ACTIVE_AT: active_at}, cause=cause)]
 
     def _session_lost(self, ev: SessionLost, cause: str) -> list[Action]:
@@ -237,7 +232,7 @@ class OwnershipState:
         fields: dict[str, Any] = {MemberData.LEAVE_AT: leave_at}
         if ev.reason:
             self.withdrawn = fields[MemberData.WITHDRAWN] = ev.reason
-        self._note(logging.INFO, cause, f"leaving: last cycle starts before {_fmt(leave_at)}"
+        self._note(logging.INFO, cause, f"leaving: last cycle starts before {clock_text(leave_at)}"
                    + (f" (withdrawn: {ev.reason})" if ev.reason else ""))
         return [Announce(fields, cause=cause)]
 
@@ -247,7 +242,7 @@ class OwnershipState:
         active_at = ev.contact.now + self.config.settle_time
         self.own = replace(self.own, active_at=active_at, leave_at=_INF)
         self.withdrawn = None
-        self._note(logging.INFO, cause, f"rejoining: active from {_fmt(active_at)}")
+        self._note(logging.INFO, cause, f"rejoining: active from {clock_text(active_at)}")
         return [Announce({MemberData.ACTIVE_AT: active_at, MemberData.LEAVE_AT: None,
                           MemberData.WITHDRAWN: None},
                          cause=cause)]
@@ -260,7 +255,7 @@ class OwnershipState:
         joined, gone = after - before, before - after - {self.member_id}
         if joined or gone:
             self._note(logging.INFO, cause, f"{len(after)} member(s); joined: "
-                       f"{_some(joined)}; gone: {_some(gone)}")
+                       f"{some_ids(joined)}; gone: {some_ids(gone)}")
         now = ev.contact.now
         orphans = sorted(m for m in gone if any(
             plan.in_flight(now) and m in plan.ring for plan in self.plans.values()))
@@ -319,13 +314,13 @@ class OwnershipState:
         previous = cycles.get(source)
         cycles[source] = skipped.index
         if not owned:  # nothing to poll: a progress report, nobody waits for it
-            return [WriteClaims(_copy(self.record), cause=cause),
+            return [WriteClaims(copy_record(self.record), cause=cause),
                     Poll(source, skipped.index, skipped.start, (), kind, cause=cause)]
         self.pending[source] = _Pending(skipped.index, skipped.start, owned, kind, previous,
                                         skipped)
         lease = contact.session_timeout * (1.0 - self.config.fence_margin) - contact.contact_age
         timeout = max(0.05, min(self.config.claim_timeout, lease))
-        return [WriteClaims(_copy(self.record), source, skipped.index, wait=True,
+        return [WriteClaims(copy_record(self.record), source, skipped.index, wait=True,
                             timeout=timeout, cause=cause)]
 
     def _claim_result(self, ev: ClaimResult, cause: str) -> list[Action]:
@@ -366,7 +361,7 @@ class OwnershipState:
 
     def _report(self, ev: ReportChanged, cause: str) -> list[Action]:
         self.record["report"] = dict(ev.report)
-        return [WriteClaims(_copy(self.record), cause=cause)]
+        return [WriteClaims(copy_record(self.record), cause=cause)]
 
     def _tick(self, ev: Tick, cause: str) -> list[Action]:
         reason = self.fence_reason(ev.contact)
@@ -395,7 +390,7 @@ class OwnershipState:
         plan = self.plans.get(source)
         if plan is None or plan.start != start:
             if plan is not None and plan.ring != ring:
-                self._note(logging.INFO, cause, _ring_change(source, plan.ring, ring))
+                self._note(logging.INFO, cause, ring_change(source, plan.ring, ring))
             plan = self.plans[source] = _Plan(index, start, interval, ring)
         plan.ring = ring
         plan.keys.update(keys)
@@ -418,39 +413,12 @@ class OwnershipState:
         else:
             self._note(logging.INFO, cause, "unfenced: polling partitioned work again")
         return [FenceChanged(reason, self.config.keep_last_ring, cause=cause),
-                WriteClaims(_copy(self.record), cause=cause)]
+                WriteClaims(copy_record(self.record), cause=cause)]
 
     def _note(self, level: int, cause: str, text: str) -> None:
         entry = (level, cause, f"group {self.config.group}: {text}")
         self.log.append(entry)
         self._new_notes.append(entry)
-
-
-def _empty_record() -> dict[str, Any]:
-    return {"cycles": {}, "completed": {}, "owned": {}, "fenced": None, "report": {},
-            "protocol": PROTOCOL}
-
-
-def _copy(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: dict(v) if isinstance(v, dict) else v for k, v in record.items()}
-
-
-def _ring_change(source: str, old: HashRing, new: HashRing) -> str:
-    came = sorted(set(new.members) - set(old.members))
-    went = sorted(set(old.members) - set(new.members))
-    return (f"ring changed for source {source}: {len(new)} member(s); joined: "
-            f"{', '.join(came) or '-'}; left: {', '.join(went) or '-'}")
-
-
-def _some(ids: set[str], shown: int = 5) -> str:
-    """At most ``shown`` ids of a set, sorted (a join storm must not log N ids N times)."""
-    first = sorted(ids)[:shown]
-    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
-    return (", ".join(first) + more) or "-"
-
-
-def _fmt(t: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
 
 _HANDLERS: dict[type[Event], Any] = {
