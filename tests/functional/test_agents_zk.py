@@ -9,9 +9,9 @@ import pytest
 from tests.functional.agents import (
     AgentProcess,
     polls_by_cycle,
-    wait_until,
     write_static_source,
 )
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -31,8 +31,8 @@ def test_three_agents_split_500_resources_with_no_gap_and_no_overlap(
                     members.setdefault(sample["cycle_start"], set()).add(sample["member_id"])
             return sorted(c for c, m in members.items() if len(m) == 3)
 
-        assert wait_until(lambda: len(full_cycles()) >= 5, 40), \
-            "\n".join(a.log()[-2000:] for a in agents)
+        wait_for(lambda: len(full_cycles()) >= 5, 40, "len(full_cycles()) >= 5", interval=0.2,
+                 diagnostics=lambda: "\n".join(a.log()[-2000:] for a in agents))
         checked = full_cycles()[:-1]  # the newest may still be being written
         cycles = polls_by_cycle(agents)
         for cycle in checked:
@@ -61,13 +61,15 @@ def test_sub_groups_polling_the_same_meter_are_reported_and_can_be_refused(
                      extra="[polling]\npartitioning_group_prefix = green\noverlap_fatal = true\n"),
     ]
     try:
-        assert wait_until(lambda: all("meter overlap" in a.log() for a in agents), 20), \
-            "\n".join(a.log()[-1500:] for a in agents)
+        wait_for(lambda: all("meter overlap" in a.log() for a in agents), 20,
+                 'all("meter overlap" in a.log() for a in agents)', interval=0.2,
+                 diagnostics=lambda: "\n".join(a.log()[-1500:] for a in agents))
         assert "groups blue-synthetic and green-synthetic (namespace synthetic) both poll " \
                "synthetic.constant" in agents[0].log()
         assert "REFUSING" in agents[1].log()
         refused_at = len(agents[1].samples())
-        assert wait_until(lambda: len(agents[0].samples()) > 40, 10)
+        wait_for(lambda: len(agents[0].samples()) > 40, 10, "len(agents[0].samples()) > 40",
+                 interval=0.2)
         assert len(agents[1].samples()) <= refused_at + 20  # at most the cycle in flight
     finally:
         for agent in agents:
@@ -89,8 +91,10 @@ def test_compute_agents_join_a_group_only_with_workload_partitioning(
     client.start(10)
     try:
         members = f"{zk_chroot}/groups/compute/members"
-        assert wait_until(lambda: client.exists(members) and client.get_children(members), 15)
-        assert wait_until(lambda: len(solo.samples()) >= 3 and len(shared.samples()) >= 3, 15)
+        wait_for(lambda: client.exists(members) and client.get_children(members), 15,
+                 "client.exists(members) and client.get_children(members)", interval=0.2)
+        wait_for(lambda: len(solo.samples()) >= 3 and len(shared.samples()) >= 3, 15,
+                 "len(solo.samples()) >= 3 and len(shared.samples()) >= 3", interval=0.2)
         # member znodes are named <member id>!<rev>!<active_at>!<leave_at>!<weight>
         names = [child.split("!")[0] for child in client.get_children(members)]
         assert shared.samples()[0]["member_id"] in names

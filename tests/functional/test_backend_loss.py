@@ -23,9 +23,9 @@ from tests.functional.agents import (
     describe_cycles,
     first_cycle_polled_by_all,
     logs_tail,
-    wait_until,
     write_static_source,
 )
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 INTERVAL = 1
@@ -72,8 +72,10 @@ def test_zookeeper_down_longer_than_the_lease(managed_zookeeper, tmp_path: Path,
               for i in range(2)]
     collector = PollCollector(agents)
     try:
-        assert wait_until(lambda: first_cycle_polled_by_all(
-            collector.refresh(), [a.name for a in agents]) is not None, 30), logs_tail(agents)
+        wait_for(lambda: first_cycle_polled_by_all(collector.refresh(),
+                                                   [a.name for a in agents]) is not None,
+                 30, "a cycle polled by every agent", interval=0.2,
+                 diagnostics=lambda: logs_tail(agents))
         first = first_cycle_polled_by_all(collector.refresh(), [a.name for a in agents])
         assert first is not None
         time.sleep(3 * INTERVAL)
@@ -98,7 +100,8 @@ def test_zookeeper_down_longer_than_the_lease(managed_zookeeper, tmp_path: Path,
                 collector.refresh(), ids, since=resumed + INTERVAL / 2,
                 interval=INTERVAL)) >= 2
 
-        assert wait_until(recovered, MAX_RECOVERY), logs_tail(agents)
+        wait_for(recovered, MAX_RECOVERY, "recovered", interval=0.2,
+                 diagnostics=lambda: logs_tail(agents))
         resumed = _resumed_at(agents, restarting)
         assert resumed is not None
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until
+from tests.functional.agents import AgentProcess
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
 
@@ -54,7 +55,8 @@ def test_an_expression_over_budget_never_freezes_the_agent(
         def failed_bomb_cycles() -> int:
             return agent.log().count("pollster dyn.bomb failed: ExpressionBudgetError")
 
-        assert wait_until(lambda: failed_bomb_cycles() >= 3, 30), agent.log()[-3000:]
+        wait_for(lambda: failed_bomb_cycles() >= 3, 30, "failed_bomb_cycles() >= 3", interval=0.2,
+                 diagnostics=lambda: agent.log()[-3000:])
 
         # The steady source keeps polling: cycles after the bomb first went off.
         def steady_cycles_since() -> set[str]:

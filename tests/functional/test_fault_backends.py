@@ -19,9 +19,9 @@ import pytest
 from tests.functional.agents import (
     AgentProcess,
     cycle_report,
-    wait_until,
     write_static_source,
 )
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
@@ -68,26 +68,31 @@ def test_join_sigterm_and_kill9(server_url: str, tmp_path: Path) -> None:
     logs = lambda: "\n".join(f"--- {a.name}\n{a.log()[-1500:]}" for a in agents)
     try:
         began = time.time()
-        assert wait_until(lambda: [c for c in complete_cycles(agents, began)
-                                   if len(polled_by(agents, c)) == 3], 30), logs()
+        wait_for(lambda: [c for c in complete_cycles(agents, began)
+                          if len(polled_by(agents, c)) == 3],
+                 30, "a complete cycle polled by 3 agents", interval=0.2, diagnostics=logs)
         first = next(c for c in complete_cycles(agents, began) if len(polled_by(agents, c)) == 3)
 
         # Join: a fourth agent announces itself settle_time ahead.
         agents.append(AgentProcess(tmp_path, "agent3", server_url, polling))
-        assert wait_until(lambda: sum(len(polled_by(agents, c)) == 4 for c in
-                                      complete_cycles(agents, began)) >= 2, 30), logs()
+        wait_for(lambda: sum(len(polled_by(agents, c)) == 4
+                             for c in complete_cycles(agents, began)) >= 2,
+                 30, "2 complete cycles polled by 4 agents", interval=0.2, diagnostics=logs)
 
         # SIGTERM: agent0 announces its leave, polls until then, and exits.
         assert agents[0].terminate() == 0, agents[0].log()[-2000:]
         left = time.time()
-        assert wait_until(lambda: len(complete_cycles(agents, left)) >= 2, 20), logs()
+        wait_for(lambda: len(complete_cycles(agents, left)) >= 2, 20,
+                 "len(complete_cycles(agents, left)) >= 2", interval=0.2,
+                 diagnostics=lambda: logs())
         assert_clean(agents, ids, complete_cycles(agents, start_of(first)), "join/SIGTERM")
 
         # kill -9: agent1's key expires after its member timeout.
         agents[1].kill()
         killed = time.time()
-        assert wait_until(lambda: len(complete_cycles(agents, killed + GONE_AFTER[kind]))
-                          >= 2, 30), logs()
+        wait_for(lambda: len(complete_cycles(agents, killed + GONE_AFTER[kind])) >= 2,
+                 30, "2 complete cycles after the victim is gone", interval=0.2,
+                 diagnostics=logs)
         assert_clean(agents, ids, complete_cycles(agents, killed), "kill -9", dups_only=True)
         assert_clean(agents, ids, complete_cycles(agents, killed + GONE_AFTER[kind]),
                      "after the killed member's timeout")

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until
+from tests.functional.agents import AgentProcess
 from zkpoll.testing.plugins import SilentServer
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
 
@@ -39,7 +40,8 @@ def test_one_dead_url_costs_only_its_own_sample(healthy_url: str, tmp_path: Path
                 by_cycle.setdefault(sample["cycle_start"], []).append(sample)
             return by_cycle
 
-        assert wait_until(lambda: len(cycles()) >= 4, 60), agent.log()[-3000:]
+        wait_for(lambda: len(cycles()) >= 4, 60, "len(cycles()) >= 4", interval=0.2,
+                 diagnostics=lambda: agent.log()[-3000:])
         assert agent.terminate() == 0
     finally:
         agent.kill()

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until
+from tests.functional.agents import AgentProcess
 from zkpoll.testing import ManagedZooKeeper
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -60,8 +61,8 @@ def test_agent_publishes_plugin_and_dynamic_samples(
             return {s["name"] for s in agent.samples()}
 
         wanted = {*STATIC, "zookeeper.znodes", "dyn.queue.depth"}
-        assert wait_until(lambda: wanted <= seen(), 30), \
-            f"missing {wanted - seen()}\n{agent.log()[-3000:]}"
+        wait_for(lambda: wanted <= seen(), 30, "wanted <= seen()", interval=0.2,
+                 diagnostics=lambda: f"missing {wanted - seen()}\n{agent.log()[-3000:]}")
     finally:
         assert agent.terminate() == 0, agent.log()[-3000:]
     samples = agent.samples()

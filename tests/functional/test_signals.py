@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from tests.functional.agents import AgentProcess, agent_command, wait_until
+from tests.functional.agents import AgentProcess, agent_command
 from zkpoll.coordination._names import parse_member_name
 from zkpoll.testing import ManagedZooKeeper
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
 
@@ -63,16 +64,19 @@ def test_sighup_reloads_good_files_and_keeps_the_running_config_on_bad_ones(
                          extra=f"[polling]\npollsters_definitions_dirs = {definitions}\n"
                                f"lock_dir = {tmp_path}\n")
     try:
-        assert wait_until(lambda: "r1" in _ids(agent), 20), agent.log()[-2000:]
+        wait_for(lambda: "r1" in _ids(agent), 20, '"r1" in _ids(agent)', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
 
         # 1. A bad polling YAML: refused, one line naming the file; r1 still polled.
         polling.write_text("sources:\n  - name: broken\n    interval: -5\n    meters: [x]\n")
         agent.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: _lines(agent, "reload refused"), 10), agent.log()[-2000:]
+        wait_for(lambda: _lines(agent, "reload refused"), 10, '_lines(agent, "reload refused")',
+                 interval=0.2, diagnostics=lambda: agent.log()[-2000:])
         refused = _lines(agent, "reload refused")
         assert len(refused) == 1 and str(polling) in refused[0] and "interval" in refused[0]
         count = _ids(agent).count("r1")
-        assert wait_until(lambda: _ids(agent).count("r1") >= count + 2, 10)
+        wait_for(lambda: _ids(agent).count("r1") >= count + 2, 10,
+                 '_ids(agent).count("r1") >= count + 2', interval=0.2)
 
         # 2. A bad dynamic definition (the YAML is fine again): refused the same way.
         polling.write_text("sources:\n" + _source("first", "r1"))
@@ -80,7 +84,8 @@ def test_sighup_reloads_good_files_and_keeps_the_running_config_on_bad_ones(
         bad.write_text(DYNAMIC.format(value=1).replace("value_attribute: v",
                                                        "value_attribute: \"v | open('x')\""))
         agent.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: len(_lines(agent, "reload refused")) == 2, 10)
+        wait_for(lambda: len(_lines(agent, "reload refused")) == 2, 10,
+                 'len(_lines(agent, "reload refused")) == 2', interval=0.2)
         second = _lines(agent, "reload refused")[1]
         assert str(bad) in second and "'open' cannot be called" in second
         assert not _lines(agent, "DISABLED")  # the one line above, nothing else
@@ -91,16 +96,19 @@ def test_sighup_reloads_good_files_and_keeps_the_running_config_on_bad_ones(
         polling.write_text("sources:\n" + _source("second", "r2")
                            + _source("third", None, "dyn.answer"))
         agent.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: _lines(agent, "reloaded "), 10), agent.log()[-2000:]
+        wait_for(lambda: _lines(agent, "reloaded "), 10, '_lines(agent, "reloaded ")', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
         (changed,) = _lines(agent, "reloaded ")
         assert "sources added: second, third; sources removed: first" in changed
         assert "dynamic pollsters added: dyn.answer" in changed
-        assert wait_until(lambda: "r2" in _ids(agent), 10)
+        wait_for(lambda: "r2" in _ids(agent), 10, '"r2" in _ids(agent)', interval=0.2)
         r1_when_r2_appeared = _ids(agent).count("r1")
-        assert wait_until(lambda: _ids(agent).count("r2") >= 3, 10)
+        wait_for(lambda: _ids(agent).count("r2") >= 3, 10, '_ids(agent).count("r2") >= 3',
+                 interval=0.2)
         assert _ids(agent).count("r1") <= r1_when_r2_appeared + 1  # a cycle in flight at most
-        assert wait_until(lambda: any(s["name"] == "dyn.answer" and s["volume"] == 42
-                                      for s in agent.samples()), 10)
+        wait_for(lambda: any(s["name"] == "dyn.answer" and s["volume"] == 42
+                             for s in agent.samples()),
+                 10, "a dyn.answer sample of 42", interval=0.2)
         assert agent.terminate() == 0
     finally:
         agent.kill()
@@ -114,7 +122,8 @@ def test_a_second_standalone_agent_with_the_same_configuration_exits_2(
     first = AgentProcess(tmp_path, "agent", "", polling, namespaces="synthetic",
                          extra=f"[polling]\nlock_dir = {tmp_path}\n")
     try:
-        assert wait_until(lambda: "r1" in _ids(first), 20), first.log()[-2000:]
+        wait_for(lambda: "r1" in _ids(first), 20, '"r1" in _ids(first)', interval=0.2,
+                 diagnostics=lambda: first.log()[-2000:])
         second = subprocess.run(
             [*agent_command(), "--config-file", str(tmp_path / "agent.conf"),
              "--polling-namespaces", "synthetic"],
@@ -133,7 +142,8 @@ def test_a_second_standalone_agent_with_the_same_configuration_exits_2(
              "--polling-namespaces", "synthetic"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
         try:
-            assert wait_until(lambda: _ids(first).count("r1") > polled, 20)
+            wait_for(lambda: _ids(first).count("r1") > polled, 20,
+                     '_ids(first).count("r1") > polled', interval=0.2)
             assert again.poll() is None
         finally:
             again.send_signal(signal.SIGTERM)
@@ -152,15 +162,18 @@ def test_sighup_keeps_the_group_membership_and_republishes_changed_meters(
     client = KazooClient(hosts=zookeeper_server.address, timeout=10.0)
     client.start(timeout=15)
     try:
-        assert wait_until(lambda: "r1" in _ids(agent), 30), agent.log()[-2000:]
+        wait_for(lambda: "r1" in _ids(agent), 30, '"r1" in _ids(agent)', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
         (member,) = client.get_children(members)
         data, _ = client.get(f"{members}/{member}")
         assert json.loads(data)["meters"] == {"first": ["synthetic.constant"]}
 
         polling.write_text("sources:\n" + _source("first", "r1") + _source("second", "r2"))
         agent.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: _lines(agent, "reloaded "), 10), agent.log()[-2000:]
-        assert wait_until(lambda: "r2" in _ids(agent), 10), agent.log()[-2000:]
+        wait_for(lambda: _lines(agent, "reloaded "), 10, '_lines(agent, "reloaded ")', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
+        wait_for(lambda: "r2" in _ids(agent), 10, '"r2" in _ids(agent)', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
         # The same member, no rejoin: member data changes replace the znode by
         # one named <same member id>!<rev + 1>!<same active_at>!... (docs/design.md 3).
         (renamed,) = client.get_children(members)
@@ -173,7 +186,8 @@ def test_sighup_keeps_the_group_membership_and_republishes_changed_meters(
         assert json.loads(data)["intervals"] == {"first": 1, "second": 1}
 
         agent.proc.send_signal(signal.SIGHUP)  # nothing changed: nothing republished
-        assert wait_until(lambda: len(_lines(agent, "reloaded ")) == 2, 10)
+        wait_for(lambda: len(_lines(agent, "reloaded ")) == 2, 10,
+                 'len(_lines(agent, "reloaded ")) == 2', interval=0.2)
         assert "nothing changed" in _lines(agent, "reloaded ")[1]
         assert len(_lines(agent, "published meters updated")) == 1
         assert len(_lines(agent, "joining: active from")) == 1

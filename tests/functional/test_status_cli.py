@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until, write_static_source
+from tests.functional.agents import AgentProcess, write_static_source
 from zkpoll.testing import free_port
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -89,7 +90,7 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
             nonlocal report
             report = healthy(conf, agents, 60, 2)
             return report is not None
-        assert wait_until(ready, 40, interval=0.5), status(conf).stdout
+        wait_for(ready, 40, "ready", interval=0.5, diagnostics=lambda: status(conf).stdout)
         assert report is not None and report["status"] == "ok" and report["problems"] == []
         group = report["groups"][0]
         assert group["group"] == "synthetic" and len(group["ring_members"]) == 3
@@ -111,7 +112,8 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
         [row] = owner["owners"]
         assert row["owner"] in group["ring_members"]
         assert row["successor"] in group["ring_members"] and row["successor"] != row["owner"]
-        assert wait_until(lambda: polled_by(agents, "res-00007", row["next_start"]), 15)
+        wait_for(lambda: polled_by(agents, "res-00007", row["next_start"]), 15,
+                 'polled_by(agents, "res-00007", row["next_start"])', interval=0.2)
         assert polled_by(agents, "res-00007", row["cycle_start"]) == {row["owner"]}
         assert polled_by(agents, "res-00007", row["next_start"]) == {row["next_owner"]}
         text = status(conf, "owner", "res-00007")
@@ -127,7 +129,7 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
             return {s["member_id"] for a in agents for s in a.samples()
                     if s["resource_id"] == "res-00007"
                     and iso_to_epoch(s["cycle_start"]) > killed}
-        assert wait_until(lambda: taken_over(), 20)
+        wait_for(lambda: taken_over(), 20, "taken_over()", interval=0.2)
         assert taken_over() == {row["successor"]}
 
         # Graceful stops leave an empty group: critical.
@@ -149,8 +151,9 @@ def test_a_stopped_agent_is_reported_stale(zookeeper_server, zk_chroot, tmp_path
     agents = [AgentProcess(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml")
               for i in range(2)]
     try:
-        assert wait_until(lambda: healthy(conf, agents, 20, 1) is not None, 40, interval=0.5), \
-            status(conf).stdout
+        wait_for(lambda: healthy(conf, agents, 20, 1) is not None, 40,
+                 "healthy(conf, agents, 20, 1) is not None", interval=0.5,
+                 diagnostics=lambda: status(conf).stdout)
         agents[0].proc.send_signal(signal.SIGSTOP)
         found: dict[str, Any] = {}
 
@@ -158,7 +161,7 @@ def test_a_stopped_agent_is_reported_stale(zookeeper_server, zk_chroot, tmp_path
             code, doc = status_json(conf)
             found.update(doc, code=code)
             return code == 2 and any(p["message"].startswith("stale") for p in doc["problems"])
-        assert wait_until(stale, 10, interval=0.5), found
+        wait_for(stale, 10, "stale", interval=0.5, diagnostics=lambda: found)
         [problem] = found["problems"]
         members = {m["member_id"]: m for m in found["groups"][0]["members"]}
         assert members[problem["member"]]["pid"] == agents[0].proc.pid

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until, write_static_source
+from tests.functional.agents import AgentProcess, write_static_source
 from zkpoll.testing import free_port
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -84,18 +85,23 @@ def test_unhealthy_agent_hands_over_without_gap_or_duplicate_and_rejoins(
             return error.code, json.loads(error.read())
 
     try:
-        assert wait_until(lambda: len(endpoint.samples) > 100 and len(well.samples()) > 100, 20)
+        wait_for(lambda: len(endpoint.samples) > 100 and len(well.samples()) > 100, 20,
+                 "len(endpoint.samples) > 100 and len(well.samples()) > 100", interval=0.2)
         first = min(c for c, n in polled().items() if sum(n.values()) == len(ids))
         endpoint.failing = True
-        assert wait_until(lambda: "WITHDRAWING" in sick.log(), 20), sick.log()[-3000:]
-        assert wait_until(lambda: health()[0] == 503, 5)
+        wait_for(lambda: "WITHDRAWING" in sick.log(), 20, '"WITHDRAWING" in sick.log()',
+                 interval=0.2, diagnostics=lambda: sick.log()[-3000:])
+        wait_for(lambda: health()[0] == 503, 5, "health()[0] == 503", interval=0.2)
         assert "withdrawn: every publisher failing" in " ".join(health()[1]["problems"])
         withdrawn_samples = len(endpoint.samples)
-        assert wait_until(lambda: len(endpoint.samples) == withdrawn_samples, 5, interval=1.5)
+        wait_for(lambda: len(endpoint.samples) == withdrawn_samples, 5,
+                 "len(endpoint.samples) == withdrawn_samples", interval=1.5)
         endpoint.failing = False
-        assert wait_until(lambda: "rejoining" in sick.log(), 20), sick.log()[-3000:]
-        assert wait_until(lambda: len(endpoint.samples) > withdrawn_samples + 50, 20)
-        assert wait_until(lambda: health()[0] == 200, 10)
+        wait_for(lambda: "rejoining" in sick.log(), 20, '"rejoining" in sick.log()', interval=0.2,
+                 diagnostics=lambda: sick.log()[-3000:])
+        wait_for(lambda: len(endpoint.samples) > withdrawn_samples + 50, 20,
+                 "len(endpoint.samples) > withdrawn_samples + 50", interval=0.2)
+        wait_for(lambda: health()[0] == 200, 10, "health()[0] == 200", interval=0.2)
     finally:
         sick.terminate()
         well.terminate()
