@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.agents import AgentProcess, write_static_source
+from tests.functional.agents import start_agent, write_static_source
+from tests.functional.fleet import ServiceProcess
 from zkpoll.testing import free_port
 from zkpoll.testing.waiting import wait_for
 
@@ -69,9 +70,9 @@ def test_outage_and_kill9_lose_nothing_and_duplicate_nothing(
     backend = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=4"
     apis = {name: f"127.0.0.1:{free_port()}" for name in ("a", "b")}
 
-    def start(name: str, label: str) -> AgentProcess:
+    def start(name: str, label: str) -> ServiceProcess:
         truth = tmp_path / f"{label}-polled.jsonl"
-        return AgentProcess(
+        return start_agent(
             tmp_path, label, backend, tmp_path / "polling.yaml",
             extra=f"[publisher]\ndefault_publishers = {prom.remote_write_url}"
                   f"?retry_backoff=0.2&max_backoff=2,file://{truth}\n"

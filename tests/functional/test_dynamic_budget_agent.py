@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.agents import AgentProcess
+from tests.functional.agents import start_agent
 from zkpoll.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
@@ -48,7 +48,7 @@ def test_an_expression_over_budget_never_freezes_the_agent(
         "  - name: bomb\n    interval: 1\n    meters: [dyn.bomb]\n"
         "  - name: steady\n    interval: 1\n    meters: [synthetic.constant]\n"
         "    resources: [r1]\n")
-    agent = AgentProcess(tmp_path, "agent", "", polling, namespaces="central,synthetic",
+    agent = start_agent(tmp_path, "agent", "", polling, namespaces="central,synthetic",
                          extra=f"[polling]\npollsters_definitions_dirs = {definitions}\n")
     peak = 0
     try:
@@ -60,7 +60,7 @@ def test_an_expression_over_budget_never_freezes_the_agent(
 
         # The steady source keeps polling: cycles after the bomb first went off.
         def steady_cycles_since() -> set[str]:
-            return {s["cycle_start"] for s in agent.samples()
+            return {s["cycle_start"] for s in agent.records()
                     if s["name"] == "synthetic.constant"}
 
         seen = len(steady_cycles_since())
@@ -82,4 +82,4 @@ def test_an_expression_over_budget_never_freezes_the_agent(
     assert peak < MAX_RSS_KB, f"agent grew to {peak} kB"
     assert "went over its budget: '*' would build" in log
     assert "Traceback" not in log
-    assert not [s for s in agent.samples() if s["name"] == "dyn.bomb"]
+    assert not [s for s in agent.records() if s["name"] == "dyn.bomb"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.functional.agents import AgentProcess
+from tests.functional.agents import start_agent
 from zkpoll.testing.plugins import SilentServer
 from zkpoll.testing.waiting import wait_for
 
@@ -32,11 +32,11 @@ def test_one_dead_url_costs_only_its_own_sample(healthy_url: str, tmp_path: Path
         "sources:\n  - name: web\n    interval: 4\n"
         "    meters: [http.status, http.response.time]\n"
         f"    resources: ['{healthy_url}', '{dead_url}']\n")
-    agent = AgentProcess(tmp_path, "agent", "", polling, namespaces="central")
+    agent = start_agent(tmp_path, "agent", "", polling, namespaces="central")
     try:
         def cycles() -> dict[str, list[dict[str, Any]]]:
             by_cycle: dict[str, list[dict[str, Any]]] = {}
-            for sample in agent.samples():
+            for sample in agent.records():
                 by_cycle.setdefault(sample["cycle_start"], []).append(sample)
             return by_cycle
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kazoo.client import KazooClient
 
-from tests.functional.agents import AgentProcess, write_static_source
+from tests.functional.agents import start_agent, write_static_source
 from zkpoll.testing import free_port
 from zkpoll.testing.waiting import wait_for
 
@@ -74,7 +74,7 @@ def test_a_failing_sink_degrades_the_agent_and_recovers(zookeeper_server, zk_chr
     write_static_source(tmp_path / "polling.yaml", 20, interval=1)
     api = f"127.0.0.1:{free_port()}"
     sink = f"{prom.remote_write_url}?retry_backoff=0.2&max_backoff=1"
-    agent = AgentProcess(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
+    agent = start_agent(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
                          f"{zk_chroot}?timeout=4", tmp_path / "polling.yaml",
                          extra=f"[publisher]\ndefault_publishers = {sink}\n"
                                f"spool_dir = {tmp_path / 'spool'}\ndegraded_after = 2\n"
@@ -123,7 +123,7 @@ def test_a_file_publisher_that_cannot_write_is_reported(zookeeper_server, zk_chr
                                                         tmp_path: Path):
     write_static_source(tmp_path / "polling.yaml", 5, interval=1)
     api = f"127.0.0.1:{free_port()}"
-    agent = AgentProcess(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
+    agent = start_agent(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
                          f"{zk_chroot}?timeout=4", tmp_path / "polling.yaml",
                          extra="[publisher]\ndefault_publishers = "
                                "file:///proc/zkpoll-cannot-write.jsonl\ndegraded_after = 1\n"
@@ -144,12 +144,12 @@ def test_two_agents_never_share_a_spool(zookeeper_server, zk_chroot, tmp_path: P
     backend = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=4"
     extra = (f"[publisher]\ndefault_publishers = http://127.0.0.1:{free_port()}/\n"
              f"spool_dir = {tmp_path / 'spool'}\n")
-    first = AgentProcess(tmp_path, "first", backend, tmp_path / "polling.yaml", extra=extra)
+    first = start_agent(tmp_path, "first", backend, tmp_path / "polling.yaml", extra=extra)
     try:
         wait_for(lambda: "polling 1 source(s)" in first.log(), 20,
                  '"polling 1 source(s)" in first.log()', interval=0.2,
                  diagnostics=lambda: first.log())
-        second = AgentProcess(tmp_path, "second", backend, tmp_path / "polling.yaml",
+        second = start_agent(tmp_path, "second", backend, tmp_path / "polling.yaml",
                               extra=extra)
         assert second.proc.wait(30) == 2
         assert f"is in use by pid {first.proc.pid}" in second.log()

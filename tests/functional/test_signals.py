@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from tests.functional.agents import AgentProcess, agent_command
+from tests.functional.agents import agent_command, start_agent
+from tests.functional.fleet import ServiceProcess
 from zkpoll.coordination._names import parse_member_name
 from zkpoll.testing import ManagedZooKeeper
 from zkpoll.testing.waiting import wait_for
@@ -46,11 +47,11 @@ def _source(name: str, resource: str | None, meters: str = "synthetic.constant")
     return text + (f"    resources: [{resource}]\n" if resource else "")
 
 
-def _ids(agent: AgentProcess) -> list[str]:
-    return [s["resource_id"] for s in agent.samples()]
+def _ids(agent: ServiceProcess) -> list[str]:
+    return [s["resource_id"] for s in agent.records()]
 
 
-def _lines(agent: AgentProcess, text: str) -> list[str]:
+def _lines(agent: ServiceProcess, text: str) -> list[str]:
     return [line for line in agent.log().splitlines() if text in line]
 
 
@@ -60,7 +61,7 @@ def test_sighup_reloads_good_files_and_keeps_the_running_config_on_bad_ones(
     definitions.mkdir()
     polling = tmp_path / "polling.yaml"
     polling.write_text("sources:\n" + _source("first", "r1"))
-    agent = AgentProcess(tmp_path, "agent", "", polling, namespaces="synthetic",
+    agent = start_agent(tmp_path, "agent", "", polling, namespaces="synthetic",
                          extra=f"[polling]\npollsters_definitions_dirs = {definitions}\n"
                                f"lock_dir = {tmp_path}\n")
     try:
@@ -107,7 +108,7 @@ def test_sighup_reloads_good_files_and_keeps_the_running_config_on_bad_ones(
                  interval=0.2)
         assert _ids(agent).count("r1") <= r1_when_r2_appeared + 1  # a cycle in flight at most
         wait_for(lambda: any(s["name"] == "dyn.answer" and s["volume"] == 42
-                             for s in agent.samples()),
+                             for s in agent.records()),
                  10, "a dyn.answer sample of 42", interval=0.2)
         assert agent.terminate() == 0
     finally:
@@ -119,7 +120,7 @@ def test_a_second_standalone_agent_with_the_same_configuration_exits_2(
         tmp_path: Path) -> None:
     polling = tmp_path / "polling.yaml"
     polling.write_text("sources:\n" + _source("only", "r1"))
-    first = AgentProcess(tmp_path, "agent", "", polling, namespaces="synthetic",
+    first = start_agent(tmp_path, "agent", "", polling, namespaces="synthetic",
                          extra=f"[polling]\nlock_dir = {tmp_path}\n")
     try:
         wait_for(lambda: "r1" in _ids(first), 20, '"r1" in _ids(first)', interval=0.2,
@@ -157,7 +158,7 @@ def test_sighup_keeps_the_group_membership_and_republishes_changed_meters(
     polling = tmp_path / "polling.yaml"
     polling.write_text("sources:\n" + _source("first", "r1"))
     url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=2"
-    agent = AgentProcess(tmp_path, "agent", url, polling, namespaces="synthetic")
+    agent = start_agent(tmp_path, "agent", url, polling, namespaces="synthetic")
     members = f"{zk_chroot}/groups/synthetic/members"
     client = KazooClient(hosts=zookeeper_server.address, timeout=10.0)
     client.start(timeout=15)

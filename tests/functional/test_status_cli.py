@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.functional.agents import AgentProcess, write_static_source
+from tests.functional.agents import start_agent, write_static_source
+from tests.functional.fleet import ServiceProcess
 from zkpoll.testing import free_port
 from zkpoll.testing.waiting import wait_for
 
@@ -39,7 +40,7 @@ def write_conf(path: Path, url: str | None) -> Path:
     return path
 
 
-def healthy(conf: Path, agents: list[AgentProcess], resources: int,
+def healthy(conf: Path, agents: list[ServiceProcess], resources: int,
             interval: float) -> dict[str, Any] | None:
     """The JSON report once every agent is an active member with a stable split.
 
@@ -59,9 +60,9 @@ def healthy(conf: Path, agents: list[AgentProcess], resources: int,
     return doc if pids == {a.proc.pid for a in agents} and stable and settled else None
 
 
-def polled_by(agents: list[AgentProcess], resource: str, start: float) -> set[str]:
+def polled_by(agents: list[ServiceProcess], resource: str, start: float) -> set[str]:
     """Member ids that wrote a sample of ``resource`` for the cycle starting at ``start``."""
-    return {s["member_id"] for a in agents for s in a.samples()
+    return {s["member_id"] for a in agents for s in a.records()
             if s["resource_id"] == resource and abs(iso_to_epoch(s["cycle_start"]) - start) < 0.01}
 
 
@@ -69,7 +70,7 @@ def iso_to_epoch(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def stop_all(agents: list[AgentProcess]) -> None:
+def stop_all(agents: list[ServiceProcess]) -> None:
     for agent in agents:
         if agent.proc.poll() is None:
             agent.proc.send_signal(signal.SIGCONT)
@@ -81,7 +82,7 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
     write_static_source(tmp_path / "polling.yaml", 60, interval=2)
     url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=2"
     conf = write_conf(tmp_path / "status.conf", url)
-    agents = [AgentProcess(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml")
+    agents = [start_agent(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml")
               for i in range(3)]
     try:
         report: dict[str, Any] | None = None
@@ -121,12 +122,12 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
 
         # If the owner dies, the announced successor takes the resource over.
         owner_agent = next(a for a in agents if any(
-            s["member_id"] == row["owner"] for s in a.samples()))
+            s["member_id"] == row["owner"] for s in a.records()))
         owner_agent.kill()
         killed = time.time()
 
         def taken_over() -> set[str]:
-            return {s["member_id"] for a in agents for s in a.samples()
+            return {s["member_id"] for a in agents for s in a.records()
                     if s["resource_id"] == "res-00007"
                     and iso_to_epoch(s["cycle_start"]) > killed}
         wait_for(lambda: taken_over(), 20, "taken_over()", interval=0.2)
@@ -148,7 +149,7 @@ def test_a_stopped_agent_is_reported_stale(zookeeper_server, zk_chroot, tmp_path
     # A long session: the stopped agent stays a member while it is stale.
     url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=20"
     conf = write_conf(tmp_path / "status.conf", url)
-    agents = [AgentProcess(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml")
+    agents = [start_agent(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml")
               for i in range(2)]
     try:
         wait_for(lambda: healthy(conf, agents, 20, 1) is not None, 40,

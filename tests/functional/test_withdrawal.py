@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.functional.agents import AgentProcess, write_static_source
+from tests.functional.agents import start_agent, write_static_source
 from zkpoll.testing import free_port
 from zkpoll.testing.waiting import wait_for
 
@@ -63,17 +63,17 @@ def test_unhealthy_agent_hands_over_without_gap_or_duplicate_and_rejoins(
     ids = write_static_source(tmp_path / "polling.yaml", 100, interval=1)
     url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=2"
     api = f"127.0.0.1:{free_port()}"
-    sick = AgentProcess(tmp_path, "sick", url, tmp_path / "polling.yaml",
+    sick = start_agent(tmp_path, "sick", url, tmp_path / "polling.yaml",
                         extra=f"[publisher]\ndefault_publishers = {endpoint.url}\n"
                               f"spool_dir = {tmp_path / 'spool'}\n"
                               f"[polling]\nwithdraw_after = 2\n[api]\nbind = {api}\n")
-    well = AgentProcess(tmp_path, "well", url, tmp_path / "polling.yaml")
+    well = start_agent(tmp_path, "well", url, tmp_path / "polling.yaml")
 
     def polled() -> dict[str, Counter[str]]:
         cycles: dict[str, Counter[str]] = defaultdict(Counter)
         with endpoint.lock:
             received = list(endpoint.samples)
-        for sample in received + well.samples():
+        for sample in received + well.records():
             cycles[sample["cycle_start"]][sample["resource_id"]] += 1
         return cycles
 
@@ -85,8 +85,8 @@ def test_unhealthy_agent_hands_over_without_gap_or_duplicate_and_rejoins(
             return error.code, json.loads(error.read())
 
     try:
-        wait_for(lambda: len(endpoint.samples) > 100 and len(well.samples()) > 100, 20,
-                 "len(endpoint.samples) > 100 and len(well.samples()) > 100", interval=0.2)
+        wait_for(lambda: len(endpoint.samples) > 100 and len(well.records()) > 100, 20,
+                 "len(endpoint.samples) > 100 and len(well.records()) > 100", interval=0.2)
         first = min(c for c, n in polled().items() if sum(n.values()) == len(ids))
         endpoint.failing = True
         wait_for(lambda: "WITHDRAWING" in sick.log(), 20, '"WITHDRAWING" in sick.log()',
