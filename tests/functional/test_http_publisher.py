@@ -21,6 +21,8 @@ from zkpoll.publisher import load_publisher
 from zkpoll.sample import Sample
 from zkpoll.testing.waiting import wait_for
 
+pytestmark = pytest.mark.functional
+
 FAST = "retry_backoff=0.01&max_backoff=0.05&timeout=1"
 NOW = time.time()  # recent: samples older than [publisher] spool_max_age are dropped
 

@@ -29,6 +29,8 @@ from zkpoll.ownership.partition import _WAKE
 from zkpoll.polling.agent import Agent
 from zkpoll.testing.waiting import wait_for
 
+pytestmark = pytest.mark.functional
+
 
 @pytest.fixture
 def started() -> Iterator[Callable[[str], Coordinator]]:
