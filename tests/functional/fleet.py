@@ -288,8 +288,9 @@ def audit_cycles(records: Sequence[R], ids: Iterable[str], *, since: float | Non
         for at in missing_cycles(audits, interval):
             audits.append(CycleAudit(round(at, 3), {}, set(expected), absent=True))
         audits.sort(key=lambda a: a.cycle_at)
-    return [a for a in audits if (since is None or a.cycle_at >= since - 1e-6)
-            and (until is None or a.cycle_at <= until)]
+    # cycle starts are rounded to the millisecond: compare within half of one
+    return [a for a in audits if (since is None or a.cycle_at >= since - 5e-4)
+            and (until is None or a.cycle_at <= until + 5e-4)]
 
 
 def missing_cycles(audits: Sequence[CycleAudit[Any]], interval: float) -> list[float]:
