@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.functional.agents import parse_poll, start_agent, write_static_source
-from tests.functional.fleet import Collector, audit_cycles
+from tests.functional.audit import Collector, audit_cycles
 from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional

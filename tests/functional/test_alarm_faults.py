@@ -34,14 +34,8 @@ from tests.functional.alarm_fleet import (
     transitions,
     write_flip_alarms,
 )
-from tests.functional.fleet import (
-    Fleet,
-    always_right,
-    clock,
-    exactly_once,
-    require,
-    rule,
-)
+from tests.functional.audit import always_right, clock, exactly_once, require, rule
+from tests.functional.fleet import Fleet
 from zkpoll.testing.webhook import WebhookReceiver
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]

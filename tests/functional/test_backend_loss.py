@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.functional.agents import parse_poll, start_agent, write_static_source
-from tests.functional.fleet import (
+from tests.functional.audit import (
     Collector,
-    ServiceProcess,
     audit_cycles,
     describe_cycles,
     first_cycle_done_by_all,
-    logs_tail,
 )
+from tests.functional.fleet import ServiceProcess, logs_tail
 from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.functional.agents import Poll, parse_poll, start_agent, write_static_source
-from tests.functional.fleet import Collector, audit_cycles
+from tests.functional.audit import Collector, audit_cycles
 from zkpoll.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
@@ -70,7 +70,8 @@ def test_join_sigterm_and_kill9(server_url: str, tmp_path: Path) -> None:
         wait_for(lambda: [c for c in complete_cycles(collector, began)
                           if len(polled_by(collector, c)) == 3],
                  30, "a complete cycle polled by 3 agents", interval=0.2, diagnostics=logs)
-        first = next(c for c in complete_cycles(collector, began) if len(polled_by(collector, c)) == 3)
+        first = next(c for c in complete_cycles(collector, began)
+                     if len(polled_by(collector, c)) == 3)
 
         # Join: a fourth agent announces itself settle_time ahead.
         agents.append(start_agent(tmp_path, "agent3", server_url, polling))

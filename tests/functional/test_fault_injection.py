@@ -43,14 +43,8 @@ from pathlib import Path
 import pytest
 
 from tests.functional.agents import Poll, polling_service, write_static_source
-from tests.functional.fleet import (
-    Fleet,
-    ServiceProcess,
-    clock,
-    exactly_once,
-    require,
-    rule,
-)
+from tests.functional.audit import clock, exactly_once, require, rule
+from tests.functional.fleet import Fleet, ServiceProcess
 
 pytestmark = pytest.mark.functional
 
