@@ -35,19 +35,19 @@ def spawn(url: str, heartbeat: float, log: Path) -> Child:
 
 def seen_at(children: list[Child], ids: set[str], after: list[int], timeout: float) -> float:
     """Latest wall time at which each child first reported exactly ``ids``."""
-    return max(c.wait_for(lambda e: e["event"] == "membership" and set(e["members"]) == ids,
-                          timeout, after=a)["t"] for c, a in zip(children, after))
+    return max(c.wait_event(lambda e: e["event"] == "membership" and set(e["members"]) == ids,
+                            timeout, after=a)["t"] for c, a in zip(children, after))
 
 
 def trial(url: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     members = [spawn(url, args.heartbeat, tmp / f"m{i}.log") for i in range(3)]
     try:
-        ids = {c.wait_for(lambda e: e["event"] == "ready", 30)["me"] for c in members}
+        ids = {c.wait_event(lambda e: e["event"] == "ready", 30)["me"] for c in members}
         seen_at(members, ids, [0] * 3, 30)
         marks = [len(c.events) for c in members]
         extra = spawn(url, args.heartbeat, tmp / "extra.log")
         members.append(extra)
-        ready = extra.wait_for(lambda e: e["event"] == "ready", 30)
+        ready = extra.wait_event(lambda e: e["event"] == "ready", 30)
         join = seen_at(members[:3], ids | {ready["me"]}, marks, 30) - ready["t"]
         marks = [len(c.events) for c in members[:3]]
         time.sleep(random.uniform(0, 1))  # not in step with the members' heartbeats
@@ -58,7 +58,7 @@ def trial(url: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
         time.sleep(random.uniform(0, 1))
         killed = time.time()
         members[0].kill()
-        gone = members[0].wait_for(lambda e: e["event"] == "ready", 1)["me"]
+        gone = members[0].wait_event(lambda e: e["event"] == "ready", 1)["me"]
         crash = seen_at(members[1:3], ids - {gone}, marks, args.timeout * 3 + 10) - killed
         return {"join_s": round(join, 3), "leave_s": round(leave, 3), "kill9_s": round(crash, 3)}
     finally:

@@ -1,4 +1,10 @@
-"""Run real ``zkpoll-alarm`` evaluators as OS processes and audit what they evaluated.
+"""Real ``zkpoll-alarm`` evaluators as OS processes, and what they evaluated.
+
+The evaluators run in the harness of :mod:`tests.functional.fleet`: this
+module says how to start one (:func:`start_evaluator`), how to read one line
+of its evaluation log (:func:`parse_evaluation`), the state every evaluation
+must reach (:func:`check_state`) and what a fleet of them audits
+(:func:`alarm_service`).
 
 Alarms are ``prometheus`` alarms against a real Prometheus whose queries
 flip on a schedule the test knows: alarm ``i`` queries
@@ -12,20 +18,16 @@ written or lost, which the audit reads.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import shutil
-import signal
-import subprocess
 import sys
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.functional.agents import MemberWatch, clock, wait_until
-from zkpoll.service.cycles import source_offset
+from tests.functional.fleet import Service, ServiceProcess
 
 INTERVAL = 2        # evaluation_interval of every alarm (seconds)
 PERIOD = 4 * INTERVAL  # each alarm's query flips every PERIOD seconds
@@ -73,17 +75,12 @@ def write_flip_alarms(directory: Path, count: int, webhook_url: str) -> list[str
     return ids
 
 
-class EvaluatorProcess:
-    """One ``zkpoll-alarm`` process with its own config, spool and evaluation log."""
-
-    def __init__(self, workdir: Path, name: str, backend_url: str, prometheus_url: str,
-                 definitions: Path, extra: str = "") -> None:
-        self.name = name
-        self.evaluations_path = workdir / f"{name}.evaluations.jsonl"
-        self.log_path = workdir / f"{name}.log"
-        conf = workdir / f"{name}.conf"
-        conf.write_text(
-            "[coordination]\n"
+def start_evaluator(workdir: Path, name: str, backend_url: str, prometheus_url: str,
+                    definitions: Path, extra: str = "") -> ServiceProcess:
+    """One ``zkpoll-alarm`` process with its own config and spool; its output is its
+    evaluation log."""
+    evaluations = workdir / f"{name}.evaluations.jsonl"
+    conf = ("[coordination]\n"
             f"backend_url = {backend_url}\n"
             f"member_name = {name}\n"
             "heartbeat_interval = 0.2\n"
@@ -93,24 +90,9 @@ class EvaluatorProcess:
             f"prometheus_url = {prometheus_url}\n"
             "query_timeout = 2\n"
             "max_parallel_queries = 4\n"
-            f"evaluation_log = {self.evaluations_path}\n"
+            f"evaluation_log = {evaluations}\n"
             f"spool_dir = {workdir / (name + '-spool')}\n" + extra)
-        self.proc = subprocess.Popen(
-            [*evaluator_command(), "--config-file", str(conf)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log_path, "wb"), cwd=workdir)  # noqa: SIM115
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+    return ServiceProcess(workdir, name, evaluator_command(), conf, evaluations)
 
 
 @dataclass(frozen=True)
@@ -128,110 +110,35 @@ class Evaluation:
     at: float
     agent: str
 
-
-class EvaluationCollector:
-    """Reads the evaluation logs incrementally (complete lines only)."""
-
-    def __init__(self) -> None:
-        self._offsets: dict[str, tuple[Path, int]] = {}
-        self._items: list[Evaluation] = []
-
-    def add(self, agent: EvaluatorProcess) -> None:
-        self._offsets.setdefault(agent.name, (agent.evaluations_path, 0))
-
-    def refresh(self) -> list[Evaluation]:
-        for name, (path, offset) in list(self._offsets.items()):
-            if not path.exists():
-                continue
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-            end = chunk.rfind(b"\n") + 1
-            for line in chunk[:end].splitlines():
-                e = json.loads(line)
-                self._items.append(Evaluation(e["alarm"], round(e["start"], 3), e["member"],
-                                              e["result"], e["kind"], e["state"], e["seq"],
-                                              e["transition"], e["t"], name))
-            self._offsets[name] = (path, offset + end)
-        return list(self._items)
-
-
-@dataclass
-class AlarmCycleAudit:
-    """Who evaluated which alarm in one cycle."""
-
-    cycle_at: float
-    evaluations: dict[str, list[Evaluation]]
-    gaps: set[str] = field(default_factory=set)           #: no evaluation written
-    twice: dict[str, list[Evaluation]] = field(default_factory=dict)  #: 2+ attempts
-    double_writes: set[str] = field(default_factory=set)  #: 2+ writes won (never allowed)
-    wrong: dict[str, str] = field(default_factory=dict)   #: alarm -> state written vs expected
+    @property
+    def key(self) -> str:
+        return self.alarm
 
     @property
-    def by_agent(self) -> Counter[str]:
-        return Counter(e.agent for es in self.evaluations.values() for e in es
-                       if e.result == "written")
-
-    def written_by(self, agent: str) -> set[str]:
-        return {a for a, es in self.evaluations.items()
-                if any(e.agent == agent and e.result == "written" for e in es)}
-
-    def describe(self, origin: float | None = None, examples: int = 4) -> str:
-        when = f"cycle {clock(self.cycle_at)}"
-        when += f" (t{self.cycle_at - origin:+.2f}s)" if origin is not None else ""
-        twice = ", ".join(f"{a} by {'+'.join(f'{e.agent}:{e.result}:{e.kind}' for e in es)}"
-                          for a, es in sorted(self.twice.items())[:examples])
-        return (f"{when}: {len(self.gaps)} gaps {sorted(self.gaps)[:examples]}, "
-                f"{len(self.twice)} evaluated twice [{twice}], "
-                f"{len(self.double_writes)} written twice, {len(self.wrong)} wrong states "
-                f"{dict(sorted(self.wrong.items())[:examples])}, "
-                f"written by agent {dict(sorted(self.by_agent.items()))}")
+    def done(self) -> bool:
+        return self.result == "written"  # a lost evaluation left no state behind
 
 
-def audit_alarm_cycles(evaluations: Sequence[Evaluation], ids: Iterable[str],
-                       since: float, until: float | None = None) -> list[AlarmCycleAudit]:
-    """Per cycle from ``since``: gaps, double evaluations and states against the schedule.
-
-    The newest cycle seen is left out (it may still be being evaluated);
-    cycles in between in which nothing was evaluated are audited as all gaps.
-    """
-    expected = list(ids)
-    cycles: dict[float, dict[str, list[Evaluation]]] = defaultdict(lambda: defaultdict(list))
-    for e in evaluations:
-        cycles[e.cycle_at][e.alarm].append(e)
-    starts = sorted(cycles)[:-1]
-    if starts:
-        step, t = INTERVAL, starts[0]
-        while t < starts[-1]:
-            cycles.setdefault(round(t, 3), defaultdict(list))
-            t += step
-        starts = sorted(c for c in cycles if c <= starts[-1])
-    audits = []
-    for start in starts:
-        if start < since - 1e-6 or (until is not None and start > until):
-            continue
-        by_alarm = dict(cycles[start])
-        audit = AlarmCycleAudit(start, by_alarm)
-        for alarm in expected:
-            attempts = by_alarm.get(alarm, [])
-            writes = [e for e in attempts if e.result == "written"]
-            if not writes:
-                audit.gaps.add(alarm)
-            if len(attempts) > 1:
-                audit.twice[alarm] = attempts
-            if len(writes) > 1:
-                audit.double_writes.add(alarm)
-            want = expected_state(int(alarm.split("-")[1]), start)
-            if writes and writes[0].state != want:
-                audit.wrong[alarm] = f"{writes[0].state} (expected {want})"
-        audits.append(audit)
-    return audits
+def parse_evaluation(e: dict[str, Any], agent: str) -> Evaluation:
+    """The evaluation an evaluation-log line records."""
+    return Evaluation(e["alarm"], round(e["start"], 3), e["member"], e["result"], e["kind"],
+                      e["state"], e["seq"], e["transition"], e["t"], agent)
 
 
-def cycle_starts_after(t: float) -> float:
-    """The start of the first alarm cycle starting after ``t``."""
-    offset = source_offset(SOURCE, INTERVAL)
-    return (math.floor((t - offset) / INTERVAL) + 1) * INTERVAL + offset
+def check_state(alarm: str, cycle_start: float, evaluation: Evaluation) -> str | None:
+    """What is wrong with the state written for ``alarm`` in that cycle (None: right)."""
+    want = expected_state(int(alarm.split("-")[1]), cycle_start)
+    return None if evaluation.state == want else f"{evaluation.state} (expected {want})"
+
+
+def alarm_service(ids: list[str], definitions: Path,
+                  prometheus_url: str) -> Service[Evaluation]:
+    """Evaluators of the flipping alarms in ``definitions``, as a fleet runs them."""
+    def spawn(workdir: Path, name: str, url: str) -> ServiceProcess:
+        return start_evaluator(workdir, name, url, prometheus_url, definitions)
+    return Service(noun="evaluator", group="alarm", interval=INTERVAL, ids=ids, spawn=spawn,
+                   parse=parse_evaluation, check=check_state, stop_timeout=30.0,
+                   steady_timeout=60.0, cycle_slack=30.0)
 
 
 def transitions(evaluations: Sequence[Evaluation]) -> dict[str, Evaluation]:
@@ -240,24 +147,5 @@ def transitions(evaluations: Sequence[Evaluation]) -> dict[str, Evaluation]:
             if e.result == "written" and e.transition}
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str,
-             diagnostics: Callable[[], str]) -> None:
-    assert wait_until(predicate, timeout, interval=0.25), \
-        f"timed out after {timeout:g}s waiting until {what}\n{diagnostics()}"
-
-
 def delivery_counts(keys: Iterable[str | None]) -> Counter[str]:
     return Counter(k for k in keys if k)
-
-
-def env_verbose() -> bool:
-    return bool(os.environ.get("ZKPOLL_TEST_VERBOSE"))
-
-
-__all__ = [
-    "INTERVAL", "PERIOD", "SOURCE", "AlarmCycleAudit", "Evaluation", "EvaluationCollector",
-    "EvaluatorProcess", "MemberWatch", "audit_alarm_cycles", "cycle_starts_after",
-    "delivery_counts", "env_verbose", "expected_state", "transitions", "wait_for",
-    "write_flip_alarms",
-]
-

@@ -1,4 +1,9 @@
-"""Fixtures shared by the functional tests (the servers are in tests/conftest.py)."""
+"""Fixtures shared by the functional tests (the servers are in tests/conftest.py).
+
+Every test here is marked ``functional`` (``pytestmark`` in each file), so that
+``-m "not functional"`` selects exactly the unit tests; collection fails on a
+test here without the mark.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,21 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items
+                if HERE in Path(item.path).resolve().parents
+                and item.get_closest_marker("functional") is None]
+    if unmarked:
+        raise pytest.UsageError("functional tests without pytestmark = pytest.mark.functional: "
+                                + ", ".join(unmarked[:10]))
 
 
 class _Stats(BaseHTTPRequestHandler):

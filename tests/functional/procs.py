@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from zkpoll.testing.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,20 +41,28 @@ class Child:
                 self.events.append(event)
                 self._cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
-                 after: int = 0) -> dict[str, Any]:
-        """Return the first event (from index ``after``) matching ``predicate``."""
-        deadline = time.monotonic() + timeout
+    def mark(self) -> int:
+        """The position of the next event: pass it as ``after`` to match only later ones.
+
+        Take it just before the action whose effect a test waits for, so that
+        an event from before the action can never satisfy the wait.
+        """
         with self._cond:
-            while True:
-                for event in self.events[after:]:
-                    if predicate(event):
-                        return event
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no matching event within {timeout}s; last: "
-                                         f"{self.events[-3:]}; stderr: {self.stderr_tail()}")
-                self._cond.wait(remaining)
+            return len(self.events)
+
+    def wait_event(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
+                   after: int = 0, what: str = "a matching event") -> dict[str, Any]:
+        """The first event at position ``after`` or later matching ``predicate``.
+
+        :raises AssertionError: none within ``timeout`` (names the last events
+            and the child's stderr)
+        """
+        def found() -> dict[str, Any] | None:
+            with self._cond:
+                return next((e for e in self.events[after:] if predicate(e)), None)
+        return wait_for(found, timeout, what, interval=0.01,
+                        diagnostics=lambda: f"last events: {self.events[-3:]}\n"
+                                            f"stderr: {self.stderr_tail()}")
 
     def last(self, kind: str) -> dict[str, Any] | None:
         with self._cond:

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.functional.agents import agent_command, wait_until, write_static_source
+from tests.functional.agents import agent_command, write_static_source
 from tests.functional.alarm_fleet import evaluator_command
+from zkpoll.testing.waiting import wait_for
 from zkpoll.testing.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.functional
@@ -122,7 +123,8 @@ def test_standalone_evaluator_end_to_end(tmp_path: Path, managed_prometheus) -> 
             assert delivered[0].body["current"] == "alarm"
             assert delivered[0].body["alarm_id"] == "up1"
             base = f"http://127.0.0.1:{port}"
-            assert wait_until(lambda: "up1" in get_json(base + "/alarms")["alarms"], 30)
+            wait_for(lambda: "up1" in get_json(base + "/alarms")["alarms"], 30,
+                     '"up1" in get_json(base + "/alarms")["alarms"]', interval=0.2)
             assert get_json(base + "/healthz")["status"] == "ok"
             metrics = get_text(base + "/metrics")
             assert 'zkpoll_alarm_transitions_total{state="alarm"} 1.0' in metrics
@@ -133,17 +135,20 @@ def test_standalone_evaluator_end_to_end(tmp_path: Path, managed_prometheus) -> 
             (alarms / "b.yaml").write_text("alarms:\n" + flip_alarm("up2", receiver.url_for("/h"),
                                                                     query="vector(0)"))
             proc.send_signal(signal.SIGHUP)
-            assert wait_until(lambda: "up2:1" in list(receiver.keys()), 60), receiver.keys()
+            wait_for(lambda: "up2:1" in list(receiver.keys()), 60,
+                     '"up2:1" in list(receiver.keys())', interval=0.2,
+                     diagnostics=lambda: receiver.keys())
             assert [d.body["current"] for d in receiver.deliveries() if d.key == "up2:1"] \
                 == ["ok"]
             # SIGHUP with a broken file: refused, the running alarms go on
             (alarms / "c.yaml").write_text("alarms:\n  - id: bad\n")
             proc.send_signal(signal.SIGHUP)
-            assert wait_until(lambda: "reload refused" in
-                              (tmp_path / "alarm.log").read_text(), 30)
+            wait_for(lambda: "reload refused" in (tmp_path / "alarm.log").read_text(),
+                     30, '"reload refused" in alarm.log', interval=0.2)
             evaluated = len((tmp_path / "evals.jsonl").read_text().splitlines())
-            assert wait_until(lambda: len((tmp_path / "evals.jsonl").read_text()
-                                          .splitlines()) > evaluated + 2, 30)
+            wait_for(lambda: len((tmp_path / "evals.jsonl").read_text().splitlines())
+                     > evaluated + 2, 30, f"more than {evaluated + 2} evaluations logged",
+                     interval=0.2)
             assert proc.poll() is None
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -174,8 +179,9 @@ def test_second_standalone_evaluator_of_one_configuration_refused(
         first = subprocess.Popen([*evaluator_command(), "--config-file", str(conf)],
                                  stdout=subprocess.DEVNULL, stderr=log)
     try:
-        assert wait_until(lambda: "alarm evaluator" in log_path.read_text(), 30), \
-            log_path.read_text()
+        wait_for(lambda: "alarm evaluator" in log_path.read_text(), 30,
+                 '"alarm evaluator" in log_path.read_text()', interval=0.2,
+                 diagnostics=lambda: log_path.read_text())
         second = run(conf, timeout=30)
         assert second.returncode == 2, second.stderr
         assert "already" in second.stderr.lower(), second.stderr
@@ -200,7 +206,7 @@ def test_threshold_alarm_reads_a_polling_agents_samples(tmp_path: Path) -> None:
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{api_port}"
-        assert wait_until(lambda: _samples(base), 30)
+        wait_for(lambda: _samples(base), 30, "_samples(base)", interval=0.2)
         rows = _samples(base)
         assert {r["resource_id"] for r in rows} == {"res-00000", "res-00001", "res-00002"}
         assert {r["volume"] for r in rows} == {1.0}
@@ -266,8 +272,9 @@ def test_status_alarms_shows_evaluators_states_and_owners(
                 return json.loads(out.stdout)
             except ValueError:
                 return {}
-        assert wait_until(lambda: len(states().get("evaluators", [])) == 2 and all(
-            a["state"] for a in states()["alarms"]), 60)
+        wait_for(lambda: len(states().get("evaluators", [])) == 2
+                 and all(a["state"] for a in states()["alarms"]),
+                 60, "2 evaluators and a state for every alarm", interval=0.2)
         doc = states()
         assert doc["exit_code"] == 0, doc
         by_id = {a["alarm_id"]: a for a in doc["alarms"]}
@@ -333,8 +340,8 @@ def test_two_evaluators_share_alarms_exactly_once_on_every_backend(
             return sorted(c for c, who in by_cycle.items() if who == {"e1", "e2"})
 
         try:
-            assert wait_until(lambda: len(shared_cycles()) >= 4, 60), \
-                (tmp_path / "e2.log").read_text()[-3000:]
+            wait_for(lambda: len(shared_cycles()) >= 4, 60, "len(shared_cycles()) >= 4",
+                     interval=0.2, diagnostics=lambda: (tmp_path / "e2.log").read_text()[-3000:])
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -350,7 +357,8 @@ def test_two_evaluators_share_alarms_exactly_once_on_every_backend(
             assert all(e["result"] == "written" for e in rows)
         for e in evaluations:
             assert e["state"] == ("alarm" if int(e["alarm"][1:]) % 2 else "ok"), e
-        assert wait_until(lambda: len(set(receiver.keys())) >= count, 30)
+        wait_for(lambda: len(set(receiver.keys())) >= count, 30,
+                 "len(set(receiver.keys())) >= count", interval=0.2)
         keys = receiver.keys()
         assert sorted(keys) == sorted({f"b{i:02d}:1" for i in range(count)}), keys
 

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from zkpoll.alarm import notify_options
 from zkpoll.alarm.notify import Notification, Notifiers
 from zkpoll.alarm.notify_codec import encode_row
 from zkpoll.testing.tls import Certificates, make_certificates
+from zkpoll.testing.waiting import wait_for
 from zkpoll.testing.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.functional
@@ -70,14 +70,6 @@ def batch(url: str, alarm: str, seqs: range) -> list[Notification]:
     return [Notification(f"{alarm}:{s}", url, body(alarm, s)) for s in seqs]
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
 def stats_of(notifiers: Notifiers, url: str) -> dict[str, Any]:
     return notifiers.stats()[url.split("?", 1)[0]]
 
@@ -125,8 +117,8 @@ def test_many_alarms_many_urls_and_log(webhook_receiver: Callable[..., WebhookRe
     assert [d.key for d in second.wait_for(2)] == ["y:0", "y:1"]
     lines = [r.getMessage() for r in caplog.records if r.name == "zkpoll.alarm.notify"]
     assert lines == ["alarm z (Z): ok -> alarm, severity critical: transition 1 [key z:1]"]
-    wait_until(lambda: stats_of(group, url1)["delivered"] == 5
-               and stats_of(group, url2)["delivered"] == 2, 30, "the stats")
+    wait_for(lambda: stats_of(group, url1)["delivered"] == 5
+             and stats_of(group, url2)["delivered"] == 2, 30, "the stats")
     stats = group.stats()
     assert stats["log://"] == {"delivered": 1}
     assert stats_of(group, url2)["delivered"] == 2
@@ -144,7 +136,7 @@ def delivered_keys(receiver: WebhookReceiver, distinct: int,
     busy machine after the receiver read it, the sender retries it, with
     the same key.
     """
-    wait_until(lambda: len({d.key for d in receiver.deliveries()}) >= distinct, timeout,
+    wait_for(lambda: len({d.key for d in receiver.deliveries()}) >= distinct, timeout,
                f"{distinct} distinct keys delivered")
     return [d.key for d in receiver.deliveries()]
 
@@ -181,7 +173,7 @@ def test_outage_then_everything_in_order(webhook_receiver: Callable[..., Webhook
     assert first_deliveries(keys) == [f"a:{i}" for i in range(20)]  # in order, none lost
     assert_redelivered_only_after_timeouts(keys, caplog)
     assert all(d.key == "a:0" for d in receiver.requests() if d.status == 503)
-    wait_until(lambda: stats_of(group, url)["queued"] == 0, 30, "an empty spool")
+    wait_for(lambda: stats_of(group, url)["queued"] == 0, 30, "an empty spool")
     after = stats_of(group, url)
     assert {"delivered", "retried", "rejected", "dropped", "queued", "oldest_age_s"} <= set(after)
     assert (after["delivered"], after["dropped"], after["rejected"]) == (20, 0, 0)
@@ -198,7 +190,7 @@ def test_stalled_receiver_times_out_and_is_retried(
     url = receiver.url_for("/alarm", "retry_backoff=0.02&max_backoff=0.1&timeout=0.3")
     group = notifiers([url])
     group.notify(batch(url, "s", range(3)))
-    wait_until(lambda: stats_of(group, url)["retried"] >= 2, 60, "two timed-out attempts")
+    wait_for(lambda: stats_of(group, url)["retried"] >= 2, 60, "two timed-out attempts")
     assert "timed out" in stats_of(group, url)["last_error"]
     receiver.release()
     assert [d.key for d in receiver.wait_for(3)] == ["s:0", "s:1", "s:2"]
@@ -214,7 +206,7 @@ def test_rejections_are_dropped_and_counted(webhook_receiver: Callable[..., Webh
     with caplog.at_level(logging.ERROR, logger="zkpoll.alarm"):
         group.notify(batch(url, "r", range(5)))
         assert [d.key for d in receiver.wait_for(3)] == ["r:2", "r:3", "r:4"]
-        wait_until(lambda: stats_of(group, url)["queued"] == 0, 30, "an empty spool")
+        wait_for(lambda: stats_of(group, url)["queued"] == 0, 30, "an empty spool")
     stats = stats_of(group, url)
     assert (stats["rejected"], stats["dropped"], stats["delivered"]) == (2, 0, 3)
     assert stats["drops"] == {"rejected": 2} and stats["retried"] == 0
@@ -234,7 +226,7 @@ def test_retryable_statuses_are_retried(status: int,
     group.notify(batch(url, "t", range(2)))
     assert [d.key for d in receiver.wait_for(2)] == ["t:0", "t:1"]
     assert [d.status for d in receiver.requests()] == [status, status, 200, 200]
-    wait_until(lambda: stats_of(group, url)["delivered"] == 2, 30, "the stats")
+    wait_for(lambda: stats_of(group, url)["delivered"] == 2, 30, "the stats")
     assert (stats_of(group, url)["retried"], stats_of(group, url)["rejected"]) == (2, 0)
 
 
@@ -249,10 +241,10 @@ def test_size_bound_drops_the_oldest(webhook_receiver: Callable[..., WebhookRece
     with caplog.at_level(logging.ERROR, logger="zkpoll.alarm"):
         for seq in range(10):
             group.notify(batch(url, "b", range(seq, seq + 1)))
-        wait_until(lambda: stats_of(group, url)["queued"] == 3, 30, "the drops")
+        wait_for(lambda: stats_of(group, url)["queued"] == 3, 30, "the drops")
         receiver.answer(200)
         assert [d.key for d in receiver.wait_for(3)] == ["b:7", "b:8", "b:9"]
-        wait_until(lambda: stats_of(group, url)["queued"] == 0, 30, "an empty spool")
+        wait_for(lambda: stats_of(group, url)["queued"] == 0, 30, "an empty spool")
     stats = stats_of(group, url)
     assert stats["drops"] == {"max_bytes": 7} and stats["dropped"] == 7
     assert any("notify_spool_max_bytes" in r.getMessage() and "DROPPED" in r.getMessage()
@@ -268,7 +260,7 @@ def test_age_bound_drops_old_notifications(webhook_receiver: Callable[..., Webho
     group = notifiers([url], alarm_conf(notify_spool_max_age=0.2))
     with caplog.at_level(logging.ERROR, logger="zkpoll.alarm"):
         group.notify(batch(url, "old", range(3)))
-        wait_until(lambda: stats_of(group, url)["drops"].get("max_age") == 3, 30,
+        wait_for(lambda: stats_of(group, url)["drops"].get("max_age") == 3, 30,
                    "the age drop")
     assert stats_of(group, url)["queued"] == 0
     assert receiver.deliveries() == []
@@ -344,7 +336,7 @@ def test_killed_during_outage_restart_delivers_all_in_order(
     with Notifiers(None, tmp_path, [url]) as restarted:
         keys = delivered_keys(receiver, 30)
         assert first_deliveries(keys) == [f"k:{i}" for i in range(30)]
-        wait_until(lambda: stats_of(restarted, url)["queued"] == 0, 30, "an empty spool")
+        wait_for(lambda: stats_of(restarted, url)["queued"] == 0, 30, "an empty spool")
     assert all(d.status == 503 for d in receiver.requests()[:-len(keys)])  # the child failed
 
 
@@ -355,7 +347,7 @@ def test_killed_while_delivering_restart_loses_nothing(
     run_killed_child(tmp_path, url, 40)
     expected = [f"k:{i}" for i in range(40)]
     with Notifiers(None, tmp_path, [url]):
-        wait_until(lambda: set(receiver.keys()) >= set(expected), 60, "every key")
+        wait_for(lambda: set(receiver.keys()) >= set(expected), 60, "every key")
     deliveries = receiver.deliveries()
     first_seen = list(dict.fromkeys(d.key for d in deliveries))
     assert first_seen == expected  # none missing, first deliveries in order
@@ -390,7 +382,7 @@ def test_https_unverifiable_certificate_is_retried(
     url = receiver.url_for("/alarm", FAST)  # the system CAs do not know the test CA
     group = notifiers([url])
     group.notify(batch(url, "v", range(1)))
-    wait_until(lambda: stats_of(group, url)["retried"] >= 2, 60, "two failed handshakes")
+    wait_for(lambda: stats_of(group, url)["retried"] >= 2, 60, "two failed handshakes")
     assert "CERTIFICATE_VERIFY_FAILED" in stats_of(group, url)["last_error"]
     assert receiver.requests() == [] and receiver.tls_failures >= 1
     insecure = receiver.url_for("/insecure", f"{FAST}&verify=false")
@@ -413,5 +405,5 @@ def test_https_client_certificate(webhook_receiver: Callable[..., WebhookReceive
     anonymous = receiver.url_for("/anon", f"{FAST}&ca_file={certificates.ca}")
     group = notifiers([anonymous])
     group.notify(batch(anonymous, "n", range(1)))
-    wait_until(lambda: stats_of(group, anonymous)["retried"] >= 1, 60, "a refused handshake")
+    wait_for(lambda: stats_of(group, anonymous)["retried"] >= 1, 60, "a refused handshake")
     assert [d.path for d in receiver.requests()] == ["/alarm"]

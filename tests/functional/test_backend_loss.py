@@ -16,16 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.agents import (
-    AgentProcess,
-    PollCollector,
+from tests.functional.agents import parse_poll, start_agent, write_static_source
+from tests.functional.audit import (
+    Collector,
     audit_cycles,
     describe_cycles,
-    first_cycle_polled_by_all,
-    logs_tail,
-    wait_until,
-    write_static_source,
+    first_cycle_done_by_all,
 )
+from tests.functional.fleet import ServiceProcess, logs_tail
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 INTERVAL = 1
@@ -38,7 +37,7 @@ _FENCE_LOG = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ "
                         r"zkpoll\.ownership\.partition \[[^]]*\] group \S+: (FENCED|unfenced): ")
 
 
-def _resumed_at(agents: list[AgentProcess], since: float) -> float | None:
+def _resumed_at(agents: list[ServiceProcess], since: float) -> float | None:
     """When the last agent logged polling partitioned work again after ``since``.
 
     None while an agent has not, or has fenced again since (the agents log
@@ -65,16 +64,18 @@ def test_zookeeper_down_longer_than_the_lease(managed_zookeeper, tmp_path: Path,
     server = managed_zookeeper()
     url = f"zookeeper://{server.address}/loss?timeout={SESSION_TIMEOUT}"
     ids = write_static_source(tmp_path / "polling.yaml", 60, interval=INTERVAL)
-    agents = [AgentProcess(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml",
+    agents = [start_agent(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml",
                            extra=f"[coordination]\non_backend_loss = {policy}\n"
                                  # reconnect within 0.5 s of the restart
                                  "retry_backoff = 0.1\nmax_retry_interval = 0.5\n")
               for i in range(2)]
-    collector = PollCollector(agents)
+    collector = Collector(parse_poll, agents)
     try:
-        assert wait_until(lambda: first_cycle_polled_by_all(
-            collector.refresh(), [a.name for a in agents]) is not None, 30), logs_tail(agents)
-        first = first_cycle_polled_by_all(collector.refresh(), [a.name for a in agents])
+        wait_for(lambda: first_cycle_done_by_all(collector.refresh(),
+                                                   [a.name for a in agents]) is not None,
+                 30, "a cycle polled by every agent", interval=0.2,
+                 diagnostics=lambda: logs_tail(agents))
+        first = first_cycle_done_by_all(collector.refresh(), [a.name for a in agents])
         assert first is not None
         time.sleep(3 * INTERVAL)
 
@@ -98,7 +99,8 @@ def test_zookeeper_down_longer_than_the_lease(managed_zookeeper, tmp_path: Path,
                 collector.refresh(), ids, since=resumed + INTERVAL / 2,
                 interval=INTERVAL)) >= 2
 
-        assert wait_until(recovered, MAX_RECOVERY), logs_tail(agents)
+        wait_for(recovered, MAX_RECOVERY, "recovered", interval=0.2,
+                 diagnostics=lambda: logs_tail(agents))
         resumed = _resumed_at(agents, restarting)
         assert resumed is not None
 

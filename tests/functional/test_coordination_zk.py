@@ -1,4 +1,11 @@
-"""The ZooKeeper backend against a real ZooKeeper: members in separate processes."""
+"""What only the ZooKeeper backend has, against a real ZooKeeper: sessions with
+ids that expire and come back new, a quorum that loses its leader, a connection
+cut through a proxy, a clear error for an unreachable server.
+
+What every backend shares (membership across processes, kill and leave
+timings, watches, updates and snapshots) is in test_coordinator_contract.py,
+which runs against ZooKeeper too.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,11 @@ from pathlib import Path
 import pytest
 from oslo_config import cfg
 
-from tests.functional.procs import Child, member
-from zkpoll.coordination import Membership, SessionState, get_coordinator, register_opts
+from tests.functional.procs import member
+from tests.functional.test_coordinator_contract import ready, sees
+from zkpoll.coordination import SessionState, get_coordinator, register_opts
 from zkpoll.exceptions import CoordinatorUnreachable
+from zkpoll.testing.waiting import wait_for
 from zkpoll.testing.zookeeper import expire_session, free_port
 
 pytestmark = pytest.mark.functional
@@ -30,81 +39,27 @@ def coordinator_for(url: str, heartbeat: float = 0.2):
     return get_coordinator(conf)
 
 
-def ready(children: list[Child]) -> list[str]:
-    return [c.wait_for(lambda e: e["event"] == "ready", 30)["me"] for c in children]
-
-
-def sees(child: Child, ids: set[str], timeout: float) -> dict:
-    return child.wait_for(lambda e: e["event"] == "membership" and set(e["members"]) == ids,
-                          timeout)
-
-
-def test_members_in_separate_processes_see_the_same_membership(zookeeper_server, zk_chroot,
-                                                               tmp_path: Path) -> None:
-    url = url_for(zookeeper_server.address, zk_chroot)
-    children = [member(url, tmp_path, f"m{i}") for i in range(3)]
-    try:
-        ids = set(ready(children))
-        assert len(ids) == 3
-        for child in children:
-            sees(child, ids, 10)
-    finally:
-        for child in children:
-            child.kill()
-
-
-def test_kill9_member_is_gone_for_the_others_within_session_timeout(zookeeper_server,
-                                                                     zk_chroot,
-                                                                     tmp_path: Path) -> None:
-    url = url_for(zookeeper_server.address, zk_chroot)
-    children = [member(url, tmp_path, f"m{i}") for i in range(3)]
-    try:
-        ids = ready(children)
-        for child in children:
-            sees(child, set(ids), 10)
-        killed_at = time.time()
-        children[0].kill()
-        for child in children[1:]:
-            event = sees(child, set(ids[1:]), SESSION_TIMEOUT + 5)
-            assert event["t"] - killed_at <= SESSION_TIMEOUT + 1.0, event["t"] - killed_at
-    finally:
-        for child in children:
-            child.kill()
-
-
 def test_expired_session_reregisters_by_itself(zookeeper_server, zk_chroot,
                                                tmp_path: Path) -> None:
     url = url_for(zookeeper_server.address, zk_chroot)
     children = [member(url, tmp_path, f"m{i}") for i in range(2)]
     try:
         ids = ready(children)
-        sees(children[1], set(ids), 10)
+        sees(children[1], set(ids), 10, after=0)
         first = children[0].last("ready")
         assert first is not None
+        marks = [child.mark() for child in children]
         expire_session(zookeeper_server.address, (first["session"], bytes.fromhex(first["password"])))
-        lost = children[0].wait_for(lambda e: e["event"] == "state" and e["state"] == "lost", 10)
-        back = children[0].wait_for(lambda e: e["event"] == "state" and e["state"] == "connected",
-                                    10, after=children[0].events.index(lost))
+        lost = children[0].wait_event(lambda e: e["event"] == "state" and e["state"] == "lost",
+                                      10, after=marks[0], what="state lost")
+        back = children[0].wait_event(
+            lambda e: e["event"] == "state" and e["state"] == "connected", 10,
+            after=children[0].events.index(lost), what="state connected after lost")
         assert back["session"] != first["session"]
         new_id = back["me"]
         assert new_id != ids[0]
-        sees(children[1], {new_id, ids[1]}, 10)
-        sees(children[0], {new_id, ids[1]}, 10)
-    finally:
-        for child in children:
-            child.kill()
-
-
-def test_graceful_stop_removes_the_member_at_once(zookeeper_server, zk_chroot,
-                                                  tmp_path: Path) -> None:
-    url = url_for(zookeeper_server.address, zk_chroot, timeout=20)
-    children = [member(url, tmp_path, f"m{i}") for i in range(2)]
-    try:
-        ids = ready(children)
-        sees(children[1], set(ids), 10)
-        children[0].close_stdin()
-        children[0].wait_for(lambda e: e["event"] == "stopped", 10)
-        sees(children[1], {ids[1]}, 2.0)  # far below the 20 s session timeout
+        sees(children[1], {new_id, ids[1]}, 10, after=marks[1])
+        sees(children[0], {new_id, ids[1]}, 10, after=marks[0])
     finally:
         for child in children:
             child.kill()
@@ -117,21 +72,19 @@ def test_leader_loss_keeps_sessions_and_membership(zookeeper_ensemble, zk_chroot
     try:
         ids = ready(children)
         for child in children:
-            sees(child, set(ids), 10)
-        marks = [len(c.events) for c in children]
+            sees(child, set(ids), 10, after=0)
+        marks = [child.mark() for child in children]
         zookeeper_ensemble.kill(zookeeper_ensemble.leader())
-        deadline = time.monotonic() + 30
-        while zookeeper_ensemble.leader() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert zookeeper_ensemble.leader() is not None, "no new leader elected"
+        wait_for(lambda: zookeeper_ensemble.leader() is not None, 30, "a new leader",
+                 interval=0.2)
         time.sleep(4.0 * 1.5)  # longer than the session timeout: expiry would show now
         for child, mark in zip(children, marks):
             later = child.events[mark:]
             assert not any(e["event"] == "state" and e["state"] == "lost" for e in later), later
             memberships = [e for e in later if e["event"] == "membership"]
             assert all(set(e["members"]) == set(ids) for e in memberships), memberships
-            child.wait_for(lambda e: e["event"] == "state" and e["state"] == "connected"
-                           or e["event"] == "ready", 1)
+            child.wait_event(lambda e: e["event"] == "state" and e["state"] == "connected"
+                             or e["event"] == "ready", 1, what="connected or ready")
         current = coordinator_for(url)
         current.start(timeout=10)
         try:
@@ -141,42 +94,6 @@ def test_leader_loss_keeps_sessions_and_membership(zookeeper_ensemble, zk_chroot
     finally:
         for child in children:
             child.kill()
-
-
-def test_in_process_watch_update_and_data(zookeeper_server, zk_chroot) -> None:
-    a = coordinator_for(url_for(zookeeper_server.address, zk_chroot))
-    b = coordinator_for(url_for(zookeeper_server.address, zk_chroot))
-    seen: list[Membership] = []
-    a.start(timeout=10)
-    b.start(timeout=10)
-    try:
-        a.watch("g", seen.append)
-        a.join("g", {"weight": 2}, wait=5)
-        b.join("g", {"x": 1}, wait=5)
-        b.update("g", {"x": 2}, wait=5)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            last = seen[-1] if seen else None
-            mb = last.get(b.member_id) if last else None
-            if mb is not None and mb.data.get("x") == 2:
-                break
-            time.sleep(0.05)
-        last = seen[-1]
-        assert set(last.member_ids) == {a.member_id, b.member_id}
-        assert last.get(a.member_id).weight == 2.0
-        assert last.get(b.member_id).data["x"] == 2
-        assert [m.version for m in seen] == sorted({m.version for m in seen})
-        assert a.get_groups() == ["g"]
-        assert 0 < a.lease_remaining() <= a.session_timeout
-        late: list[Membership] = []
-        a.watch("g", late.append)  # a second watcher gets the current snapshot
-        deadline = time.monotonic() + 5
-        while not late and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert late and late[0].member_ids == last.member_ids
-    finally:
-        a.stop()
-        b.stop()
 
 
 def test_cut_connection_suspends_then_resumes_same_session(zookeeper_server, zk_chroot,
@@ -190,22 +107,13 @@ def test_cut_connection_suspends_then_resumes_same_session(zookeeper_server, zk_
         coordinator.join("g", wait=5)
         member_id, session = coordinator.member_id, coordinator.client_id[0]
         proxy.cut("blackhole")
-        deadline = time.monotonic() + 10
-        while coordinator.state is not SessionState.SUSPENDED and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert coordinator.state is SessionState.SUSPENDED
+        wait_for(lambda: coordinator.state is SessionState.SUSPENDED, 10, "SUSPENDED")
         assert coordinator.lease_remaining() < coordinator.session_timeout
         proxy.restore()
-        deadline = time.monotonic() + 10
-        while coordinator.state is not SessionState.CONNECTED and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert coordinator.state is SessionState.CONNECTED
+        wait_for(lambda: coordinator.state is SessionState.CONNECTED, 10, "CONNECTED again")
         assert (coordinator.member_id, coordinator.client_id[0]) == (member_id, session)
-        deadline = time.monotonic() + 5
-        while coordinator.lease_remaining() < coordinator.session_timeout - 1 \
-                and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert coordinator.lease_remaining() > coordinator.session_timeout - 1
+        wait_for(lambda: coordinator.lease_remaining() > coordinator.session_timeout - 1, 5,
+                 "a renewed lease")
         assert SessionState.LOST not in states
     finally:
         coordinator.stop()

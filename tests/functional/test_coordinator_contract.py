@@ -32,6 +32,7 @@ from zkpoll.testing import (
     ManagedZooKeeper,
     expire_session,
 )
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -56,14 +57,6 @@ def coordinator_for(url: str, timeout: float = TIMEOUT) -> Coordinator:
     conf.set_override("retry_backoff", 0.1, "coordination")
     conf.set_override("max_retry_interval", 1.0, "coordination")
     return get_coordinator(conf)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -91,12 +84,24 @@ def children() -> Iterator[list[Child]]:
 
 
 def ready(started: list[Child]) -> list[str]:
-    return [c.wait_for(lambda e: e["event"] == "ready", 30)["me"] for c in started]
+    return [c.wait_event(lambda e: e["event"] == "ready", 30, what="ready")["me"]
+            for c in started]
 
 
-def sees(child: Child, ids: set[str], timeout: float) -> dict[str, Any]:
-    return child.wait_for(lambda e: e["event"] == "membership" and set(e["members"]) == ids,
-                          timeout)
+def sees(child: Child, ids: set[str], timeout: float, *, after: int) -> dict[str, Any]:
+    """The first membership view of ``child`` listing exactly ``ids``, among the
+    events from position ``after`` (:meth:`Child.mark`, taken before the action
+    awaited: a view from before it can never match)."""
+    return child.wait_event(lambda e: e["event"] == "membership" and set(e["members"]) == ids,
+                            timeout, after=after, what=f"a membership view of {sorted(ids)}")
+
+
+def delay(event: dict[str, Any], action_at: float) -> float:
+    """Seconds from the action to the child's view ``event``; never negative (the
+    view was matched among events after the action)."""
+    seconds = event["t"] - action_at
+    assert seconds >= 0, f"the view {event} predates the action at {action_at}"
+    return seconds
 
 
 def expire(url: str, coordinator: Coordinator, group: str) -> None:
@@ -123,7 +128,7 @@ def test_join_update_leave_watch_and_snapshots(backend_url: str, coordinators) -
     def b_has_x2() -> bool:
         mb = seen[-1].get(b.member_id) if seen else None
         return mb is not None and mb.data.get("x") == 2
-    wait_until(b_has_x2, 5, "b's update in a's snapshot")
+    wait_for(b_has_x2, 5, "b's update in a's snapshot")
     last = seen[-1]
     assert set(last.member_ids) == {a.member_id, b.member_id}
     assert last.get(a.member_id).weight == 2.0
@@ -139,14 +144,14 @@ def test_join_update_leave_watch_and_snapshots(backend_url: str, coordinators) -
 
     late: list[Membership] = []
     a.watch("g", late.append)  # a second watcher gets the current snapshot at once
-    wait_until(lambda: late, 5, "the replayed snapshot")
+    wait_for(lambda: late, 5, "the replayed snapshot")
     assert late[0].member_ids == last.member_ids
 
     with pytest.raises(NotJoined):
         a.update("other", {"x": 1})
     a.leave("other", wait=1)  # leaving a group never joined is no error
     b.leave("g", wait=5)
-    wait_until(lambda: seen[-1].member_ids == (a.member_id,), 2, "b's leave")
+    wait_for(lambda: seen[-1].member_ids == (a.member_id,), 2, "b's leave")
     assert a.get_members("g").member_ids == (a.member_id,)
 
 
@@ -157,7 +162,7 @@ def test_members_in_separate_processes_see_each_other(backend_url: str, tmp_path
     ids = set(ready(children))
     assert len(ids) == 3
     for child in children:
-        sees(child, ids, 10)
+        sees(child, ids, 10, after=0)  # after the start of every child
 
 
 def test_killed_member_disappears_within_its_timeout(backend_url: str, tmp_path: Path,
@@ -166,13 +171,14 @@ def test_killed_member_disappears_within_its_timeout(backend_url: str, tmp_path:
     children += [member(url, tmp_path, f"m{i}") for i in range(3)]
     ids = ready(children)
     for child in children:
-        sees(child, set(ids), 10)
+        sees(child, set(ids), 10, after=0)
+    marks = [child.mark() for child in children]
     killed_at = time.time()
     children[0].kill()
     bound = TIMEOUT + SLACK[kind(backend_url)]
-    for child in children[1:]:
-        event = sees(child, set(ids[1:]), bound + 5)
-        assert event["t"] - killed_at <= bound, event["t"] - killed_at
+    for child, mark in zip(children[1:], marks[1:]):
+        event = sees(child, set(ids[1:]), bound + 5, after=mark)
+        assert delay(event, killed_at) <= bound, delay(event, killed_at)
 
 
 def test_graceful_leave_is_immediate(backend_url: str, tmp_path: Path,
@@ -180,10 +186,13 @@ def test_graceful_leave_is_immediate(backend_url: str, tmp_path: Path,
     url = f"{backend_url}?timeout=20"
     children += [member(url, tmp_path, f"m{i}") for i in range(2)]
     ids = ready(children)
-    sees(children[1], set(ids), 10)
+    sees(children[1], set(ids), 10, after=0)
+    mark = children[1].mark()
+    left_at = time.time()
     children[0].close_stdin()
-    children[0].wait_for(lambda e: e["event"] == "stopped", 10)
-    sees(children[1], {ids[1]}, 2.0)  # far below the 20 s member timeout
+    children[0].wait_event(lambda e: e["event"] == "stopped", 10, what="stopped")
+    event = sees(children[1], {ids[1]}, 5.0, after=mark)
+    assert delay(event, left_at) <= 2.0, delay(event, left_at)  # far below the 20 s timeout
 
 
 def test_registration_hook_runs_on_every_new_registration(backend_url: str,
@@ -209,7 +218,7 @@ def test_registration_hook_runs_on_every_new_registration(backend_url: str,
     def registered_again() -> bool:
         me = seen[-1].get(coordinator.member_id) if seen else None
         return me is not None and me.data.get("registration") == 2
-    wait_until(registered_again, 15, "re-registration under a new session")
+    wait_for(registered_again, 15, "re-registration under a new session")
     assert coordinator.member_id != first
     assert seen[-1].member_ids == (coordinator.member_id,)
     assert seen[-1].get(coordinator.member_id).data["x"] == 2  # the updated data is kept
@@ -244,7 +253,7 @@ def test_lease_runs_out_while_the_server_is_down_then_rejoins(private_url, coord
 
     server.stop()
     stopped = time.monotonic()
-    wait_until(lambda: coordinator.lease_remaining() < 0, coordinator.session_timeout + 2,
+    wait_for(lambda: coordinator.lease_remaining() < 0, coordinator.session_timeout + 2,
                "the lease to run out")
     # no contact after the server stopped: the lease ran out by stop + session timeout
     # (checked on the recorded contact, not on when this thread got to look)
@@ -252,8 +261,8 @@ def test_lease_runs_out_while_the_server_is_down_then_rejoins(private_url, coord
     assert coordinator.state is not SessionState.CONNECTED
 
     server.start()
-    wait_until(lambda: coordinator.state is SessionState.CONNECTED
-               and coordinator.lease_remaining() > 0
-               and seen and coordinator.member_id in seen[-1].member_ids, 20,
-               "reconnection, a renewed lease and re-registration")
+    wait_for(lambda: coordinator.state is SessionState.CONNECTED
+             and coordinator.lease_remaining() > 0
+             and seen and coordinator.member_id in seen[-1].member_ids, 20,
+             "reconnection, a renewed lease and re-registration")
     assert coordinator.get_members("g").get(coordinator.member_id).data["x"] == 1

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until, write_static_source
+from tests.functional.agents import start_agent, write_static_source
+from tests.functional.fleet import ServiceProcess
 from zkpoll.testing import free_port
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
@@ -68,9 +70,9 @@ def test_outage_and_kill9_lose_nothing_and_duplicate_nothing(
     backend = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=4"
     apis = {name: f"127.0.0.1:{free_port()}" for name in ("a", "b")}
 
-    def start(name: str, label: str) -> AgentProcess:
+    def start(name: str, label: str) -> ServiceProcess:
         truth = tmp_path / f"{label}-polled.jsonl"
-        return AgentProcess(
+        return start_agent(
             tmp_path, label, backend, tmp_path / "polling.yaml",
             extra=f"[publisher]\ndefault_publishers = {prom.remote_write_url}"
                   f"?retry_backoff=0.2&max_backoff=2,file://{truth}\n"
@@ -79,9 +81,10 @@ def test_outage_and_kill9_lose_nothing_and_duplicate_nothing(
     agents = {"a": start("a", "a"), "b": start("b", "b")}
     files = [tmp_path / f"{label}-polled.jsonl" for label in ("a", "b", "b2")]
     try:
-        assert wait_until(lambda: all(f.exists() and f.stat().st_size for f in files[:2])
-                          and prom.samples('{source="static"}', "1m"), 30), \
-            agents["a"].log()[-2000:] + agents["b"].log()[-2000:]
+        wait_for(lambda: all(f.exists() and f.stat().st_size for f in files[:2])
+                 and prom.samples('{source="static"}', "1m"),
+                 30, "samples in the first two files and in Prometheus", interval=0.2,
+                 diagnostics=lambda: agents["a"].log()[-2000:] + agents["b"].log()[-2000:])
         prom.stop()
         down = time.monotonic()
         time.sleep(4)
@@ -89,13 +92,15 @@ def test_outage_and_kill9_lose_nothing_and_duplicate_nothing(
         killed_at = time.time()
         time.sleep(2)
         agents["b"] = start("b", "b2")  # same spool directory: resumes it
-        assert wait_until(lambda: files[2].exists() and files[2].stat().st_size, 20)
+        wait_for(lambda: files[2].exists() and files[2].stat().st_size, 20,
+                 "files[2].exists() and files[2].stat().st_size", interval=0.2)
         assert all(backlog(api) for api in apis.values())  # both hold samples on disk
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - down)))
         outage = time.monotonic() - down
         prom.start()
-        assert wait_until(lambda: all(backlog(api) == 0 for api in apis.values()), 40), \
-            {name: backlog(api) for name, api in apis.items()}
+        wait_for(lambda: all(backlog(api) == 0 for api in apis.values()), 40,
+                 "all(backlog(api) == 0 for api in apis.values())", interval=0.2,
+                 diagnostics=lambda: {name: backlog(api) for name, api in apis.items()})
     finally:
         for agent in agents.values():
             agent.terminate()

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until
+from tests.functional.agents import start_agent
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
 
@@ -47,18 +48,19 @@ def test_an_expression_over_budget_never_freezes_the_agent(
         "  - name: bomb\n    interval: 1\n    meters: [dyn.bomb]\n"
         "  - name: steady\n    interval: 1\n    meters: [synthetic.constant]\n"
         "    resources: [r1]\n")
-    agent = AgentProcess(tmp_path, "agent", "", polling, namespaces="central,synthetic",
+    agent = start_agent(tmp_path, "agent", "", polling, namespaces="central,synthetic",
                          extra=f"[polling]\npollsters_definitions_dirs = {definitions}\n")
     peak = 0
     try:
         def failed_bomb_cycles() -> int:
             return agent.log().count("pollster dyn.bomb failed: ExpressionBudgetError")
 
-        assert wait_until(lambda: failed_bomb_cycles() >= 3, 30), agent.log()[-3000:]
+        wait_for(lambda: failed_bomb_cycles() >= 3, 30, "failed_bomb_cycles() >= 3", interval=0.2,
+                 diagnostics=lambda: agent.log()[-3000:])
 
         # The steady source keeps polling: cycles after the bomb first went off.
         def steady_cycles_since() -> set[str]:
-            return {s["cycle_start"] for s in agent.samples()
+            return {s["cycle_start"] for s in agent.records()
                     if s["name"] == "synthetic.constant"}
 
         seen = len(steady_cycles_since())
@@ -80,4 +82,4 @@ def test_an_expression_over_budget_never_freezes_the_agent(
     assert peak < MAX_RSS_KB, f"agent grew to {peak} kB"
     assert "went over its budget: '*' would build" in log
     assert "Traceback" not in log
-    assert not [s for s in agent.samples() if s["name"] == "dyn.bomb"]
+    assert not [s for s in agent.records() if s["name"] == "dyn.bomb"]

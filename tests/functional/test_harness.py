@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from zkpoll.testing import (
     find_installation,
     four_letter_word,
 )
+from zkpoll.testing.waiting import wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import ZooKeeperFactory
@@ -34,15 +34,6 @@ pytestmark = pytest.mark.functional
 SESSION_TIMEOUT = 6.0
 
 ClientFactory = Callable[[str], tuple[KazooClient, list[KazooState]]]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until it is true; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def node_exists(client: KazooClient, path: str) -> bool:

@@ -19,6 +19,9 @@ import pytest
 from zkpoll.exceptions import ConfigError
 from zkpoll.publisher import load_publisher
 from zkpoll.sample import Sample
+from zkpoll.testing.waiting import wait_for
+
+pytestmark = pytest.mark.functional
 
 FAST = "retry_backoff=0.01&max_backoff=0.05&timeout=1"
 NOW = time.time()  # recent: samples older than [publisher] spool_max_age are dropped
@@ -92,13 +95,6 @@ def dead_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
-
 def test_batches_are_posted_as_json_arrays(server):
     srv = server()
     publisher = load_publisher(None, f"http://127.0.0.1:{srv.port}/ingest?batch_size=10")
@@ -115,7 +111,7 @@ def test_5xx_and_429_are_retried_without_loss(server):
     srv = server(500, 503, 429)
     publisher = load_publisher(None, f"http://127.0.0.1:{srv.port}/?{FAST}")
     publisher.publish_samples(make_samples(5))
-    wait_for(lambda: publisher.stats["published"] == 5)
+    wait_for(lambda: publisher.stats["published"] == 5, 2.0, 'publisher.stats["published"] == 5')
     assert srv.received() == [f"res-{i}" for i in range(5)] and srv.requests == 4
     assert publisher.stats == {"published": 5, "dropped": 0, "errors": 3, "queue_depth": 0}
     publisher.close()
@@ -126,7 +122,7 @@ def test_4xx_is_dropped_at_once(server, caplog):
     publisher = load_publisher(None, f"http://127.0.0.1:{srv.port}/?{FAST}")
     with caplog.at_level(logging.WARNING, logger="zkpoll.publisher.http"):
         publisher.publish_samples(make_samples(4))
-        wait_for(lambda: publisher.stats["dropped"] == 4)
+        wait_for(lambda: publisher.stats["dropped"] == 4, 2.0, 'publisher.stats["dropped"] == 4')
     assert srv.requests == 1 and publisher.stats["errors"] == 1
     assert "HTTP 400" in caplog.text and "rejected 4 of 4 samples for good" in caplog.text
     assert publisher.health.drops == {"rejected": 4}
@@ -154,7 +150,7 @@ def test_a_dead_endpoint_is_retried_until_it_answers(server, caplog):
     publisher = load_publisher(None, f"http://127.0.0.1:{port}/?{FAST}")
     with caplog.at_level(logging.WARNING, logger="zkpoll.publisher.http"):
         publisher.publish_samples(make_samples(3))
-        wait_for(lambda: publisher.stats["errors"] >= 10)
+        wait_for(lambda: publisher.stats["errors"] >= 10, 2.0, 'publisher.stats["errors"] >= 10')
     assert publisher.stats["dropped"] == 0 and publisher.stats["queue_depth"] == 3
     assert "ConnectionRefusedError" in caplog.text and "retrying without limit" in caplog.text
     assert publisher.health.failing
@@ -163,7 +159,8 @@ def test_a_dead_endpoint_is_retried_until_it_answers(server, caplog):
     late.httpd = ThreadingHTTPServer(("127.0.0.1", port), late.httpd.RequestHandlerClass)
     threading.Thread(target=late.httpd.serve_forever, args=(0.05,), daemon=True).start()
     try:
-        wait_for(lambda: publisher.stats["published"] == 3)
+        wait_for(lambda: publisher.stats["published"] == 3, 2.0,
+                 'publisher.stats["published"] == 3')
         assert late.received() == ["res-0", "res-1", "res-2"] and not publisher.health.failing
     finally:
         late.httpd.shutdown()
@@ -191,10 +188,11 @@ def test_credentials_become_basic_auth_and_are_never_logged(server, caplog):
     publisher = load_publisher(None, url)
     with caplog.at_level(logging.DEBUG, logger="zkpoll"):
         publisher.publish_samples(make_samples(1))
-        wait_for(lambda: publisher.stats["published"] == 1)
+        wait_for(lambda: publisher.stats["published"] == 1, 2.0,
+                 'publisher.stats["published"] == 1')
         dead = load_publisher(None, url.replace(str(srv.port), str(dead_port())))
         dead.publish_samples(make_samples(1))
-        wait_for(lambda: dead.stats["errors"] >= 2)
+        wait_for(lambda: dead.stats["errors"] >= 2, 2.0, 'dead.stats["errors"] >= 2')
     expected = base64.b64encode(b"alice:s3cr@t").decode()
     assert srv.headers[0]["Authorization"] == f"Basic {expected}"
     assert "***@127.0.0.1" in caplog.text
@@ -227,7 +225,8 @@ def test_https_certificate_verification(server, certificate, query, delivered):
     url = f"https://127.0.0.1:{srv.port}/?{FAST}&{query.format(cert=cert)}".rstrip("&")
     publisher = load_publisher(None, url)
     publisher.publish_samples(make_samples(2))
-    wait_for(lambda: publisher.stats["published"] == 2 or publisher.stats["errors"] >= 2)
+    wait_for(lambda: publisher.stats["published"] == 2 or publisher.stats["errors"] >= 2, 2.0,
+             'publisher.stats["published"] == 2 or publisher.stats["errors"] >= 2')
     assert publisher.stats["published"] == (2 if delivered else 0)
     if not delivered:
         assert "CERTIFICATE_VERIFY_FAILED" in (publisher.health.last_error or "")

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until
+from tests.functional.agents import start_agent
 from zkpoll.testing.plugins import SilentServer
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
 
@@ -31,15 +32,16 @@ def test_one_dead_url_costs_only_its_own_sample(healthy_url: str, tmp_path: Path
         "sources:\n  - name: web\n    interval: 4\n"
         "    meters: [http.status, http.response.time]\n"
         f"    resources: ['{healthy_url}', '{dead_url}']\n")
-    agent = AgentProcess(tmp_path, "agent", "", polling, namespaces="central")
+    agent = start_agent(tmp_path, "agent", "", polling, namespaces="central")
     try:
         def cycles() -> dict[str, list[dict[str, Any]]]:
             by_cycle: dict[str, list[dict[str, Any]]] = {}
-            for sample in agent.samples():
+            for sample in agent.records():
                 by_cycle.setdefault(sample["cycle_start"], []).append(sample)
             return by_cycle
 
-        assert wait_until(lambda: len(cycles()) >= 4, 60), agent.log()[-3000:]
+        wait_for(lambda: len(cycles()) >= 4, 60, "len(cycles()) >= 4", interval=0.2,
+                 diagnostics=lambda: agent.log()[-3000:])
         assert agent.terminate() == 0
     finally:
         agent.kill()

@@ -24,6 +24,7 @@ from zkpoll.exceptions import PublishError
 from zkpoll.publisher.notifier import NotifierSender, register_opts
 from zkpoll.sample import Sample
 from zkpoll.testing.rabbitmq import ManagedRabbitMQ
+from zkpoll.testing.waiting import wait_for
 
 oslo_messaging = pytest.importorskip("oslo_messaging")
 
@@ -81,7 +82,7 @@ class SampleEndpoint:
 
     def __init__(self) -> None:
         self.notifications: list[dict] = []
-        self.arrived = threading.Condition()
+        self._lock = threading.Lock()
 
     def sample(self, notifications: list[dict]) -> None:
         self._collect("sample", notifications)
@@ -90,15 +91,12 @@ class SampleEndpoint:
         self._collect("info", notifications)
 
     def _collect(self, priority: str, notifications: list[dict]) -> None:
-        with self.arrived:
+        with self._lock:
             self.notifications.extend(dict(n, priority=priority) for n in notifications)
-            self.arrived.notify_all()
 
-    def wait_for(self, count: int, timeout: float) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        with self.arrived:
-            while len(self.notifications) < count and time.monotonic() < deadline:
-                self.arrived.wait(deadline - time.monotonic())
+    def received(self) -> list[dict]:
+        """Every notification so far (a copy)."""
+        with self._lock:
             return list(self.notifications)
 
 
@@ -173,7 +171,9 @@ def test_every_sample_arrives_as_a_signed_ceilometer_telemetry_polling_notificat
     finally:
         sender.close()
 
-    notifications = listener.wait_for(len(batches), timeout=30)
+    wait_for(lambda: len(listener.received()) >= len(batches), 30,
+             f"{len(batches)} notifications at the listener")
+    notifications = listener.received()
     assert len(notifications) == len(batches), "one notification per batch"
     by_id = {}
     for note in notifications:

@@ -22,11 +22,14 @@ from typing import Any
 
 import pytest
 
-from tests.functional.test_coordinator_contract import coordinator_for, wait_until
+from tests.functional.test_coordinator_contract import coordinator_for
 from zkpoll.coordination import Coordinator
 from zkpoll.ownership import Partition, claimed_cycle
 from zkpoll.ownership.partition import _WAKE
 from zkpoll.polling.agent import Agent
+from zkpoll.testing.waiting import wait_for
+
+pytestmark = pytest.mark.functional
 
 
 @pytest.fixture
@@ -48,7 +51,7 @@ def test_concurrent_claims_of_two_sources_are_never_lost(backend_url: str, start
     coordinator = started(backend_url)
     partition = Partition(coordinator, "g", settle_time=0.5)
     partition.join({"weight": 1}, wait=5)
-    wait_until(partition.registered, 10, "our own registration in the snapshot")
+    wait_for(partition.registered, 10, "our own registration in the snapshot")
     time.sleep(0.6)  # past active_at
     keys = [f"r{i}" for i in range(20)]
     results: dict[str, list[bool]] = {"a": [], "b": []}
@@ -139,7 +142,7 @@ def test_an_update_during_the_registration_hook_is_published(backend_url: str,
     def published() -> bool:
         me = coordinator.get_members("g").get(coordinator.member_id)
         return me is not None and me.data.get("x") == 2 and me.data.get("registered") is True
-    wait_until(published, 10, "x = 2 and the hook's field, both published")
+    wait_for(published, 10, "x = 2 and the hook's field, both published")
 
 
 def test_a_partition_starts_its_worker_with_its_first_skip(backend_url: str) -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until
+from tests.functional.agents import start_agent
 from zkpoll.testing import ManagedZooKeeper
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -52,19 +53,19 @@ def test_agent_publishes_plugin_and_dynamic_samples(
         f"    meters: [{', '.join(STATIC)}]\n    resources: ['{server}']\n"
         "  - name: ensemble\n    interval: 1\n    meters: [zookeeper.znodes]\n"
         "  - name: queue\n    interval: 1\n    meters: [dyn.queue.*]\n")
-    agent = AgentProcess(tmp_path, "agent", f"zookeeper://{server}{zk_chroot}?timeout=2",
+    agent = start_agent(tmp_path, "agent", f"zookeeper://{server}{zk_chroot}?timeout=2",
                          polling, namespaces="central",
                          extra=f"[polling]\npollsters_definitions_dirs = {definitions}\n")
     try:
         def seen() -> set[str]:
-            return {s["name"] for s in agent.samples()}
+            return {s["name"] for s in agent.records()}
 
         wanted = {*STATIC, "zookeeper.znodes", "dyn.queue.depth"}
-        assert wait_until(lambda: wanted <= seen(), 30), \
-            f"missing {wanted - seen()}\n{agent.log()[-3000:]}"
+        wait_for(lambda: wanted <= seen(), 30, "wanted <= seen()", interval=0.2,
+                 diagnostics=lambda: f"missing {wanted - seen()}\n{agent.log()[-3000:]}")
     finally:
         assert agent.terminate() == 0, agent.log()[-3000:]
-    samples = agent.samples()
+    samples = agent.records()
     by_name = {s["name"]: s for s in samples}
     for name in (*STATIC, "zookeeper.znodes"):
         sample = by_name[name]

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from kazoo.client import KazooClient
 
-from tests.functional.agents import AgentProcess, wait_until, write_static_source
+from tests.functional.agents import start_agent, write_static_source
 from zkpoll.testing import free_port
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -73,19 +74,21 @@ def test_a_failing_sink_degrades_the_agent_and_recovers(zookeeper_server, zk_chr
     write_static_source(tmp_path / "polling.yaml", 20, interval=1)
     api = f"127.0.0.1:{free_port()}"
     sink = f"{prom.remote_write_url}?retry_backoff=0.2&max_backoff=1"
-    agent = AgentProcess(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
+    agent = start_agent(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
                          f"{zk_chroot}?timeout=4", tmp_path / "polling.yaml",
                          extra=f"[publisher]\ndefault_publishers = {sink}\n"
                                f"spool_dir = {tmp_path / 'spool'}\ndegraded_after = 2\n"
                                f"[api]\nbind = {api}\n")
     hosts = zookeeper_server.address + zk_chroot
     try:
-        assert wait_until(lambda: (metric(api, "zkpoll_samples_published_total") or 0) > 20,
-                          30), agent.log()[-2000:]
+        wait_for(lambda: (metric(api, "zkpoll_samples_published_total") or 0) > 20, 30,
+                 '(metric(api, "zkpoll_samples_published_total") or 0) > 20', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
         assert healthz(api) == (200, healthz(api)[1]) and healthz(api)[1]["status"] == "ok"
         prom.stop()
-        assert wait_until(lambda: healthz(api)[1].get("status") == "degraded", 20), \
-            agent.log()[-2000:]
+        wait_for(lambda: healthz(api)[1].get("status") == "degraded", 20,
+                 'healthz(api)[1].get("status") == "degraded"', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
         status, body = healthz(api)
         assert status == 200 and body["problems"] == []  # degraded, not withdrawn
         [(url, summary)] = body["publishers"].items()
@@ -99,16 +102,18 @@ def test_a_failing_sink_degrades_the_agent_and_recovers(zookeeper_server, zk_chr
         assert (metric(api, "zkpoll_publisher_backlog_samples") or 0) > 0
         assert (metric(api, "zkpoll_publisher_oldest_undelivered_age_seconds") or 0) > 0
         assert metric(api, "zkpoll_publisher_last_success_timestamp_seconds")
-        assert wait_until(lambda: member_publishers(hosts).get(url, {}).get("state")
-                          == "degraded", 40)
+        wait_for(lambda: member_publishers(hosts).get(url, {}).get("state") == "degraded",
+                 40, "the member data to say the publisher is degraded", interval=0.2)
         assert re.search(r"WARNING .*source static cycle \d+: .*, [1-9]\d* publish errors",
                          agent.log())
         prom.start()
-        assert wait_until(lambda: healthz(api)[1].get("status") == "ok", 30)
-        assert wait_until(lambda: metric(api, "zkpoll_publisher_backlog_samples") == 0, 20)
+        wait_for(lambda: healthz(api)[1].get("status") == "ok", 30,
+                 'healthz(api)[1].get("status") == "ok"', interval=0.2)
+        wait_for(lambda: metric(api, "zkpoll_publisher_backlog_samples") == 0, 20,
+                 'metric(api, "zkpoll_publisher_backlog_samples") == 0', interval=0.2)
         assert metric(api, "zkpoll_publisher_degraded") == 0.0
-        assert wait_until(lambda: member_publishers(hosts).get(url, {}).get("state") == "ok",
-                          40)
+        wait_for(lambda: member_publishers(hosts).get(url, {}).get("state") == "ok", 40,
+                 'member_publishers(hosts).get(url, {}).get("state") == "ok"', interval=0.2)
     finally:
         agent.terminate()
     assert "Traceback" not in agent.log()
@@ -118,14 +123,15 @@ def test_a_file_publisher_that_cannot_write_is_reported(zookeeper_server, zk_chr
                                                         tmp_path: Path):
     write_static_source(tmp_path / "polling.yaml", 5, interval=1)
     api = f"127.0.0.1:{free_port()}"
-    agent = AgentProcess(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
+    agent = start_agent(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
                          f"{zk_chroot}?timeout=4", tmp_path / "polling.yaml",
                          extra="[publisher]\ndefault_publishers = "
                                "file:///proc/zkpoll-cannot-write.jsonl\ndegraded_after = 1\n"
                                f"[api]\nbind = {api}\n")
     try:
-        assert wait_until(lambda: healthz(api)[1].get("status") == "degraded", 30), \
-            agent.log()[-2000:]
+        wait_for(lambda: healthz(api)[1].get("status") == "degraded", 30,
+                 'healthz(api)[1].get("status") == "degraded"', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
         summary = next(iter(healthz(api)[1]["publishers"].values()))
         assert summary["dropped"].get("failed", 0) > 0
     finally:
@@ -138,10 +144,12 @@ def test_two_agents_never_share_a_spool(zookeeper_server, zk_chroot, tmp_path: P
     backend = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=4"
     extra = (f"[publisher]\ndefault_publishers = http://127.0.0.1:{free_port()}/\n"
              f"spool_dir = {tmp_path / 'spool'}\n")
-    first = AgentProcess(tmp_path, "first", backend, tmp_path / "polling.yaml", extra=extra)
+    first = start_agent(tmp_path, "first", backend, tmp_path / "polling.yaml", extra=extra)
     try:
-        assert wait_until(lambda: "polling 1 source(s)" in first.log(), 20), first.log()
-        second = AgentProcess(tmp_path, "second", backend, tmp_path / "polling.yaml",
+        wait_for(lambda: "polling 1 source(s)" in first.log(), 20,
+                 '"polling 1 source(s)" in first.log()', interval=0.2,
+                 diagnostics=lambda: first.log())
+        second = start_agent(tmp_path, "second", backend, tmp_path / "polling.yaml",
                               extra=extra)
         assert second.proc.wait(30) == 2
         assert f"is in use by pid {first.proc.pid}" in second.log()

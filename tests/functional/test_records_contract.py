@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from tests.functional.test_coordinator_contract import SERVERS, expire, kind, wait_until
+from tests.functional.test_coordinator_contract import SERVERS, expire, kind
 from zkpoll.coordination import (
     Coordinator,
     get_coordinator,
@@ -22,6 +22,7 @@ from zkpoll.coordination._records import EncodedWrite
 from zkpoll.coordination.admin import forget_group
 from zkpoll.coordination.base import Record, RecordWrite
 from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -232,7 +233,7 @@ def test_a_member_whose_registration_is_gone_loses(backend_url: str, coordinator
 
     def registered_again() -> bool:
         return a.member_id != before and a.member_id in observer.get_members(GROUP).member_ids
-    wait_until(registered_again, 30, "re-registration under a new id")
+    wait_for(registered_again, 30, "re-registration under a new id")
     current = observer.read_records(KIND, ["k"])["k"]
     assert a.write_records(KIND, [RecordWrite("k", {"v": 3}, current.version)], GROUP)["k"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from zkpoll.polling import options
 from zkpoll.publisher import load_publisher
 from zkpoll.sample import Sample
 from zkpoll.testing.prometheus import ManagedPrometheus
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -39,13 +39,6 @@ def cycle(start: float, resources: int, value: float = 1.0) -> list[Sample]:
     return out
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
-
-
 def points(prom: ManagedPrometheus) -> dict[tuple[str, str, int], int]:
     """(metric, resource, timestamp ms) -> how many points Prometheus holds."""
     counts: dict[tuple[str, str, int], int] = {}
@@ -62,7 +55,8 @@ def test_series_names_labels_values_and_poll_time_read_back(managed_prometheus, 
     start = round(time.time() - 30, 3)
     with load_publisher(make_conf(tmp_path), f"{prom.remote_write_url}?{FAST}") as publisher:
         publisher.publish_samples(cycle(start, 3, value=2.5))
-        wait_for(lambda: publisher.stats["published"] == 6)
+        wait_for(lambda: publisher.stats["published"] == 6, 20.0,
+                 'publisher.stats["published"] == 6', interval=0.1)
     series = prom.samples('{source="hosts"}')
     assert len(series) == 6
     gauge = series[(("__name__", "host_cpu_util_percent"), ("resource_id", "node-1"),
@@ -83,11 +77,13 @@ def test_an_outage_loses_nothing_and_duplicates_nothing(managed_prometheus, tmp_
     publisher = load_publisher(conf, url)
     for start in starts[:4]:
         publisher.publish_samples(cycle(start, 5))
-    wait_for(lambda: publisher.stats["published"] == 40)
+    wait_for(lambda: publisher.stats["published"] == 40, 20.0, 'publisher.stats["published"] == 40',
+             interval=0.1)
     prom.stop()
     for start in starts[4:8]:
         publisher.publish_samples(cycle(start, 5))
-    wait_for(lambda: publisher.stats["errors"] >= 3)
+    wait_for(lambda: publisher.stats["errors"] >= 3, 20.0, 'publisher.stats["errors"] >= 3',
+             interval=0.1)
     assert publisher.health.failing and publisher.health.depth == 40
     publisher.close(timeout=0)  # an agent restart in the middle of the outage
     publisher = load_publisher(conf, url)
@@ -95,7 +91,8 @@ def test_an_outage_loses_nothing_and_duplicates_nothing(managed_prometheus, tmp_
     for start in starts[8:]:
         publisher.publish_samples(cycle(start, 5))
     prom.start()
-    wait_for(lambda: publisher.stats["published"] == 80)
+    wait_for(lambda: publisher.stats["published"] == 80, 20.0, 'publisher.stats["published"] == 80',
+             interval=0.1)
     assert publisher.stats["dropped"] == 0 and not publisher.health.failing
     publisher.close()
     counts = points(prom)
@@ -110,12 +107,15 @@ def test_a_sample_prometheus_refuses_for_good_is_dropped_and_counted(managed_pro
     prom = managed_prometheus()
     with load_publisher(make_conf(tmp_path), f"{prom.remote_write_url}?{FAST}") as publisher:
         publisher.publish_samples(cycle(time.time() - 30, 1))
-        wait_for(lambda: publisher.stats["published"] == 2)
+        wait_for(lambda: publisher.stats["published"] == 2, 20.0,
+                 'publisher.stats["published"] == 2', interval=0.1)
         too_old = cycle(time.time() - 5 * 3600, 1)  # beyond the OOO window
         good = cycle(time.time() - 20, 3)
         publisher.publish_samples([good[0], too_old[0], *good[1:], too_old[1]])
-        wait_for(lambda: publisher.stats["dropped"] == 2)
-        wait_for(lambda: publisher.stats["published"] == 8)  # the rest of that batch
+        wait_for(lambda: publisher.stats["dropped"] == 2, 20.0, 'publisher.stats["dropped"] == 2',
+                 interval=0.1)
+        wait_for(lambda: publisher.stats["published"] == 8, 20.0,
+                 'publisher.stats["published"] == 8', interval=0.1)  # the rest of that batch
     assert publisher.health.drops == {"rejected": 2}
     assert "refused 2 of 8 samples" in caplog.text and "too old sample" in caplog.text
     assert len(points(prom)) == 8

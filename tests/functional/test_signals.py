@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from tests.functional.agents import AgentProcess, agent_command, wait_until
+from tests.functional.agents import agent_command, start_agent
+from tests.functional.fleet import ServiceProcess
 from zkpoll.coordination.zookeeper._names import parse_member_name
 from zkpoll.testing import ManagedZooKeeper
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
 
@@ -45,11 +47,11 @@ def _source(name: str, resource: str | None, meters: str = "synthetic.constant")
     return text + (f"    resources: [{resource}]\n" if resource else "")
 
 
-def _ids(agent: AgentProcess) -> list[str]:
-    return [s["resource_id"] for s in agent.samples()]
+def _ids(agent: ServiceProcess) -> list[str]:
+    return [s["resource_id"] for s in agent.records()]
 
 
-def _lines(agent: AgentProcess, text: str) -> list[str]:
+def _lines(agent: ServiceProcess, text: str) -> list[str]:
     return [line for line in agent.log().splitlines() if text in line]
 
 
@@ -59,20 +61,23 @@ def test_sighup_reloads_good_files_and_keeps_the_running_config_on_bad_ones(
     definitions.mkdir()
     polling = tmp_path / "polling.yaml"
     polling.write_text("sources:\n" + _source("first", "r1"))
-    agent = AgentProcess(tmp_path, "agent", "", polling, namespaces="synthetic",
+    agent = start_agent(tmp_path, "agent", "", polling, namespaces="synthetic",
                          extra=f"[polling]\npollsters_definitions_dirs = {definitions}\n"
                                f"lock_dir = {tmp_path}\n")
     try:
-        assert wait_until(lambda: "r1" in _ids(agent), 20), agent.log()[-2000:]
+        wait_for(lambda: "r1" in _ids(agent), 20, '"r1" in _ids(agent)', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
 
         # 1. A bad polling YAML: refused, one line naming the file; r1 still polled.
         polling.write_text("sources:\n  - name: broken\n    interval: -5\n    meters: [x]\n")
         agent.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: _lines(agent, "reload refused"), 10), agent.log()[-2000:]
+        wait_for(lambda: _lines(agent, "reload refused"), 10, '_lines(agent, "reload refused")',
+                 interval=0.2, diagnostics=lambda: agent.log()[-2000:])
         refused = _lines(agent, "reload refused")
         assert len(refused) == 1 and str(polling) in refused[0] and "interval" in refused[0]
         count = _ids(agent).count("r1")
-        assert wait_until(lambda: _ids(agent).count("r1") >= count + 2, 10)
+        wait_for(lambda: _ids(agent).count("r1") >= count + 2, 10,
+                 '_ids(agent).count("r1") >= count + 2', interval=0.2)
 
         # 2. A bad dynamic definition (the YAML is fine again): refused the same way.
         polling.write_text("sources:\n" + _source("first", "r1"))
@@ -80,7 +85,8 @@ def test_sighup_reloads_good_files_and_keeps_the_running_config_on_bad_ones(
         bad.write_text(DYNAMIC.format(value=1).replace("value_attribute: v",
                                                        "value_attribute: \"v | open('x')\""))
         agent.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: len(_lines(agent, "reload refused")) == 2, 10)
+        wait_for(lambda: len(_lines(agent, "reload refused")) == 2, 10,
+                 'len(_lines(agent, "reload refused")) == 2', interval=0.2)
         second = _lines(agent, "reload refused")[1]
         assert str(bad) in second and "'open' cannot be called" in second
         assert not _lines(agent, "DISABLED")  # the one line above, nothing else
@@ -91,16 +97,19 @@ def test_sighup_reloads_good_files_and_keeps_the_running_config_on_bad_ones(
         polling.write_text("sources:\n" + _source("second", "r2")
                            + _source("third", None, "dyn.answer"))
         agent.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: _lines(agent, "reloaded "), 10), agent.log()[-2000:]
+        wait_for(lambda: _lines(agent, "reloaded "), 10, '_lines(agent, "reloaded ")', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
         (changed,) = _lines(agent, "reloaded ")
         assert "sources added: second, third; sources removed: first" in changed
         assert "dynamic pollsters added: dyn.answer" in changed
-        assert wait_until(lambda: "r2" in _ids(agent), 10)
+        wait_for(lambda: "r2" in _ids(agent), 10, '"r2" in _ids(agent)', interval=0.2)
         r1_when_r2_appeared = _ids(agent).count("r1")
-        assert wait_until(lambda: _ids(agent).count("r2") >= 3, 10)
+        wait_for(lambda: _ids(agent).count("r2") >= 3, 10, '_ids(agent).count("r2") >= 3',
+                 interval=0.2)
         assert _ids(agent).count("r1") <= r1_when_r2_appeared + 1  # a cycle in flight at most
-        assert wait_until(lambda: any(s["name"] == "dyn.answer" and s["volume"] == 42
-                                      for s in agent.samples()), 10)
+        wait_for(lambda: any(s["name"] == "dyn.answer" and s["volume"] == 42
+                             for s in agent.records()),
+                 10, "a dyn.answer sample of 42", interval=0.2)
         assert agent.terminate() == 0
     finally:
         agent.kill()
@@ -111,10 +120,11 @@ def test_a_second_standalone_agent_with_the_same_configuration_exits_2(
         tmp_path: Path) -> None:
     polling = tmp_path / "polling.yaml"
     polling.write_text("sources:\n" + _source("only", "r1"))
-    first = AgentProcess(tmp_path, "agent", "", polling, namespaces="synthetic",
+    first = start_agent(tmp_path, "agent", "", polling, namespaces="synthetic",
                          extra=f"[polling]\nlock_dir = {tmp_path}\n")
     try:
-        assert wait_until(lambda: "r1" in _ids(first), 20), first.log()[-2000:]
+        wait_for(lambda: "r1" in _ids(first), 20, '"r1" in _ids(first)', interval=0.2,
+                 diagnostics=lambda: first.log()[-2000:])
         second = subprocess.run(
             [*agent_command(), "--config-file", str(tmp_path / "agent.conf"),
              "--polling-namespaces", "synthetic"],
@@ -133,7 +143,8 @@ def test_a_second_standalone_agent_with_the_same_configuration_exits_2(
              "--polling-namespaces", "synthetic"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
         try:
-            assert wait_until(lambda: _ids(first).count("r1") > polled, 20)
+            wait_for(lambda: _ids(first).count("r1") > polled, 20,
+                     '_ids(first).count("r1") > polled', interval=0.2)
             assert again.poll() is None
         finally:
             again.send_signal(signal.SIGTERM)
@@ -147,20 +158,23 @@ def test_sighup_keeps_the_group_membership_and_republishes_changed_meters(
     polling = tmp_path / "polling.yaml"
     polling.write_text("sources:\n" + _source("first", "r1"))
     url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=2"
-    agent = AgentProcess(tmp_path, "agent", url, polling, namespaces="synthetic")
+    agent = start_agent(tmp_path, "agent", url, polling, namespaces="synthetic")
     members = f"{zk_chroot}/groups/synthetic/members"
     client = KazooClient(hosts=zookeeper_server.address, timeout=10.0)
     client.start(timeout=15)
     try:
-        assert wait_until(lambda: "r1" in _ids(agent), 30), agent.log()[-2000:]
+        wait_for(lambda: "r1" in _ids(agent), 30, '"r1" in _ids(agent)', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
         (member,) = client.get_children(members)
         data, _ = client.get(f"{members}/{member}")
         assert json.loads(data)["meters"] == {"first": ["synthetic.constant"]}
 
         polling.write_text("sources:\n" + _source("first", "r1") + _source("second", "r2"))
         agent.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: _lines(agent, "reloaded "), 10), agent.log()[-2000:]
-        assert wait_until(lambda: "r2" in _ids(agent), 10), agent.log()[-2000:]
+        wait_for(lambda: _lines(agent, "reloaded "), 10, '_lines(agent, "reloaded ")', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
+        wait_for(lambda: "r2" in _ids(agent), 10, '"r2" in _ids(agent)', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
         # The same member, no rejoin: member data changes replace the znode by
         # one named <same member id>!<rev + 1>!<same active_at>!... (docs/design.md 3).
         (renamed,) = client.get_children(members)
@@ -173,7 +187,8 @@ def test_sighup_keeps_the_group_membership_and_republishes_changed_meters(
         assert json.loads(data)["intervals"] == {"first": 1, "second": 1}
 
         agent.proc.send_signal(signal.SIGHUP)  # nothing changed: nothing republished
-        assert wait_until(lambda: len(_lines(agent, "reloaded ")) == 2, 10)
+        wait_for(lambda: len(_lines(agent, "reloaded ")) == 2, 10,
+                 'len(_lines(agent, "reloaded ")) == 2', interval=0.2)
         assert "nothing changed" in _lines(agent, "reloaded ")[1]
         assert len(_lines(agent, "published meters updated")) == 1
         assert len(_lines(agent, "joining: active from")) == 1

@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until, write_static_source
+from tests.functional.agents import start_agent, write_static_source
+from tests.functional.fleet import ServiceProcess
 from zkpoll.testing import free_port
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -38,7 +40,7 @@ def write_conf(path: Path, url: str | None) -> Path:
     return path
 
 
-def healthy(conf: Path, agents: list[AgentProcess], resources: int,
+def healthy(conf: Path, agents: list[ServiceProcess], resources: int,
             interval: float) -> dict[str, Any] | None:
     """The JSON report once every agent is an active member with a stable split.
 
@@ -58,9 +60,9 @@ def healthy(conf: Path, agents: list[AgentProcess], resources: int,
     return doc if pids == {a.proc.pid for a in agents} and stable and settled else None
 
 
-def polled_by(agents: list[AgentProcess], resource: str, start: float) -> set[str]:
+def polled_by(agents: list[ServiceProcess], resource: str, start: float) -> set[str]:
     """Member ids that wrote a sample of ``resource`` for the cycle starting at ``start``."""
-    return {s["member_id"] for a in agents for s in a.samples()
+    return {s["member_id"] for a in agents for s in a.records()
             if s["resource_id"] == resource and abs(iso_to_epoch(s["cycle_start"]) - start) < 0.01}
 
 
@@ -68,7 +70,7 @@ def iso_to_epoch(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def stop_all(agents: list[AgentProcess]) -> None:
+def stop_all(agents: list[ServiceProcess]) -> None:
     for agent in agents:
         if agent.proc.poll() is None:
             agent.proc.send_signal(signal.SIGCONT)
@@ -80,7 +82,7 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
     write_static_source(tmp_path / "polling.yaml", 60, interval=2)
     url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=2"
     conf = write_conf(tmp_path / "status.conf", url)
-    agents = [AgentProcess(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml")
+    agents = [start_agent(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml")
               for i in range(3)]
     try:
         report: dict[str, Any] | None = None
@@ -89,7 +91,7 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
             nonlocal report
             report = healthy(conf, agents, 60, 2)
             return report is not None
-        assert wait_until(ready, 40, interval=0.5), status(conf).stdout
+        wait_for(ready, 40, "ready", interval=0.5, diagnostics=lambda: status(conf).stdout)
         assert report is not None and report["status"] == "ok" and report["problems"] == []
         group = report["groups"][0]
         assert group["group"] == "synthetic" and len(group["ring_members"]) == 3
@@ -111,7 +113,8 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
         [row] = owner["owners"]
         assert row["owner"] in group["ring_members"]
         assert row["successor"] in group["ring_members"] and row["successor"] != row["owner"]
-        assert wait_until(lambda: polled_by(agents, "res-00007", row["next_start"]), 15)
+        wait_for(lambda: polled_by(agents, "res-00007", row["next_start"]), 15,
+                 'polled_by(agents, "res-00007", row["next_start"])', interval=0.2)
         assert polled_by(agents, "res-00007", row["cycle_start"]) == {row["owner"]}
         assert polled_by(agents, "res-00007", row["next_start"]) == {row["next_owner"]}
         text = status(conf, "owner", "res-00007")
@@ -119,15 +122,15 @@ def test_report_owner_and_takeover_with_three_agents(zookeeper_server, zk_chroot
 
         # If the owner dies, the announced successor takes the resource over.
         owner_agent = next(a for a in agents if any(
-            s["member_id"] == row["owner"] for s in a.samples()))
+            s["member_id"] == row["owner"] for s in a.records()))
         owner_agent.kill()
         killed = time.time()
 
         def taken_over() -> set[str]:
-            return {s["member_id"] for a in agents for s in a.samples()
+            return {s["member_id"] for a in agents for s in a.records()
                     if s["resource_id"] == "res-00007"
                     and iso_to_epoch(s["cycle_start"]) > killed}
-        assert wait_until(lambda: taken_over(), 20)
+        wait_for(lambda: taken_over(), 20, "taken_over()", interval=0.2)
         assert taken_over() == {row["successor"]}
 
         # Graceful stops leave an empty group: critical.
@@ -146,11 +149,12 @@ def test_a_stopped_agent_is_reported_stale(zookeeper_server, zk_chroot, tmp_path
     # A long session: the stopped agent stays a member while it is stale.
     url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=20"
     conf = write_conf(tmp_path / "status.conf", url)
-    agents = [AgentProcess(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml")
+    agents = [start_agent(tmp_path, f"agent{i}", url, tmp_path / "polling.yaml")
               for i in range(2)]
     try:
-        assert wait_until(lambda: healthy(conf, agents, 20, 1) is not None, 40, interval=0.5), \
-            status(conf).stdout
+        wait_for(lambda: healthy(conf, agents, 20, 1) is not None, 40,
+                 "healthy(conf, agents, 20, 1) is not None", interval=0.5,
+                 diagnostics=lambda: status(conf).stdout)
         agents[0].proc.send_signal(signal.SIGSTOP)
         found: dict[str, Any] = {}
 
@@ -158,7 +162,7 @@ def test_a_stopped_agent_is_reported_stale(zookeeper_server, zk_chroot, tmp_path
             code, doc = status_json(conf)
             found.update(doc, code=code)
             return code == 2 and any(p["message"].startswith("stale") for p in doc["problems"])
-        assert wait_until(stale, 10, interval=0.5), found
+        wait_for(stale, 10, "stale", interval=0.5, diagnostics=lambda: found)
         [problem] = found["problems"]
         members = {m["member_id"]: m for m in found["groups"][0]["members"]}
         assert members[problem["member"]]["pid"] == agents[0].proc.pid

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.functional.agents import AgentProcess, wait_until, write_static_source
+from tests.functional.agents import start_agent, write_static_source
 from zkpoll.testing import free_port
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -62,17 +63,17 @@ def test_unhealthy_agent_hands_over_without_gap_or_duplicate_and_rejoins(
     ids = write_static_source(tmp_path / "polling.yaml", 100, interval=1)
     url = f"zookeeper://{zookeeper_server.address}{zk_chroot}?timeout=2"
     api = f"127.0.0.1:{free_port()}"
-    sick = AgentProcess(tmp_path, "sick", url, tmp_path / "polling.yaml",
+    sick = start_agent(tmp_path, "sick", url, tmp_path / "polling.yaml",
                         extra=f"[publisher]\ndefault_publishers = {endpoint.url}\n"
                               f"spool_dir = {tmp_path / 'spool'}\n"
                               f"[polling]\nwithdraw_after = 2\n[api]\nbind = {api}\n")
-    well = AgentProcess(tmp_path, "well", url, tmp_path / "polling.yaml")
+    well = start_agent(tmp_path, "well", url, tmp_path / "polling.yaml")
 
     def polled() -> dict[str, Counter[str]]:
         cycles: dict[str, Counter[str]] = defaultdict(Counter)
         with endpoint.lock:
             received = list(endpoint.samples)
-        for sample in received + well.samples():
+        for sample in received + well.records():
             cycles[sample["cycle_start"]][sample["resource_id"]] += 1
         return cycles
 
@@ -84,18 +85,23 @@ def test_unhealthy_agent_hands_over_without_gap_or_duplicate_and_rejoins(
             return error.code, json.loads(error.read())
 
     try:
-        assert wait_until(lambda: len(endpoint.samples) > 100 and len(well.samples()) > 100, 20)
+        wait_for(lambda: len(endpoint.samples) > 100 and len(well.records()) > 100, 20,
+                 "len(endpoint.samples) > 100 and len(well.records()) > 100", interval=0.2)
         first = min(c for c, n in polled().items() if sum(n.values()) == len(ids))
         endpoint.failing = True
-        assert wait_until(lambda: "WITHDRAWING" in sick.log(), 20), sick.log()[-3000:]
-        assert wait_until(lambda: health()[0] == 503, 5)
+        wait_for(lambda: "WITHDRAWING" in sick.log(), 20, '"WITHDRAWING" in sick.log()',
+                 interval=0.2, diagnostics=lambda: sick.log()[-3000:])
+        wait_for(lambda: health()[0] == 503, 5, "health()[0] == 503", interval=0.2)
         assert "withdrawn: every publisher failing" in " ".join(health()[1]["problems"])
         withdrawn_samples = len(endpoint.samples)
-        assert wait_until(lambda: len(endpoint.samples) == withdrawn_samples, 5, interval=1.5)
+        wait_for(lambda: len(endpoint.samples) == withdrawn_samples, 5,
+                 "len(endpoint.samples) == withdrawn_samples", interval=1.5)
         endpoint.failing = False
-        assert wait_until(lambda: "rejoining" in sick.log(), 20), sick.log()[-3000:]
-        assert wait_until(lambda: len(endpoint.samples) > withdrawn_samples + 50, 20)
-        assert wait_until(lambda: health()[0] == 200, 10)
+        wait_for(lambda: "rejoining" in sick.log(), 20, '"rejoining" in sick.log()', interval=0.2,
+                 diagnostics=lambda: sick.log()[-3000:])
+        wait_for(lambda: len(endpoint.samples) > withdrawn_samples + 50, 20,
+                 "len(endpoint.samples) > withdrawn_samples + 50", interval=0.2)
+        wait_for(lambda: health()[0] == 200, 10, "health()[0] == 200", interval=0.2)
     finally:
         sick.terminate()
         well.terminate()

@@ -18,10 +18,10 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import SessionExpiredError
 
 from tests.functional.test_coordination_zk import coordinator_for, url_for
-from tests.functional.test_coordinator_contract import wait_until
 from zkpoll.coordination.zookeeper import ZooKeeperCoordinator
 from zkpoll.coordination.zookeeper._claims_writer import ClaimsWriter
 from zkpoll.testing import expire_session
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -108,7 +108,7 @@ def test_an_answer_in_another_session_confirms_nothing(zookeeper_server,
         assert sent is not None and sent.created
         sent.result.wait(10)
         expire_session(zookeeper_server.address, first)
-        wait_until(lambda: client.client_id is not None and client.client_id[0] != first[0],
+        wait_for(lambda: client.client_id is not None and client.client_id[0] != first[0],
                    20, "a new session")
         # answered, but the session it was meant for is gone: no confirmation
         assert isinstance(writer.settle("g", sent), SessionExpiredError)
@@ -150,11 +150,11 @@ def test_records_of_members_gone_long_ago_are_swept(zookeeper_server, zk_chroot:
         goes.stop()
         assert stays.read_claims("g", [gone_id])[gone_id] == {"n": 1}  # kept for late readers
         # a sweep from a view that still holds the member would find nothing to sweep
-        wait_until(lambda: seen and seen[-1] == [stays.member_id], 10,
+        wait_for(lambda: seen and seen[-1] == [stays.member_id], 10,
                    "the view of the member that stays to drop the one gone")
         monkeypatch.setattr(claims, "CLAIMS_RETENTION", 0.0)
         stays._next_sweep = 0.0  # sweep at the next heartbeat instead of in 10 minutes
-        wait_until(lambda: stays.read_claims("g", [gone_id])[gone_id] == {}, 10,
+        wait_for(lambda: stays.read_claims("g", [gone_id])[gone_id] == {}, 10,
                    "the record of the member gone to be swept")
         assert stays.read_claims("g", [stays.member_id])[stays.member_id] == {"n": 1}
     finally:

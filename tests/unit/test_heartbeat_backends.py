@@ -21,6 +21,7 @@ from zkpoll.coordination.kv._store import MemberStore, host_port
 from zkpoll.coordination.kv.memcached import MemcachedCoordinator, MemcachedStore
 from zkpoll.coordination.kv.redis import RedisCoordinator, RedisStore
 from zkpoll.exceptions import ConfigError
+from zkpoll.testing.waiting import wait_for
 
 
 def make_conf(url: str, **overrides: Any) -> cfg.ConfigOpts:
@@ -176,13 +177,6 @@ class MemoryCoordinator(HeartbeatCoordinator):
     store_class = MemoryStore
 
 
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return bool(predicate())
-
-
 @pytest.fixture
 def memory() -> Any:
     conf = make_conf("memory://here?timeout=0.6&heartbeat=0.05", retry_backoff=0.05,
@@ -202,14 +196,16 @@ def test_outage_suspends_then_loses_then_reregisters_under_a_new_id(memory: Any)
     memory.join("g", {"x": 1}, wait=2)
     first = memory.member_id
     memory._store.down = True
-    assert wait_until(lambda: memory.state is SessionState.LOST)
+    wait_for(lambda: memory.state is SessionState.LOST, 5.0, "memory.state is SessionState.LOST")
     assert memory.lease_remaining() <= 0
     assert states[:2] == [SessionState.SUSPENDED, SessionState.LOST]
     memory._store.keys.clear()  # the server forgot us meanwhile
     memory._store.down = False
-    assert wait_until(lambda: memory.state is SessionState.CONNECTED)
+    wait_for(lambda: memory.state is SessionState.CONNECTED, 5.0,
+             "memory.state is SessionState.CONNECTED")
     assert memory.member_id != first
-    assert wait_until(lambda: memory.get_members("g").member_ids == (memory.member_id,))
+    wait_for(lambda: memory.get_members("g").member_ids == (memory.member_id,), 5.0,
+             'memory.get_members("g").member_ids == (memory.member_id,)')
     assert memory.get_members("g").get(memory.member_id).data["reg"] == 2
     assert memory.lease_remaining() > 0
 
@@ -218,9 +214,11 @@ def test_a_short_blip_keeps_the_session(memory: Any) -> None:
     memory.join("g", wait=2)
     first = memory.member_id
     memory._store.down = True
-    assert wait_until(lambda: memory.state is SessionState.SUSPENDED)
+    wait_for(lambda: memory.state is SessionState.SUSPENDED, 5.0,
+             "memory.state is SessionState.SUSPENDED")
     memory._store.down = False
-    assert wait_until(lambda: memory.state is SessionState.CONNECTED)
+    wait_for(lambda: memory.state is SessionState.CONNECTED, 5.0,
+             "memory.state is SessionState.CONNECTED")
     assert memory.member_id == first
 
 
@@ -229,9 +227,10 @@ def test_an_expired_key_starts_a_new_session(memory: Any) -> None:
     first = memory.member_id
     with memory._store.lock:
         memory._store.keys.clear()
-    assert wait_until(lambda: memory.member_id != first
-                      and memory.state is SessionState.CONNECTED)
-    assert wait_until(lambda: memory.get_members("g").member_ids == (memory.member_id,))
+    wait_for(lambda: memory.member_id != first and memory.state is SessionState.CONNECTED,
+             5.0, "CONNECTED under a new member id")
+    wait_for(lambda: memory.get_members("g").member_ids == (memory.member_id,), 5.0,
+             'memory.get_members("g").member_ids == (memory.member_id,)')
 
 
 def test_an_update_that_finds_its_key_gone_reregisters_at_once() -> None:

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from zkpoll.publisher.sender import BatchSender
 from zkpoll.publisher.spool_options import spool_name
 from zkpoll.publisher.spooled import SpooledPublisher
 from zkpoll.sample import Sample
+from zkpoll.testing.waiting import wait_for
 
 FAST = "retry_backoff=0.01&max_backoff=0.05"
 
@@ -68,13 +69,6 @@ def samples(count: int, start: int = 0, when: float | None = None) -> list[Sampl
             for i in range(start, start + count)]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
-
 def publisher(conf, recorder, query: str = FAST) -> SpooledPublisher:
     return SpooledPublisher(conf, urllib.parse.urlsplit(f"rec://sink/?{query}"), recorder)
 
@@ -87,7 +81,7 @@ def test_delivers_in_order_in_batches_of_batch_size(tmp_path, recorder):
     pub = publisher(make_conf(tmp_path), recorder, f"batch_size=10&{FAST}")
     for i in range(5):
         pub.publish_samples(samples(4, start=i * 4))
-    wait_for(lambda: pub.stats["published"] == 20)
+    wait_for(lambda: pub.stats["published"] == 20, 5.0, 'pub.stats["published"] == 20')
     assert delivered(recorder) == [f"r{i:04d}" for i in range(20)]
     assert all(len(b) <= 10 for b in recorder.batches)
     assert recorder.urls == ["rec://sink/"]  # the spool's options are not the sender's
@@ -101,13 +95,13 @@ def test_failures_are_retried_without_limit_and_nothing_is_lost(tmp_path, record
     pub = publisher(make_conf(tmp_path), recorder)
     with caplog.at_level(logging.WARNING):
         pub.publish_samples(samples(3))
-        wait_for(lambda: pub.stats["errors"] >= 5)
+        wait_for(lambda: pub.stats["errors"] >= 5, 5.0, 'pub.stats["errors"] >= 5')
     health = pub.health
     assert health.failing and health.depth == 3 and health.oldest is not None
     assert "503" in (health.last_error or "") and "retrying without limit" in caplog.text
     assert pub.probe() is False
     recorder.fail = None
-    wait_for(lambda: pub.stats["published"] == 3)
+    wait_for(lambda: pub.stats["published"] == 3, 5.0, 'pub.stats["published"] == 3')
     assert delivered(recorder) == ["r0000", "r0001", "r0002"]
     assert pub.stats["dropped"] == 0 and not pub.health.failing and pub.probe() is True
     pub.close()
@@ -118,7 +112,7 @@ def test_a_rejected_batch_is_dropped_counted_and_logged(tmp_path, recorder, capl
     pub = publisher(make_conf(tmp_path), recorder)
     with caplog.at_level(logging.ERROR):
         pub.publish_samples(samples(4))
-        wait_for(lambda: pub.stats["dropped"] == 4)
+        wait_for(lambda: pub.stats["dropped"] == 4, 5.0, 'pub.stats["dropped"] == 4')
     assert pub.health.drops == {"rejected": 4} and pub.health.depth == 0
     assert "rejected 4 of 4 samples for good" in caplog.text and "out of bounds" in caplog.text
     pub.close()
@@ -174,7 +168,7 @@ def test_a_restart_resumes_from_the_last_acknowledged_batch(tmp_path, recorder):
     second = publisher(conf, recorder)
     assert second.health.depth == 10  # found on disk before anything new arrives
     second.publish_samples(samples(5, start=10))
-    wait_for(lambda: second.stats["published"] == 15)
+    wait_for(lambda: second.stats["published"] == 15, 5.0, 'second.stats["published"] == 15')
     assert delivered(recorder) == [f"r{i:04d}" for i in range(15)]
     second.close()
 
@@ -219,7 +213,7 @@ def test_publish_is_thread_safe(tmp_path, recorder):
         thread.start()
     for thread in threads:
         thread.join()
-    wait_for(lambda: pub.stats["published"] == 400)
+    wait_for(lambda: pub.stats["published"] == 400, 5.0, 'pub.stats["published"] == 400')
     assert sorted(delivered(recorder)) == sorted(f"r{i:04d}" for i in range(400))
     pub.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zkpoll.publisher.base import PublisherHealth
 from zkpoll.publisher.health import publisher_summary
-from zkpoll.status.publishers import publisher_findings
+from zkpoll.status.publishers import PublisherFinding, publisher_findings
 
 
 def test_degraded_is_a_warning_failing_is_not_and_ok_is_silent():
@@ -17,14 +17,17 @@ def test_degraded_is_a_warning_failing_is_not_and_ok_is_silent():
                             spool_bytes=120000, drops={"max_age": 3}), now, 60),
         "http://c/": publisher_summary(PublisherHealth(failing_since=990.0), now, 60),
     }
-    findings = publisher_findings([("agent-1", {"publishers": summaries})])
-    assert [(f.url, f.state, f.warning) for f in findings] == [
-        ("http://c/", "failing", False),
-        ("prometheus+remote-write://p:9090/api/v1/write", "degraded", True)]
-    assert findings[1].message == (
-        "publisher prometheus+remote-write://p:9090/api/v1/write degraded for 200s, 1200 "
-        "samples waiting in its spool (oldest 205s), dropped 3 max_age: "
-        "ConnectionRefusedError")
+    assert summaries["prometheus+remote-write://p:9090/api/v1/write"] == {
+        "state": "degraded", "failing_for_s": 200.0, "last_success": 790.0,
+        "last_error": "ConnectionRefusedError", "backlog_samples": 1200,
+        "oldest_undelivered_age_s": 205.0, "spool_bytes": 120000, "dropped": {"max_age": 3}}
+    assert publisher_findings([("agent-1", {"publishers": summaries})]) == [
+        PublisherFinding("agent-1", "http://c/", "failing", False,
+                         "publisher http://c/ failing for 10s"),
+        PublisherFinding("agent-1", "prometheus+remote-write://p:9090/api/v1/write", "degraded",
+                         True, "publisher prometheus+remote-write://p:9090/api/v1/write "
+                         "degraded for 200s, 1200 samples waiting in its spool (oldest 205s), "
+                         "dropped 3 max_age: ConnectionRefusedError")]
 
 
 def test_foreign_or_old_member_data_yields_nothing():
@@ -32,7 +35,7 @@ def test_foreign_or_old_member_data_yields_nothing():
                                ("c", {"publishers": {"u": "bad"}}), ("d", "not a dict"),
                                ("e", {"publishers": {"u": {"state": "degraded",
                                                            "failing_for_s": "x"}}})]) == [
-        publisher_findings([("e", {"publishers": {"u": {"state": "degraded"}}})])[0]]
+        PublisherFinding("e", "u", "degraded", True, "publisher u degraded")]
 
 
 def test_state_boundaries():

@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from zkpoll.testing.tls import Certificates
+from zkpoll.testing.waiting import wait_for
 
 if TYPE_CHECKING:  # typing.Self is 3.11+; only type checkers import it
     from typing import Self
@@ -201,31 +202,20 @@ class WebhookReceiver:
     def wait_for(self, count: int, timeout: float = 30.0) -> list[Delivery]:
         """Wait until at least ``count`` deliveries arrived; return them all.
 
-        :raises TimeoutError: not within ``timeout`` s (says how many did)
+        :raises AssertionError: not within ``timeout`` s (says how many did)
         """
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                done = [d for d in self._requests if 200 <= d.status < 300]
-                if len(done) >= count:
-                    return done
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"webhook receiver: {len(done)} of {count} deliveries "
-                                       f"within {timeout}s ({len(self._requests)} requests)")
-                self._lock.wait(min(left, 0.5))
+        wait_for(lambda: len(self.deliveries()) >= count, timeout,
+                 f"{count} deliveries at the webhook receiver",
+                 diagnostics=lambda: f"{len(self.deliveries())} deliveries, "
+                                     f"{len(self.requests())} requests")
+        return self.deliveries()
 
     def wait_for_requests(self, count: int, timeout: float = 30.0) -> list[Delivery]:
         """Like :meth:`wait_for`, counting every request (whatever its answer)."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while len(self._requests) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"webhook receiver: {len(self._requests)} of {count} "
-                                       f"requests within {timeout}s")
-                self._lock.wait(min(left, 0.5))
-            return list(self._requests)
+        wait_for(lambda: len(self.requests()) >= count, timeout,
+                 f"{count} requests at the webhook receiver",
+                 diagnostics=lambda: f"{len(self.requests())} requests")
+        return self.requests()
 
     # --- serving -----------------------------------------------------------------
     def _next_status(self) -> int:
