@@ -1,4 +1,5 @@
-"""Run a started-on-demand agent until signalled: the signal protocol of every daemon.
+"""Run a daemon until signalled: the configure-lock-run-release steps and the
+signal protocol that zkpoll-polling and zkpoll-alarm share.
 
 SIGTERM or SIGINT: graceful stop (``agent.stop(graceful=True)`` in a thread);
 a second one: stop at once (exit status 1).  SIGHUP: ``reload()`` (its
@@ -13,9 +14,15 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-__all__ = ["Daemon", "run_until_signalled"]
+from oslo_config import cfg
+
+from zkpoll.cmd._common import die
+from zkpoll.exceptions import ZkpollError
+from zkpoll.service.instance_lock import InstanceLock
+
+__all__ = ["Daemon", "run_daemon", "run_until_signalled"]
 
 
 class Daemon(Protocol):
@@ -24,6 +31,29 @@ class Daemon(Protocol):
     def start(self) -> None: ...
 
     def stop(self, graceful: bool = True) -> None: ...
+
+    def reload(self) -> object: ...
+
+
+D = TypeVar("D", bound=Daemon)
+
+
+def run_daemon(prog: str, conf: cfg.ConfigOpts, configure: Callable[[cfg.ConfigOpts], D],
+               single_instance: Callable[[cfg.ConfigOpts, D], InstanceLock | None],
+               log: logging.Logger) -> int:
+    """Configure the daemon, take its instance lock, run it until signalled, release
+    the lock; the exit status (2: one line on stderr says what is wrong)."""
+    try:
+        daemon = configure(conf)
+        lock = single_instance(conf, daemon)
+    except ZkpollError as exc:
+        return die(prog, str(exc))
+    code = run_until_signalled(prog, daemon, daemon.reload, log)
+    if code:
+        return code
+    if lock is not None:
+        lock.release()
+    return 0
 
 
 def run_until_signalled(prog: str, agent: Daemon, reload: Callable[[], object],

@@ -29,7 +29,7 @@ from zkpoll.cmd._common import (
     setup_logging,
 )
 from zkpoll.cmd._config_files import check_config_files
-from zkpoll.cmd._run import run_until_signalled
+from zkpoll.cmd._run import run_daemon
 from zkpoll.coordination import register_opts as register_coordination_opts
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.endpoint import server as api
@@ -89,17 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ZkpollError as exc:
         return die(PROG, str(exc))
     setup_logging(conf.debug, conf.log_format)
-    try:
-        agent = configure(conf)
-        lock = _single_instance(conf, agent)
-    except ZkpollError as exc:
-        return die(PROG, str(exc))
-    code = run_until_signalled(PROG, agent, agent.reload, LOG)
-    if code:
-        return code
-    if lock is not None:
-        lock.release()
-    return 0
+    return run_daemon(PROG, conf, configure, _single_instance, LOG)
 
 
 def _single_instance(conf: cfg.ConfigOpts,

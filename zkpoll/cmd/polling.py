@@ -26,7 +26,7 @@ from zkpoll.cmd._common import (
 )
 from zkpoll.cmd._config_files import check_config_files, unknown_names
 from zkpoll.cmd._list_plugins import list_plugins
-from zkpoll.cmd._run import run_until_signalled
+from zkpoll.cmd._run import run_daemon
 from zkpoll.coordination import register_opts as register_coordination_opts
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import ConfigError, ZkpollError
@@ -145,17 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(conf.debug, conf.log_format)
     if conf.list_plugins:
         return list_plugins(conf, sys.stdout)
-    try:
-        agent = configure(conf)
-        lock = _single_instance(conf, agent)
-    except ZkpollError as exc:
-        return die(PROG, str(exc))
-    code = run_until_signalled(PROG, agent, agent.reload, LOG)
-    if code:
-        return code
-    if lock is not None:
-        lock.release()
-    return 0
+    return run_daemon(PROG, conf, configure, _single_instance, LOG)
 
 
 def _single_instance(conf: cfg.ConfigOpts, agent: Agent) -> instance_lock.InstanceLock | None:
