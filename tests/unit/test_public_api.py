@@ -25,7 +25,7 @@ PUBLIC = {
     "zkpoll.testing": ["Certificates", "DEFAULT_CLASSPATH", "ManagedMemcached", "ManagedRedis",
                        "ManagedZooKeeper", "TCPProxy", "ZooKeeperEnsemble", "expire_session",
                        "find_installation", "four_letter_word", "free_port",
-                       "make_certificates"],
+                       "make_certificates", "wait_for"],
     "zkpoll.testing.plugins": ["PollsterContract", "SilentServer", "discover", "make_context",
                                "make_test_plugins", "poll", "redis_server", "require_server",
                                "require_zookeeper", "silent_server", "zookeeper_server"],

@@ -18,6 +18,8 @@ logins; ``ManagedZooKeeper(tls=True)`` adds a TLS port
 (``secure_address``) with throw-away certificates (``certificates``, made
 by :func:`make_certificates`; needs ``openssl``).
 
+:func:`wait_for` is the one way tests wait for something to become true
+(it names what was awaited and the last value seen when it times out).
 zkpoll's own pytest fixtures (``tests/conftest.py``) are built on these.
 """
 
@@ -25,6 +27,7 @@ from zkpoll.testing.memcached import ManagedMemcached
 from zkpoll.testing.proxy import TCPProxy
 from zkpoll.testing.redis import ManagedRedis
 from zkpoll.testing.tls import Certificates, make_certificates
+from zkpoll.testing.waiting import wait_for
 from zkpoll.testing.zookeeper import (
     DEFAULT_CLASSPATH,
     ManagedZooKeeper,
@@ -48,4 +51,5 @@ __all__ = [
     "four_letter_word",
     "free_port",
     "make_certificates",
+    "wait_for",
 ]
