@@ -136,11 +136,17 @@ class MemberData:
         return check is None or check(value)
 
     @classmethod
+    def value(cls, data: Mapping[str, Any], key: str) -> Any:
+        """The value of the known ``key`` in ``data``, or None when it is missing or
+        malformed (one field, without building the whole typed view)."""
+        value = data.get(key)
+        return value if cls.CHECKS[key](value) else None
+
+    @classmethod
     def parse(cls, data: Mapping[str, Any]) -> MemberData:
         """The typed view of ``data``; malformed fields take their defaults."""
         def get(key: str) -> Any:
-            value = data.get(key)
-            return value if cls.CHECKS[key](value) else None
+            return cls.value(data, key)
 
         protocol, weight = get(cls.PROTOCOL), get(cls.WEIGHT)
         withdrawn = get(cls.WITHDRAWN)
@@ -175,9 +181,14 @@ def decode_member_data(raw: bytes | None, where: str) -> dict[str, Any]:
     """A member's data as read from the backend at ``where``, validated against
     :class:`MemberData`: known fields of the wrong type are dropped (logged)."""
     data = decode_object(raw, where)
-    bad = [key for key, value in data.items() if not MemberData.valid(key, value)]
+    checks = _CHECKS  # every peer reads every member's data: keep this loop tight
+    bad = [key for key, value in data.items()
+           if (check := checks.get(key)) is not None and not check(value)]
     if bad:
         LOG.debug("member %s: ignoring malformed field(s) %s", where, ", ".join(sorted(bad)))
         for key in bad:
             del data[key]
     return data
+
+
+_CHECKS = dict(MemberData.CHECKS)

@@ -7,6 +7,7 @@ the watchers whole; nobody mutates one, so any thread may read it.
 from __future__ import annotations
 
 import logging
+import math
 import operator
 import types
 from collections.abc import Mapping
@@ -27,24 +28,23 @@ class Member:
 
     member_id: str
     data: Mapping[str, Any] = field(default_factory=dict)
-    _fields: MemberData | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", types.MappingProxyType(dict(self.data)))
 
     @property
     def fields(self) -> MemberData:
-        """The typed view of :attr:`data` (parsed once)."""
-        fields = self._fields
-        if fields is None:
-            fields = MemberData.parse(self.data)
-            object.__setattr__(self, "_fields", fields)
-        return fields
+        """The typed view of :attr:`data`, parsed at each access (keep it when reading
+        several fields).  Not cached on the member: a member process holds every
+        peer's snapshot, and the ring needs only a few fields (:meth:`MemberData.value`)."""
+        return MemberData.parse(self.data)
 
     @property
     def weight(self) -> float:
         """The member's ring weight (``data["weight"]``, default 1)."""
-        return self.fields.weight
+        weight = self.data.get(MemberData.WEIGHT, 1)  # hot: rings are built from it
+        return float(weight) if isinstance(weight, (int, float)) and weight > 0 \
+            and math.isfinite(weight) else 1.0
 
 
 @dataclass(frozen=True)

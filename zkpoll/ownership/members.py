@@ -17,6 +17,7 @@ from typing import Any
 import mmh3
 
 from zkpoll.coordination.base import PROTOCOL, Member, Membership
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.ring import SEED, HashRing
 
 __all__ = ["PROTOCOL", "MemberInfo", "RingCache", "eligible", "eligible_members", "member_info",
@@ -48,9 +49,13 @@ def _time(value: Any, default: float) -> float:
 
 def member_info(member: Member) -> MemberInfo:
     """The ring view of a published member (malformed fields take their defaults)."""
-    fields = member.fields
-    return MemberInfo(member.member_id, member.weight, _time(fields.active_at, 0.0),
-                      _time(fields.leave_at, _INF), fields.protocol)
+    data = member.data  # hot (every peer, every change): the fields read directly
+    protocol = data.get(MemberData.PROTOCOL)
+    return MemberInfo(member.member_id, member.weight,
+                      _time(data.get(MemberData.ACTIVE_AT), 0.0),
+                      _time(data.get(MemberData.LEAVE_AT), _INF),
+                      protocol if isinstance(protocol, int) and not isinstance(protocol, bool)
+                      else 1)
 
 
 def eligible(members: Iterable[MemberInfo], at: float) -> dict[str, float]:
@@ -94,8 +99,8 @@ def member_meters(membership: Membership, namespace: str) -> set[str]:
     """Meters polled by the members of ``membership`` in ``namespace``."""
     meters: set[str] = set()
     for member in membership.members:
-        if member.fields.namespace != namespace:
-            continue
-        for names in member.fields.meters.values():
-            meters.update(names)
+        fields = member.fields
+        if fields.namespace == namespace:
+            for names in fields.meters.values():
+                meters.update(names)
     return meters
