@@ -24,6 +24,9 @@ from zkpoll.service.instance_lock import InstanceLock
 
 __all__ = ["Daemon", "run_daemon", "run_until_signalled"]
 
+#: Seconds at most between a signal and its handler running (see the main loop).
+_HANDLER_LATENCY = 0.5
+
 
 class Daemon(Protocol):
     """What :func:`run_until_signalled` drives."""
@@ -77,7 +80,11 @@ def run_until_signalled(prog: str, agent: Daemon, reload: Callable[[], object],
     signal.signal(signal.SIGHUP, on_hangup)
     agent.start()
     while not stop.is_set():
-        wake.wait(3600)
+        # Short waits: CPython runs signal handlers on the main thread only, and a
+        # signal the kernel delivers to another thread does not interrupt this
+        # wait; the handler then runs at the next wake-up (seen under load: a
+        # SIGTERM ignored until SIGKILL with a one-hour wait).
+        wake.wait(_HANDLER_LATENCY)
         wake.clear()
         if hangup.is_set() and not stop.is_set():
             hangup.clear()
