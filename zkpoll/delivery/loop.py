@@ -262,16 +262,11 @@ class DeliveryLoop(Generic[Item]):
             if self._closing and time.monotonic() >= self._deadline:
                 return  # the rest of the batch stays on disk
             part = items[done:done + step]
+            rejection: BatchRejected | None = None
             try:
                 self.sender.send(part)
             except BatchRejected as exc:
-                rejected = len(part) if exc.rejected is None else min(len(part), exc.rejected)
-                if len(part) > rejected:
-                    self.ledger.delivered(len(part) - rejected)
-                self.ledger.failed(f"the {self.sender.kind} rejected "
-                                   f"{self.sender.describe(part, rejected)} for good: {exc}; "
-                                   f"dropped", rejected, drop_reason="rejected")
-                self._attempts = 0
+                rejection = exc
             except PublishError as exc:
                 self._retry_later(str(exc))
                 return
@@ -279,11 +274,20 @@ class DeliveryLoop(Generic[Item]):
                 self.log.exception("%s: unexpected error in the sender", self.ledger.who)
                 self._retry_later(f"unexpected {type(exc).__name__}: {exc}")
                 return
-            else:
-                self._attempts = 0
-                self.ledger.delivered(len(part))
+            self._attempts = 0
             done += len(part)
+            # The spool first: a counter never runs ahead of what the spool holds.
             self._acknowledge(parts, done)
+            if rejection is None:
+                self.ledger.delivered(len(part))
+                continue
+            rejected = len(part) if rejection.rejected is None \
+                else min(len(part), rejection.rejected)
+            if len(part) > rejected:
+                self.ledger.delivered(len(part) - rejected)
+            self.ledger.failed(f"the {self.sender.kind} rejected "
+                               f"{self.sender.describe(part, rejected)} for good: {rejection}; "
+                               f"dropped", rejected, drop_reason="rejected")
 
     def _acknowledge(self, parts: list[tuple[Entry, Sequence[Item]]], done: int) -> None:
         """Forget the batches whose items are all done; note progress in the next."""
