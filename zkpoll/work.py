@@ -36,6 +36,7 @@ from zkpoll.coordination import (
     parse_backend_url,
     register_opts,
 )
+from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import ConfigError, CoordinationError, NotJoined, WorkGroupError
 from zkpoll.ownership import Partition, Poll, PollKind
@@ -46,7 +47,7 @@ from zkpoll.service.cycles import (
     source_offset,
     wait_for_start,
 )
-from zkpoll.service.options import AGENT_COORDINATION_OPTS, check_timing
+from zkpoll.service.options import AGENT_COORDINATION_OPTS, check_timing, new_partition
 
 __all__ = ["Cycle", "CycleCallback", "Keys", "WorkGroup"]
 
@@ -147,9 +148,9 @@ class WorkGroup:
         self._timings = {"settle_time": settle_time, "fence_margin": fence_margin,
                          "heartbeat_interval": heartbeat, "session_timeout": session_timeout,
                          "start_timeout": start_timeout}
-        self._data = {"role": "work", "namespace": group, "weight": weight,
-                      "meters": {name: [name]}, "intervals": {name: self.interval},
-                      **(data or {})}
+        self._data = {MemberData.ROLE: "work", MemberData.NAMESPACE: group,
+                      MemberData.WEIGHT: weight, MemberData.METERS: {name: [name]},
+                      MemberData.INTERVALS: {name: self.interval}, **(data or {})}
         self.coordinator: Coordinator | None = None
         self.partition: Partition | None = None
         self._lock = threading.Lock()
@@ -173,9 +174,12 @@ class WorkGroup:
         timings = self._timings
         conf = cfg.ConfigOpts()
         register_opts(conf)
+        conf.register_opts(AGENT_COORDINATION_OPTS, group="coordination")
         conf([], default_config_files=[], default_config_dirs=[])
         conf.set_override("backend_url", self._url, "coordination")
         overrides = {"member_name": self._member_name,
+                     "settle_time": timings["settle_time"],
+                     "fence_margin": timings["fence_margin"],
                      "heartbeat_interval": timings["heartbeat_interval"],
                      "session_timeout": timings["session_timeout"]}
         for option, value in overrides.items():
@@ -190,8 +194,7 @@ class WorkGroup:
         try:
             coordinator.start(timeout=timings["start_timeout"])
             if not standalone:
-                partition = Partition(coordinator, self.group, timings["settle_time"],
-                                      timings["fence_margin"])
+                partition = new_partition(coordinator, self.group, conf.coordination)
                 partition.on_poll = self._on_poll
                 partition.join(self._data, wait=timings["start_timeout"])
                 self.partition = partition
