@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from zkpoll.coordination._records import (
     EncodedWrite,
@@ -138,12 +138,19 @@ class Coordinator(abc.ABC):
     def stop(self) -> None:
         """Leave every group, close the session and stop background threads."""
 
+    #: ``forgetter(url, opts, group, timeout)``: the backend's way to remove an empty
+    #: group (no coordinator needed); None when it cannot.
+    forgetter: ClassVar[Callable[[BackendURL, Any, str, float], None] | None] = None
+
     @classmethod
     def forget_group(cls, url: BackendURL, opts: Any, group: str, timeout: float) -> bool:
-        """Remove the empty ``group`` from the backend at ``url`` (no coordinator
-        needed; see :func:`zkpoll.coordination.admin.forget_group` for the
+        """Remove the empty ``group`` from the backend at ``url`` with the backend's
+        :attr:`forgetter` (see :func:`zkpoll.coordination.admin.forget_group` for the
         errors); False when this backend cannot forget groups."""
-        return False
+        if cls.forgetter is None:
+            return False
+        cls.forgetter(url, opts, group, timeout)
+        return True
 
     # --- membership ------------------------------------------------------
     @abc.abstractmethod

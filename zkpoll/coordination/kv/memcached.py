@@ -24,7 +24,6 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 from urllib.parse import quote
 
 from pymemcache.client.base import Client, PooledClient
@@ -169,10 +168,7 @@ class MemcachedCoordinator(StoreRecords, HeartbeatCoordinator):
 
     store_class = MemcachedStore
 
-    @classmethod
-    def forget_group(cls, url: BackendURL, opts: Any, group: str, timeout: float) -> bool:
-        forget_group(url, group, timeout)  # the module's function
-        return True
+    forgetter = staticmethod(lambda url, opts, group, timeout: forget_group(url, group, timeout))
 
 
 def forget_group(url: BackendURL, group: str, timeout: float) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -164,10 +163,7 @@ class RedisCoordinator(StoreRecords, HeartbeatCoordinator):
 
     store_class = RedisStore
 
-    @classmethod
-    def forget_group(cls, url: BackendURL, opts: Any, group: str, timeout: float) -> bool:
-        forget_group(url, group, timeout)  # the module's function
-        return True
+    forgetter = staticmethod(lambda url, opts, group, timeout: forget_group(url, group, timeout))
 
 
 def forget_group(url: BackendURL, group: str, timeout: float) -> None:

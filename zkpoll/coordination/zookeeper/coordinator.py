@@ -67,10 +67,7 @@ class ZooKeeperCoordinator(ZooKeeperClaims):
         self._rev = 0  # publication counter of this session (worker only)
         self._attempts: dict[str, tuple[bytes, str]] = {}  # group -> unconfirmed publication
 
-    @classmethod
-    def forget_group(cls, url: BackendURL, opts: Any, group: str, timeout: float) -> bool:
-        forget_group(url, opts, group, timeout)  # zookeeper.admin's
-        return True
+    forgetter = staticmethod(forget_group)  # zookeeper.admin's
 
     # --- lifecycle ----------------------------------------------------------
     def start(self, timeout: float | None = None) -> None:
