@@ -24,7 +24,7 @@ import pytest
 from tests.doc_examples import example
 from zkpoll import WorkGroup
 from zkpoll.service.cycles import cycle_start, next_cycle, source_offset
-from zkpoll.testing import ManagedZooKeeper
+from zkpoll.testing import ManagedZooKeeper, wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -57,7 +57,7 @@ class Member:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stderr=log.open("ab"), text=True, bufsize=1)
         self.lines: list[Line] = []
-        self._cond = threading.Condition()
+        self._cond = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -66,19 +66,13 @@ class Member:
             index, kind, *keys = text.split()
             with self._cond:
                 self.lines.append(Line(self.name, int(index), kind, tuple(keys), time.time()))
-                self._cond.notify_all()
 
     def wait_line(self, predicate: Callable[[Line], bool], timeout: float) -> Line:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                found = next((line for line in self.lines if predicate(line)), None)
-                if found is not None:
-                    return found
-                if not self._cond.wait(deadline - time.monotonic()) and \
-                        time.monotonic() >= deadline:
-                    raise AssertionError(f"{self.name}: no such line within {timeout}s; "
-                                         f"last: {self.lines[-3:]}; log:\n{self.tail()}")
+        def found() -> Line | None:
+            with self._cond:
+                return next((line for line in self.lines if predicate(line)), None)
+        return wait_for(found, timeout, f"{self.name}: a matching line",
+                        diagnostics=lambda: f"last: {self.lines[-3:]}; log:\n{self.tail()}")
 
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

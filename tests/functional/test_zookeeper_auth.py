@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import time
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from oslo_config import cfg
 from zkpoll.coordination import SessionState, get_coordinator, register_opts
 from zkpoll.coordination.zookeeper import ZooKeeperCoordinator
 from zkpoll.exceptions import CoordinatorUnreachable
+from zkpoll.testing import wait_for
 from zkpoll.testing.tls import make_certificates
 
 pytestmark = pytest.mark.functional
@@ -127,11 +127,9 @@ def test_sasl_digest_md5_and_recovery_once_credentials_match(
         # The operator rotates the server's password: the agent gets in by itself.
         server.sasl_users = {"alice": "rotated"}
         server.restart()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and late.member_id not in _ids(late):
-            time.sleep(0.1)
+        wait_for(lambda: late.member_id in _ids(late), 20, "the agent back in its group",
+                 interval=0.1)
         assert late.state is SessionState.CONNECTED
-        assert late.member_id in _ids(late)
     finally:
         for c in (late, good):
             c.stop(timeout=2)
