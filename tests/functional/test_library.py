@@ -57,19 +57,19 @@ class Member:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stderr=log.open("ab"), text=True, bufsize=1)
         self.lines: list[Line] = []
-        self._cond = threading.Lock()
+        self._lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for text in self.proc.stdout:
             index, kind, *keys = text.split()
-            with self._cond:
+            with self._lock:
                 self.lines.append(Line(self.name, int(index), kind, tuple(keys), time.time()))
 
     def wait_line(self, predicate: Callable[[Line], bool], timeout: float) -> Line:
         def found() -> Line | None:
-            with self._cond:
+            with self._lock:
                 return next((line for line in self.lines if predicate(line)), None)
         return wait_for(found, timeout, f"{self.name}: a matching line",
                         diagnostics=lambda: f"last: {self.lines[-3:]}; log:\n{self.tail()}")
