@@ -3,15 +3,22 @@
 Several members, each an :class:`OwnershipState`, share a simulated backend
 (registered members, claims records) whose changes reach each member after
 a random delay of at most ``MAX_DELAY``; members' clocks are skewed by at
-most ``SKEW``.  Hypothesis drives joins, graceful leaves, crashes (between
-cycles, and between a claim and its poll), network cuts (short, and longer
-than the session timeout), the whole backend going away, and lost claim
-confirmations.  On every simulated cycle:
+most ``SKEW``, except members that join with a clock far off (beyond the
+clock bound, or inside it but above ``SKEW``) and clocks that step forward
+or back while the member runs.  Each member's offset estimate is its true
+skew within a small error bar; it is refreshed by every claims write that
+reaches the backend (as ZooKeeper's mtime does), so after a step the member
+acts on a stale estimate until its next claim.  Hypothesis drives joins,
+graceful leaves, crashes (between cycles, and between a claim and its
+poll), network cuts (short, and longer than the session timeout), the whole
+backend going away, lost claim confirmations, joins before the first clock
+measurement, and clock steps.  On every simulated cycle:
 
 * no key is ever polled twice (policy ``fence``);
 * every key is polled, except in the documented windows: a crash between a
   member's claim and its poll, a cut or backend outage, a lost
-  confirmation (each a gap, never a duplicate).
+  confirmation, a member whose clock is beyond the bound or just stepped
+  (each a gap, never a duplicate).
 
 CI runs a fixed-seed set of examples; ``tox -e model`` (or
 ``ZKPOLL_MODEL_EXAMPLES=500``) a longer search.
@@ -54,6 +61,7 @@ from zkpoll.ownership.events import (
     Tick,
     WriteClaims,
 )
+from zkpoll.ownership.clock_rule import clock_bound
 from zkpoll.ownership.members import MemberInfo, RingCache
 from zkpoll.ownership.state import OwnershipConfig, OwnershipState
 
@@ -62,6 +70,10 @@ SETTLE = 3.0
 SESSION = 6.0
 MAX_DELAY = 1.0
 SKEW = 0.4   # |clock offset| of each member; SETTLE > MAX_DELAY + 2 * SKEW
+BOUND = clock_bound(SETTLE, MAX_DELAY)  # 1.0: beyond it a member fences itself
+ERROR = 0.05  # largest error bar of an offset estimate
+FAR = st.sampled_from([None, 0.8, -0.8, 1.5, -1.5, 4.0, -4.0, 9.0, -9.0])  # skew at join
+STEPS = st.sampled_from([-25.0, -8.0, -2.0, -0.6, 0.6, 2.0, 8.0, 25.0])  # clock steps
 STEP = 0.25
 KEYS = tuple(f"k{i}" for i in range(24))
 RINGS = RingCache(4096)  # shared: building a Maglev table costs ~0.1 s
@@ -90,6 +102,14 @@ class Sim:
     die_mid_cycle: bool = False
     lose_confirmation: bool = False
     unpublished: dict = field(default_factory=dict)  # announcements queued while cut
+    measured: float | None = None  # the member's offset estimate (None: not yet)
+    error: float = 0.0
+    stepped_at: float = -math.inf   # when its clock last stepped
+
+    def bad_clock(self, t: float) -> bool:
+        """True while this member's clock may make it fence (gaps allowed)."""
+        return (abs(self.skew) + ERROR > BOUND or self.measured is None
+                or t < self.stepped_at + 3 * INTERVAL)
 
     def cut(self, t: float) -> bool:
         return t < self.cut_until
@@ -131,9 +151,20 @@ class OwnershipModel(RuleBasedStateMachine):
             self._step()
 
     @precondition(lambda self: len(self.sims) < 7)
-    @rule(seconds=AFTER)
-    def join(self, seconds: float) -> None:
-        self._spawn()
+    @rule(seconds=AFTER, skew=FAR, measured=st.booleans())
+    def join(self, seconds: float, skew: float | None, measured: bool) -> None:
+        self._spawn(skew, measured)
+        self.run(seconds)
+
+    @precondition(lambda self: self._running())
+    @rule(data=st.data(), step=STEPS, seconds=AFTER)
+    def step_clock(self, data: st.DataObject, step: float, seconds: float) -> None:
+        sim = data.draw(st.sampled_from(self._running()))
+        sim.skew += step
+        sim.stepped_at = self.t
+        if step < 0:  # a naive loop goes back to the cycle the clock now reads (the
+            # state machine must refuse); forward, it feeds the cycles that ended meanwhile
+            sim.next_cycle = math.floor((self.t + sim.skew) / INTERVAL) + 1
         self.run(seconds)
 
     @precondition(lambda self: len(self._running()) > 2)
@@ -181,7 +212,7 @@ class OwnershipModel(RuleBasedStateMachine):
 
     @invariant()
     def every_key_polled_outside_fault_windows(self) -> None:
-        settled = math.floor((self.t - SESSION - MAX_DELAY - 2 * SKEW - STEP) / INTERVAL) - 1
+        settled = math.floor((self.t - SESSION - MAX_DELAY - 2 * BOUND - STEP) / INTERVAL) - 1
         for index in range(self.first_cycle, settled + 1):
             if index in self.faulty:
                 continue
@@ -189,12 +220,14 @@ class OwnershipModel(RuleBasedStateMachine):
             assert not missing, f"cycle {index}: {len(missing)} key(s) never polled"
 
     # --- the simulated world ------------------------------------------------------------
-    def _spawn(self) -> None:
+    def _spawn(self, skew: float | None = None, measured: bool = True) -> None:
         name = f"m{self.counter}"
         self.counter += 1
         state = OwnershipState(OwnershipConfig("g", SETTLE, 0.25), RINGS)
-        sim = Sim(name, self.rnd.uniform(-SKEW, SKEW), state, f"{name}.0",
-                  last_contact=self.t)
+        sim = Sim(name, self.rnd.uniform(-SKEW, SKEW) if skew is None else skew, state,
+                  f"{name}.0", last_contact=self.t)
+        if measured:
+            self._measure(sim)
         sim.next_cycle = math.floor((self.t + sim.skew) / INTERVAL) + 1
         self.sims[name] = sim
         self._feed(sim, JoinRequested(self._contact(sim)))
@@ -204,7 +237,13 @@ class OwnershipModel(RuleBasedStateMachine):
         self._feed(sim, SessionStarted(sim.member_id, self._contact(sim)))
 
     def _contact(self, sim: Sim) -> Contact:
-        return Contact(self.t + sim.skew, self.t - sim.last_contact, SESSION)
+        return Contact(self.t + sim.skew, self.t - sim.last_contact, SESSION,
+                       sim.measured, sim.error, MAX_DELAY)
+
+    def _measure(self, sim: Sim) -> None:
+        """A round trip to the backend: the estimate is the true skew +/- its error."""
+        sim.error = self.rnd.uniform(0.0, ERROR)
+        sim.measured = sim.skew + self.rnd.uniform(-sim.error, sim.error)
 
     def _die(self, sim: Sim) -> None:
         sim.alive = False
@@ -240,6 +279,9 @@ class OwnershipModel(RuleBasedStateMachine):
         index = math.floor(self.t / INTERVAL)
         if not self._eligible(index * INTERVAL):
             self.faulty.add(index)
+        if any(s.bad_clock(self.t) for s in self.sims.values()
+               if s.alive or s.member_id in self.truth):
+            self.faulty.update(range(index - 1, index + 3))
 
     def _eligible(self, at: float) -> bool:
         return any(m.active(at) for m in self.truth.values())
@@ -279,6 +321,8 @@ class OwnershipModel(RuleBasedStateMachine):
             if sim.unpublished:
                 self._announce(sim, {})
         sim.last_contact = t
+        if sim.measured is None:  # the first heartbeat or probe answered
+            self._measure(sim)
         due = [(version, snap) for when, version, snap in sim.inbox if when <= t]
         if due:
             sim.inbox = [entry for entry in sim.inbox if entry[0] > t]
@@ -319,6 +363,7 @@ class OwnershipModel(RuleBasedStateMachine):
             written = self._writable(sim)
             if written:
                 self.claims[sim.member_id] = dict(action.record)
+                self._measure(sim)  # the write's mtime is a clock sample
             if action.wait:
                 confirmed = written and not sim.lose_confirmation
                 if written and sim.lose_confirmation:
@@ -421,3 +466,31 @@ def test_a_cut_longer_than_the_session_never_duplicates() -> None:
     model.run(40.0)
     check(model)
     assert any(s.session for s in model.sims.values()), "re-registered in a new session"
+
+
+def _step_back_just_after_a_cycle_start(model: OwnershipModel, step: float) -> Sim:
+    sim = model._running()[0]
+    until_phase(model, 0.25 - sim.skew)  # our cycle started a moment ago
+    sim.skew += step
+    sim.stepped_at = model.t
+    sim.next_cycle = math.floor((model.t + sim.skew) / INTERVAL) + 1  # a naive loop
+    return sim
+
+
+def test_a_clock_stepped_back_inside_the_bound_never_replans_a_started_cycle() -> None:
+    model = world()
+    sim = _step_back_just_after_a_cycle_start(model, -0.75)
+    model.run(30.0)
+    check(model)
+    assert any("started already" in text for _, _, text in sim.state.log)
+
+
+def test_a_clock_stepped_forward_skips_the_cycles_that_ended() -> None:
+    model = world()
+    sim = model._running()[0]
+    until_phase(model, 5.0)
+    sim.skew += 25.0  # the model's loop feeds the cycles that ended meanwhile
+    sim.stepped_at = model.t
+    model.run(40.0)
+    check(model)
+    assert any("jumped forward" in text for _, _, text in sim.state.log)

@@ -32,6 +32,10 @@ class Contact:
     now: float                   #: wall-clock seconds
     contact_age: float = 0.0     #: seconds since the backend surely heard from us
     session_timeout: float = math.inf  #: the negotiated session timeout
+    #: our clock minus the backend's, measured (None: not measured yet)
+    offset: float | None = 0.0
+    offset_error: float = 0.0    #: half-width of the offset's error bar
+    watch_delay: float = 0.0     #: measured worst delay of a membership change to us
 
 
 # --- events ------------------------------------------------------------------

@@ -28,8 +28,15 @@ The rules (docs/design.md, section 4):
   same session (nobody can have taken it: that needs our session to expire),
   less the keys caught up for that cycle meanwhile.
 * **Join and leave** are announced ``settle_time`` ahead (``active_at``,
-  ``leave_at``); every registration, also in a new session, announces a
-  fresh ``active_at``; an announced ``leave_at`` is never moved later.
+  ``leave_at``) in the backend's time; every registration, also in a new
+  session, announces a fresh ``active_at``; an announced ``leave_at`` is
+  never moved later.  Without a clock offset estimate a member announces
+  an empty interval (never active) until it has one.
+* **Clocks** (:mod:`~zkpoll.ownership.clock_rule`): a member whose offset
+  against the backend is beyond the bound is fenced; a cycle is never
+  planned again once claimed (the wall clock went back), nor after it
+  ended (the wall clock jumped forward); a claim confirmed while the clock
+  went beyond the bound is not polled.
 """
 
 from __future__ import annotations
@@ -43,6 +50,15 @@ from typing import Any
 
 from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.ring import HashRing
+from zkpoll.ownership.clock_rule import (
+    BEYOND,
+    WARN,
+    backend_now,
+    clock_bound,
+    clock_fence_reason,
+    clock_state,
+    offset_text,
+)
 from zkpoll.ownership.events import (
     Action,
     Announce,
@@ -138,6 +154,10 @@ class OwnershipState:
         self.skipped: dict[str, _Skipped] = {}
         self.pending: dict[str, _Pending] = {}
         self.fenced: str | None = None
+        self.clock: str = "unmeasured"  #: the clock rule's last verdict (clock_rule.clock_state)
+        self.awaiting_clock = False     #: joined, but active_at waits for an offset estimate
+        #: the newest cycle started per source, in any session (never planned again)
+        self.started: dict[str, int] = {}
         #: (logging level, cause, text) of every transition, newest last
         self.log: deque[tuple[int, str, str]] = deque(maxlen=2000)
         self._new_notes: list[tuple[int, str, str]] = []
@@ -173,6 +193,9 @@ class OwnershipState:
         settle = self.config.settle_time
         if age >= settle > 0:
             return f"membership view is {age:.1f}s old, more than settle_time {settle:.1f}s"
+        clock = clock_fence_reason(contact, settle)
+        if clock:
+            return clock
         if not self.registered:
             return f"{self.member_id} is not (yet) listed in group {self.config.group}"
         foreign = sorted(m.member_id for m in self.view if m.protocol != PROTOCOL)
@@ -191,17 +214,39 @@ class OwnershipState:
     def handle(self, event: Event) -> list[Action]:
         """Apply ``event``; return what the feeder must do, in order."""
         handler = _HANDLERS[type(event)]
-        return handler(self, event, event.describe())
+        cause = event.describe()
+        contact: Contact | None = getattr(event, "contact", None)
+        actions: list[Action] = handler(self, event, cause)
+        if contact is not None:
+            actions += self._clock_check(contact, cause)
+        return actions
 
     # --- membership of this member -------------------------------------------
     def _join(self, ev: JoinRequested, cause: str) -> list[Action]:
-        active_at = ev.contact.now + self.config.settle_time
-        self.own = MemberInfo(self.member_id or "", ev.weight, active_at, _INF)
+        active_at = self._announced_at(ev.contact)
         self.withdrawn = None
+        if active_at is None:
+            self.own = MemberInfo(self.member_id or "", ev.weight, _INF, _INF)
+            self.awaiting_clock = True
+            self._note(logging.WARNING, cause, "joining, but not active until the clock "
+                       "offset against the backend is measured")
+            return [Announce({**self._inactive(ev.contact), MemberData.WEIGHT: ev.weight},
+                             cause=cause)]
+        self.own = MemberInfo(self.member_id or "", ev.weight, active_at, _INF)
         self._note(logging.INFO, cause, f"joining: active from {clock_text(active_at)}")
         return [Announce({MemberData.ACTIVE_AT: active_at, MemberData.LEAVE_AT: None,
                           MemberData.WEIGHT: ev.weight},
                          cause=cause)]
+
+    def _announced_at(self, contact: Contact) -> float | None:
+        """``settle_time`` from the backend's now (None: our offset is not measured)."""
+        now = backend_now(contact)
+        return None if now is None else now + self.config.settle_time
+
+    @staticmethod
+    def _inactive(contact: Contact) -> dict[str, Any]:
+        """Member-data fields of a member in no ring (an empty active interval)."""
+        return {MemberData.ACTIVE_AT: contact.now, MemberData.LEAVE_AT: contact.now}
 
     def _session_started(self, ev: SessionStarted, cause: str) -> list[Action]:
         if ev.member_id != self.member_id:
@@ -213,7 +258,14 @@ class OwnershipState:
             self.record = dict(empty_record(), report=self.record.get("report", {}))
         if self.own is None:
             return []
-        active_at = max(self.own.active_at, ev.contact.now + self.config.settle_time)
+        fresh = self._announced_at(ev.contact)
+        if self.awaiting_clock or fresh is None:
+            self.own = replace(self.own, member_id=ev.member_id, active_at=_INF)
+            self.awaiting_clock = self.own.leave_at == _INF
+            self._note(logging.INFO, cause, f"registering as {ev.member_id}: not active "
+                       "until the clock offset against the backend is measured")
+            return [Announce(self._inactive(ev.contact), cause=cause)]
+        active_at = max(self.own.active_at, fresh)
         self.own = replace(self.own, member_id=ev.member_id, active_at=active_at)
         self._note(logging.INFO, cause, f"registering as {ev.member_id}: active from "
                    f"{clock_text(active_at)}")
@@ -227,7 +279,10 @@ class OwnershipState:
     def _leave(self, ev: LeaveRequested, cause: str) -> list[Action]:
         if self.own is None:
             return []
-        leave_at = min(self.own.leave_at, ev.contact.now + self.config.settle_time)
+        self.awaiting_clock = False
+        announced = self._announced_at(ev.contact)
+        # unmeasured: leave now (peers may plan without us at once; we stop polling)
+        leave_at = min(self.own.leave_at, ev.contact.now if announced is None else announced)
         self.own = replace(self.own, leave_at=leave_at)
         fields: dict[str, Any] = {MemberData.LEAVE_AT: leave_at}
         if ev.reason:
@@ -239,9 +294,16 @@ class OwnershipState:
     def _rejoin(self, ev: RejoinRequested, cause: str) -> list[Action]:
         if self.own is None:
             return []
-        active_at = ev.contact.now + self.config.settle_time
-        self.own = replace(self.own, active_at=active_at, leave_at=_INF)
         self.withdrawn = None
+        active_at = self._announced_at(ev.contact)
+        if active_at is None:
+            self.own = replace(self.own, active_at=_INF, leave_at=_INF)
+            self.awaiting_clock = True
+            self._note(logging.INFO, cause, "rejoining once the clock offset against the "
+                       "backend is measured")
+            return [Announce({**self._inactive(ev.contact), MemberData.WITHDRAWN: None},
+                             cause=cause)]
+        self.own = replace(self.own, active_at=active_at, leave_at=_INF)
         self._note(logging.INFO, cause, f"rejoining: active from {clock_text(active_at)}")
         return [Announce({MemberData.ACTIVE_AT: active_at, MemberData.LEAVE_AT: None,
                           MemberData.WITHDRAWN: None},
@@ -295,6 +357,11 @@ class OwnershipState:
 
     # --- cycles -------------------------------------------------------------------
     def _cycle_started(self, ev: CycleStarted, cause: str) -> list[Action]:
+        stale = self._stale(ev)
+        if stale:
+            self._note(logging.WARNING, cause, f"source {ev.source} cycle {ev.index}: "
+                       f"{stale}; not polling it")
+            return [Skip(ev.source, ev.index, stale, cause=cause)]
         reason = self.fence_reason(ev.contact)
         actions = self._note_fence(reason, cause)
         skipped = _Skipped(ev.index, ev.start, ev.interval, ev.keys, self.member_id or "")
@@ -307,6 +374,18 @@ class OwnershipState:
             return [*actions, Poll(ev.source, ev.index, ev.start, owned, confirmed=False,
                                    cause=cause)]
         return [*actions, *self._claim(ev.source, skipped, owned, PollKind.CYCLE, ev.contact, cause)]
+
+    def _stale(self, ev: CycleStarted) -> str | None:
+        """Why a cycle must not be planned whatever the ring says, or None."""
+        started = self.started.get(ev.source, -1)
+        if ev.index <= started:
+            return (f"cycle {started} started already (the wall clock went back?): "
+                    "a cycle is never planned twice")
+        self.started[ev.source] = ev.index
+        if ev.contact.now >= ev.start + ev.interval:
+            return (f"it ended at {clock_text(ev.start + ev.interval)}, before it started "
+                    "here (the wall clock jumped forward?)")
+        return None
 
     def _claim(self, source: str, skipped: _Skipped, owned: tuple[str, ...], kind: PollKind,
                contact: Contact, cause: str) -> list[Action]:
@@ -328,6 +407,13 @@ class OwnershipState:
         if pending is None or pending.index != ev.index:
             return []  # a claim of an older session or cycle
         del self.pending[ev.source]
+        clock = clock_fence_reason(ev.contact, self.config.settle_time)
+        if ev.confirmed and clock and not self.config.keep_last_ring:
+            # The sample this very write gave moved our clock beyond the bound (a
+            # step): the claim stands (nobody takes the share), the poll does not.
+            self.skipped[ev.source] = pending.skipped
+            actions = self._note_fence(clock, cause)
+            return [*actions, Skip(ev.source, ev.index, clock, cause=cause)]
         if ev.confirmed:
             self.confirmed[ev.source] = max(ev.index, self.confirmed.get(ev.source, -1))
             if pending.kind is PollKind.RESUME:
@@ -382,6 +468,36 @@ class OwnershipState:
             if owned:
                 actions += self._claim(source, skipped, owned, PollKind.RESUME, ev.contact, cause)
         return actions
+
+    # --- the clock rule ------------------------------------------------------------------
+    def _clock_check(self, contact: Contact, cause: str) -> list[Action]:
+        """Note the clock verdict of ``contact`` (a WARNING above half the bound; the
+        fence line says when it is beyond), keep it for the claims record, and
+        announce a join that waited for the first offset estimate."""
+        settle = self.config.settle_time
+        state = clock_state(contact, settle)
+        if contact.offset is not None:
+            self.record["clock"] = {
+                "offset": round(contact.offset, 6), "error": round(contact.offset_error, 6),
+                "bound": round(clock_bound(settle, contact.watch_delay), 6),
+                "watch_delay": round(contact.watch_delay, 6)}
+        previous, self.clock = self.clock, state
+        if state != previous and state == WARN:
+            self._note(logging.WARNING, cause, f"{offset_text(contact, settle)}: above half "
+                       "the bound (fix this host's time synchronisation before it is fenced)")
+        elif state != previous and previous in (WARN, BEYOND) and state != BEYOND:
+            self._note(logging.INFO, cause, f"{offset_text(contact, settle)}: "
+                       + ("within half the bound again" if previous == WARN
+                          else "within the bound again"))
+        own, active_at = self.own, self._announced_at(contact)
+        if not self.awaiting_clock or own is None or active_at is None:
+            return []
+        self.awaiting_clock = False
+        self.own = replace(own, active_at=active_at, leave_at=_INF)
+        self._note(logging.INFO, cause, f"clock offset measured ({contact.offset:+.3f}s): "
+                   f"active from {clock_text(active_at)}")
+        return [Announce({MemberData.ACTIVE_AT: active_at, MemberData.LEAVE_AT: None},
+                         cause=cause)]
 
     # --- helpers -------------------------------------------------------------------
     def _plan(self, source: str, index: int, start: float, interval: float,
