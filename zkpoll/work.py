@@ -41,9 +41,9 @@ from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.exceptions import ConfigError, CoordinationError, NotJoined, WorkGroupError
 from zkpoll.ownership import Partition, Poll, PollKind
 from zkpoll.service.cycles import (
+    CycleClock,
     cycle_index,
     cycle_start,
-    next_cycle,
     source_offset,
     wait_for_start,
 )
@@ -336,18 +336,13 @@ class WorkGroup:
         self.close()
 
     def _loop(self, keys: Keys, callback: CycleCallback) -> None:
-        index, start = next_cycle(time.time(), self.interval, self._offset)
-        while wait_for_start(start, self._stop, self._leaving, lambda: self._leave_at):
+        cycles = CycleClock(f"work group {self.group}", self.interval, self._offset,
+                            self._stop, self._leaving, lambda: self._leave_at)
+        for index, start in cycles:
             try:
                 self._run_cycle(Cycle(index, start, self.interval), keys, callback)
             except Exception:  # the loop outlives any bug
                 LOG.exception("work group %s: cycle %d failed", self.group, index)
-            following, start = next_cycle(time.time(), self.interval, self._offset)
-            if following > index + 1:
-                LOG.warning("work group %s: cycle %d overran its interval (%gs); skipped "
-                            "%d cycle(s)", self.group, index, self.interval,
-                            following - index - 1)
-            index = following
 
     def _run_cycle(self, cycle: Cycle, keys: Keys, callback: CycleCallback) -> None:
         unique = unique_keys(keys() if callable(keys) else keys)

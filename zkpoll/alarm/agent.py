@@ -41,7 +41,7 @@ from zkpoll.coordination.standalone import StandaloneCoordinator
 from zkpoll.endpoint.server import ApiServer
 from zkpoll.exceptions import ConfigError, CoordinatorUnreachable
 from zkpoll.ownership import Partition, Poll, PollKind
-from zkpoll.service.cycles import next_cycle, source_offset, wait_for_start
+from zkpoll.service.cycles import CycleClock, source_offset
 from zkpoll.service.options import check_timing, new_partition
 
 __all__ = ["AlarmAgent", "source_name"]
@@ -188,23 +188,15 @@ class AlarmAgent:
     def _loop(self, interval: int) -> None:
         source = source_name(interval)
         offset = source_offset(source, interval)
-        index, start = next_cycle(time.time(), interval, offset)
-        while self._wait_until(start):
+        cycles = CycleClock(f"alarms every {interval}s", interval, offset, self._stop,
+                            self._leaving, lambda: self._leave_at)
+        for index, start in cycles:
             alarms = self._alarms_of(interval)
             if not alarms and interval not in self._by_interval:
                 LOG.info("no alarm has evaluation_interval %ds any more: its loop ends",
                          interval)
                 return
             self._run_cycle(source, interval, index, start, alarms)
-            following, start_next = next_cycle(time.time(), interval, offset)
-            if following > index + 1:
-                LOG.warning("alarms every %ds: cycle %d overran its interval; skipped %d "
-                            "cycle(s)", interval, index, following - index - 1)
-            index, start = following, start_next
-
-    def _wait_until(self, start: float) -> bool:
-        """Sleep until ``start``; False when the agent stops or leaves before it."""
-        return wait_for_start(start, self._stop, self._leaving, lambda: self._leave_at)
 
     def _run_cycle(self, source: str, interval: int, index: int, start: float,
                    alarms: Sequence[AlarmDefinition]) -> None:

@@ -43,7 +43,7 @@ from zkpoll.polling.sources import PollingConfig, Source
 from zkpoll.polling.withdrawal import Health, Withdrawal
 from zkpoll.publisher import load_publisher
 from zkpoll.publisher.base import Publisher
-from zkpoll.service.cycles import next_cycle, source_offset, wait_for_start
+from zkpoll.service.cycles import CycleClock, source_offset
 from zkpoll.service.options import check_timing, new_partition
 
 __all__ = ["Agent"]
@@ -207,19 +207,12 @@ class Agent:
     def _loop(self, runner: SourceRunner) -> None:
         source = runner.source
         offset = source_offset(source.name, source.interval)
-        index, start = next_cycle(time.time(), source.interval, offset)
-        while self._wait_until(start) and runner in self.runners:  # reload: gone -> end
+        cycles = CycleClock(f"source {source.name}", source.interval, offset, self._stop,
+                            self._leaving, lambda: self._leave_at)
+        for index, start in cycles:
+            if runner not in self.runners:  # reload: gone -> end
+                return
             self._run_one(runner, index, start)
-            following, start_next = next_cycle(time.time(), source.interval, offset)
-            if following > index + 1:
-                LOG.warning("source %s: cycle %d overran its interval (%ds); skipped %d "
-                            "cycle(s)", source.name, index, source.interval,
-                            following - index - 1)
-            index, start = following, start_next
-
-    def _wait_until(self, start: float) -> bool:
-        """Sleep until ``start``; False when the agent stops or leaves before it."""
-        return wait_for_start(start, self._stop, self._leaving, lambda: self._leave_at)
 
     def _run_one(self, runner: SourceRunner, index: int, start: float) -> None:
         try:
