@@ -52,6 +52,7 @@ from zkpoll.ownership.events import (
     Event,
     JoinRequested,
     LeaveRequested,
+    MeasureClock,
     MembershipChanged,
     Poll,
     PollKind,
@@ -379,6 +380,10 @@ class OwnershipModel(RuleBasedStateMachine):
             for key in action.keys:
                 self.polls.setdefault((action.index, key), []).append(
                     (sim.member_id, action.kind))
+        elif isinstance(action, MeasureClock):
+            if not sim.cut(self.t):
+                self._measure(sim)
+                self._feed(sim, Tick(self._contact(sim)))
         elif isinstance(action, ReadClaims):
             if sim.cut(self.t):
                 claims = None
@@ -494,3 +499,19 @@ def test_a_clock_stepped_forward_skips_the_cycles_that_ended() -> None:
     model.run(40.0)
     check(model)
     assert any("jumped forward" in text for _, _, text in sim.state.log)
+
+
+def test_a_joiner_whose_clock_is_beyond_the_bound_stays_out_of_every_ring() -> None:
+    model = world()
+    model._spawn(skew=-9.0)  # the slow joiner: 8-9 s behind
+    joiner = model.sims[f"m{model.counter - 1}"]
+    model.run(40.0)
+    check(model)
+    assert joiner.state.own is not None and joiner.state.own.active_at == math.inf
+    assert all(not m.active(c * INTERVAL) for m in model.truth.values()
+               if m.member_id == joiner.member_id for c in range(100))
+    joiner.skew = 0.1  # its clock is fixed: it joins
+    model.run(40.0)
+    check(model)
+    assert joiner.state.own.active_at < model.t
+    assert any(joiner.member_id == m for pollers in model.polls.values() for m, _ in pollers)

@@ -20,7 +20,7 @@ from zkpoll.ownership.members import MemberInfo
 __all__ = [
     "Action", "Announce", "ClaimResult", "ClaimsRead", "Contact", "CycleDone",
     "CycleStarted", "Event", "FenceChanged", "JoinRequested", "LeaveRequested",
-    "MembershipChanged", "Poll", "PollKind", "ReadClaims", "RejoinRequested", "ReportChanged", "SessionLost",
+    "MeasureClock", "MembershipChanged", "Poll", "PollKind", "ReadClaims", "RejoinRequested", "ReportChanged", "SessionLost",
     "SessionStarted", "Skip", "Tick", "WriteClaims",
 ]
 
@@ -234,6 +234,13 @@ class ReadClaims(Action):
     """Read the claims records of these vanished members and feed :class:`ClaimsRead`."""
 
     member_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MeasureClock(Action):
+    """Take a fresh clock sample from the backend, then feed a :class:`Tick`
+    (asked at a cycle start while our clock keeps us out: no claims write,
+    which is what samples it otherwise, would ever tell that it is fixed)."""
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ from zkpoll.ownership.events import (
     FenceChanged,
     JoinRequested,
     LeaveRequested,
+    MeasureClock,
     MembershipChanged,
     Poll,
     PollKind,
@@ -229,7 +230,7 @@ class OwnershipState:
             self.own = MemberInfo(self.member_id or "", ev.weight, _INF, _INF)
             self.awaiting_clock = True
             self._note(logging.WARNING, cause, "joining, but not active until the clock "
-                       "offset against the backend is measured")
+                       "offset against the backend is measured and within the bound")
             return [Announce({**self._inactive(ev.contact), MemberData.WEIGHT: ev.weight},
                              cause=cause)]
         self.own = MemberInfo(self.member_id or "", ev.weight, active_at, _INF)
@@ -239,9 +240,12 @@ class OwnershipState:
                          cause=cause)]
 
     def _announced_at(self, contact: Contact) -> float | None:
-        """``settle_time`` from the backend's now (None: our offset is not measured)."""
+        """``settle_time`` from the backend's now; None while our clock may not join a
+        ring (offset not measured, or beyond the bound: a join waits for a good clock)."""
         now = backend_now(contact)
-        return None if now is None else now + self.config.settle_time
+        if now is None or clock_state(contact, self.config.settle_time) == BEYOND:
+            return None
+        return now + self.config.settle_time
 
     @staticmethod
     def _inactive(contact: Contact) -> dict[str, Any]:
@@ -263,7 +267,8 @@ class OwnershipState:
             self.own = replace(self.own, member_id=ev.member_id, active_at=_INF)
             self.awaiting_clock = self.own.leave_at == _INF
             self._note(logging.INFO, cause, f"registering as {ev.member_id}: not active "
-                       "until the clock offset against the backend is measured")
+                       "until the clock offset against the backend is measured and within "
+                       "the bound")
             return [Announce(self._inactive(ev.contact), cause=cause)]
         active_at = max(self.own.active_at, fresh)
         self.own = replace(self.own, member_id=ev.member_id, active_at=active_at)
@@ -280,9 +285,9 @@ class OwnershipState:
         if self.own is None:
             return []
         self.awaiting_clock = False
-        announced = self._announced_at(ev.contact)
-        # unmeasured: leave now (peers may plan without us at once; we stop polling)
-        leave_at = min(self.own.leave_at, ev.contact.now if announced is None else announced)
+        now = backend_now(ev.contact)  # unmeasured: never active, any leave_at will do
+        leave_at = min(self.own.leave_at,
+                       ev.contact.now if now is None else now + self.config.settle_time)
         self.own = replace(self.own, leave_at=leave_at)
         fields: dict[str, Any] = {MemberData.LEAVE_AT: leave_at}
         if ev.reason:
@@ -364,6 +369,8 @@ class OwnershipState:
             return [Skip(ev.source, ev.index, stale, cause=cause)]
         reason = self.fence_reason(ev.contact)
         actions = self._note_fence(reason, cause)
+        if self.awaiting_clock or clock_fence_reason(ev.contact, self.config.settle_time):
+            actions.append(MeasureClock(cause=cause))
         skipped = _Skipped(ev.index, ev.start, ev.interval, ev.keys, self.member_id or "")
         if reason and not (self.config.keep_last_ring and self.registered):
             self.skipped[ev.source] = skipped
@@ -494,7 +501,7 @@ class OwnershipState:
             return []
         self.awaiting_clock = False
         self.own = replace(own, active_at=active_at, leave_at=_INF)
-        self._note(logging.INFO, cause, f"clock offset measured ({contact.offset:+.3f}s): "
+        self._note(logging.INFO, cause, f"clock offset {contact.offset:+.3f}s, within the bound: "
                    f"active from {clock_text(active_at)}")
         return [Announce({MemberData.ACTIVE_AT: active_at, MemberData.LEAVE_AT: None},
                          cause=cause)]
