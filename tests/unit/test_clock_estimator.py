@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zkpoll.coordination.clock import ClockEstimate, ClockEstimator, ClockSample
+from zkpoll.coordination.standalone import StandaloneCoordinator
 
 T0 = 1_800_000_000.0  # a wall-clock time of the right magnitude
 EPS = 1e-5            # float slack at that magnitude
@@ -138,6 +139,18 @@ def test_concurrent_adds_keep_a_consistent_estimate() -> None:
 
 
 #: One-way delays: never quite 0, so that no interval is narrower than float error.
+def test_the_standalone_coordinator_is_its_own_clock() -> None:
+    coordinator = StandaloneCoordinator("solo")
+    coordinator.start()
+    first = coordinator.clock()
+    assert (first.offset, first.error, first.round_trip) == (0.0, 0.0, 0.0)
+    measured = coordinator.measure_clock()
+    assert (measured.offset, measured.error) == (0.0, 0.0)
+    assert measured.samples > first.samples and measured.measured_at >= first.measured_at
+    assert coordinator.watch_delay() == 0.0
+    coordinator.stop()
+
+
 _delay = st.floats(min_value=1e-4, max_value=0.5, allow_nan=False)
 
 
