@@ -9,9 +9,10 @@ import pytest
 PUBLIC = {
     "zkpoll": ["Cycle", "WorkGroup", "WorkGroupError", "ZkpollError", "__version__"],
     "zkpoll.work": ["Cycle", "CycleCallback", "Keys", "WorkGroup"],
-    "zkpoll.coordination": ["BackendURL", "Coordinator", "HashRing", "Member", "Membership",
-                            "Record", "RecordWrite", "SessionState", "get_coordinator",
-                            "make_member_id", "parse_backend_url", "register_opts"],
+    "zkpoll.coordination": ["BackendURL", "ClockEstimate", "Coordinator", "HashRing", "Member",
+                            "Membership", "Record", "RecordWrite", "SessionState",
+                            "get_coordinator", "make_member_id", "parse_backend_url",
+                            "register_opts"],
     "zkpoll.polling": ["Discovery", "PollingConfig", "PollingContext", "Pollster", "Source",
                        "load_polling_config", "resource_key"],
     "zkpoll.plugin": ["Discovery", "PollingContext", "Pollster", "resource_key"],

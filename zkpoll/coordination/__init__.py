@@ -5,6 +5,7 @@ This layer knows nothing of polling.  Public API::
     get_coordinator(conf)        -> Coordinator (standalone without backend_url)
     Coordinator.join/update/leave/watch/get_members/get_groups
     Coordinator.read_records/write_records/list_records/delete_records
+    Coordinator.clock/measure_clock/watch_delay   the backend's clock, ClockEstimate
     Membership, Member, SessionState, HashRing, Record, RecordWrite
 """
 
@@ -16,12 +17,14 @@ from zkpoll.coordination.base import (
     RecordWrite,
     SessionState,
 )
+from zkpoll.coordination.clock import ClockEstimate
 from zkpoll.coordination.loader import get_coordinator, make_member_id, register_opts
 from zkpoll.coordination.ring import HashRing
 from zkpoll.coordination.url import BackendURL, parse_backend_url
 
 __all__ = [
     "BackendURL",
+    "ClockEstimate",
     "Coordinator",
     "HashRing",
     "Member",

@@ -17,6 +17,10 @@ the caller who else is there.  It knows nothing of polling.  The contract:
 * Coordination records (:meth:`Coordinator.write_records` and friends) are
   small JSON objects written by compare-and-set, fenced by this member's
   registration in a group: only a live member wins a write.
+* :meth:`Coordinator.clock` is this member's clock offset against the
+  backend's clock, measured from answers that carry the backend's time
+  (:mod:`zkpoll.coordination.clock`); :meth:`Coordinator.watch_delay` how
+  late a membership change may reach this member.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from zkpoll.coordination._records import (
     decode_value,
     encode_value,
 )
+from zkpoll.coordination.clock import ClockEstimate, ClockEstimator, ClockSample
 from zkpoll.coordination.membership import Member, Membership, log_change
 from zkpoll.coordination.url import BackendURL
 from zkpoll.exceptions import CoordinationError
@@ -124,6 +129,7 @@ class Coordinator(abc.ABC):
         self._data_watchers: set[tuple[str, int]] = set()  # (group, id(callback)) wanting data
         self._state = SessionState.CONNECTING
         self._registration_hooks: dict[str, RegistrationHook] = {}
+        self._clock = ClockEstimator()  # backends add the samples their answers carry
 
     # --- lifecycle -------------------------------------------------------
     @abc.abstractmethod
@@ -201,6 +207,33 @@ class Coordinator(abc.ABC):
     def lease_remaining(self, margin: float = 0.0) -> float:
         """Seconds left before the server may consider this member dead, less ``margin``."""
         return self.last_contact + self.session_timeout - margin - time.monotonic()
+
+    # --- the backend's clock ----------------------------------------------------
+    def clock(self) -> ClockEstimate | None:
+        """The current estimate of this member's clock offset against the
+        backend's (None until an answer carried the backend's time)."""
+        return self._clock.estimate()
+
+    @abc.abstractmethod
+    def measure_clock(self, timeout: float = 5.0) -> ClockEstimate:
+        """Take one fresh sample of the backend's clock now (one probe request)
+        and return the estimate that includes it.
+
+        :raises CoordinationError: no usable answer within ``timeout`` s.
+        """
+
+    @abc.abstractmethod
+    def watch_delay(self) -> float:
+        """The measured worst delay, in seconds, with which a membership change
+        reaches this member's watchers (from the recent round trips)."""
+
+    def _add_clock_sample(self, sample: ClockSample | None) -> None:
+        """Feed a sample taken by the backend (None or unusable: ignored; never raises)."""
+        if sample is not None:
+            try:
+                self._clock.add(sample)
+            except ValueError as exc:
+                LOG.debug("clock sample ignored: %s", exc)
 
     def set_registration_hook(self, group: str, hook: RegistrationHook | None) -> None:
         """Let ``hook(group, data)`` rewrite this member's data before every

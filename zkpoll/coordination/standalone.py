@@ -4,6 +4,8 @@ Used when ``[coordination] backend_url`` is unset.  Watch callbacks run in
 the caller's thread, synchronously.  Coordination records live in memory
 (lost with the process); the fence is this member having joined the group,
 and every records call raises :class:`CoordinationError` once stopped.
+The coordinator is its own backend: its clock is the local clock (offset 0,
+error 0) and changes reach the watchers at once (watch delay 0).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from zkpoll.coordination._records import EncodedWrite, check_int_version
 from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination.clock import ClockEstimate, ClockSample
 from zkpoll.exceptions import CoordinationError, NotJoined
 
 __all__ = ["StandaloneCoordinator"]
@@ -132,6 +135,18 @@ class StandaloneCoordinator(Coordinator):
 
     def _replay(self, group: str, callback: Any) -> None:
         self._call_all([callback], self._snapshot(group))
+
+    # --- the backend's clock is ours -----------------------------------------------
+    def clock(self) -> ClockEstimate:
+        """Offset 0, error 0, measured now (every read is a fresh exact measurement)."""
+        return self.measure_clock()
+
+    def measure_clock(self, timeout: float = 5.0) -> ClockEstimate:
+        now = time.time()
+        return self._clock.add(ClockSample(now, now, now))
+
+    def watch_delay(self) -> float:
+        return 0.0
 
     @property
     def last_contact(self) -> float:

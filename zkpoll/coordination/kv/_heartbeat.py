@@ -17,6 +17,10 @@ renewal that finds a key gone, or a lease that runs out while the store is
 unreachable, means LOST; the next contact starts a new session under a
 fresh member id (registration hooks applied again), with retries backed off
 from ``retry_backoff`` to ``max_retry_interval`` once the lease is gone.
+
+Clock: every heartbeat reads the server's clock with the renewal
+(:meth:`MemberStore.heartbeat`), so the offset estimate is at most one
+heartbeat old; :meth:`HeartbeatCoordinator.measure_clock` reads it now.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from zkpoll.coordination._desired import DesiredStateCoordinator
 from zkpoll.coordination.base import Member, Membership, SessionState, log_change
+from zkpoll.coordination.clock import ClockEstimate
 from zkpoll.coordination.kv._store import MemberStore, member_timeouts
 from zkpoll.coordination.loader import make_member_id
 from zkpoll.coordination.member_data import decode_member_data, decode_object
@@ -146,6 +151,26 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
                                              f"{self._store.address} within {timeout:g}s") \
                     from exc
 
+    # --- the server's clock ----------------------------------------------------------
+    def measure_clock(self, timeout: float = 5.0) -> ClockEstimate:
+        sample = self._read(self._store.clock_sample, timeout, "read the server's clock")
+        if sample is None:
+            raise CoordinationError(f"{self._where} has no clock to read")
+        try:
+            return self._clock.add(sample)
+        except ValueError as exc:  # the local clock stepped back during the request
+            raise CoordinationError(f"read the clock of {self._where}: {exc}") from exc
+
+    def watch_delay(self) -> float:
+        """Counted in the largest recent round trip (0 until one is measured).
+        A store that pushes changes (Redis): the push, a heartbeat the worker
+        may be busy with, then the re-listing (the index, the member keys): 4
+        round trips.  One that does not (Memcached): the next heartbeat's
+        re-listing, one heartbeat interval away, plus the re-listing's 2 round
+        trips and 2 for a heartbeat slower than the previous one."""
+        round_trip = self._clock.round_trip() or 0.0
+        return 4 * round_trip + (0.0 if self._store.pushes else self._interval)
+
     def _watch_started(self, group: str) -> None:
         self._events.put(("changed", group))
 
@@ -194,11 +219,8 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
         keys = [] if self._lost else [(g, self.member_id) for g in sorted(self._registered)]
         started = time.monotonic()
         with self._translated("heartbeat"):
-            if keys:
-                alive = self._store.touch(keys, self._timeout)
-            else:
-                self._store.ping()
-                alive = []
+            alive, sample = self._store.heartbeat(keys, self._timeout)
+        self._add_clock_sample(sample)
         if not all(alive):
             self._key_gone()
         elif self._lost:

@@ -3,7 +3,9 @@
 A backend (``redis.py``, ``memcached.py``) implements :class:`MemberStore`:
 a handful of calls, each one bounded round trip (or a few) to its server.
 :class:`~zkpoll.coordination.kv._heartbeat.HeartbeatCoordinator` builds the
-whole coordinator contract on top of it.
+whole coordinator contract on top of it.  A store that can read its
+server's clock (:meth:`MemberStore.clock_sample`) does so with every
+heartbeat, which is how a member measures its clock offset.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from zkpoll.coordination.clock import ClockSample
 from zkpoll.coordination.url import OPTION, BackendURL, redact
 from zkpoll.exceptions import ConfigError
 
@@ -72,6 +75,21 @@ class MemberStore(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> None:
         """One round trip that proves the server answers."""
+
+    def clock_sample(self) -> ClockSample | None:
+        """Read the server's wall clock in one round trip (None: it has none)."""
+        return None
+
+    def heartbeat(self, keys: Sequence[tuple[str, str]],
+                  ttl: float) -> tuple[list[bool], ClockSample | None]:
+        """Renew ``keys`` (:meth:`touch`) and read the server's clock
+        (:meth:`clock_sample`; :meth:`ping` when it has none and there are no
+        keys); ``(found flags, sample)``.  A store may do it in one round trip."""
+        alive = self.touch(keys, ttl) if keys else []
+        sample = self.clock_sample()
+        if sample is None and not keys:
+            self.ping()
+        return alive, sample
 
     @abc.abstractmethod
     def register(self, group: str, member_id: str, payload: bytes, ttl: float) -> None:

@@ -15,6 +15,14 @@ whole seconds, so an item may expire up to 1 s before its TTL: the TTL is
 after its renewal, and a dead member disappears within ``ceil(timeout) + 1``
 s plus one heartbeat.  Index keys never expire; keep memcached from
 evicting them (the default 64 MB is ample).
+
+Each heartbeat also reads the server's clock (``stats`` ``time``: one more
+round trip).  That clock is whole seconds, so one sample bounds the offset
+to about 1 s; samples at different sub-second phases narrow it (a 0.2 s
+heartbeat: to about 0.1 s within a few beats; a whole-second heartbeat
+keeps nearly one phase and narrows slowly).  It is memcached's own clock:
+its start time plus its monotonic uptime, advanced by a 1 s timer, which
+runs up to about 2 s behind its host's wall clock (docs/backends.md).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import functools
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
@@ -35,6 +44,7 @@ from zkpoll.coordination.admin import (
     GroupNotFound,
     not_empty,
 )
+from zkpoll.coordination.clock import ClockSample
 from zkpoll.coordination.kv._heartbeat import HeartbeatCoordinator
 from zkpoll.coordination.kv._store import CLAIMS_RETENTION, MemberStore, host_port
 from zkpoll.coordination.kv.memcached_records import MemcachedRecords
@@ -107,6 +117,14 @@ class MemcachedStore(MemberStore):
 
     def ping(self) -> None:
         self._client.version()
+
+    def clock_sample(self) -> ClockSample | None:
+        sent = time.time()
+        now = self._client.stats().get(b"time")
+        received = time.time()
+        if not isinstance(now, int) or isinstance(now, bool):
+            return None  # a memcached-compatible server without a clock
+        return ClockSample(sent, float(now), received, 1.0)
 
     def register(self, group: str, member_id: str, payload: bytes, ttl: float) -> None:
         self._client.set(self._key(group, member_id), payload, expire=_expire(ttl))

@@ -16,12 +16,15 @@ transaction, and every join, update and leave publishes the group on the
 channel, so peers re-list at once; expiries are caught by the heartbeat's
 re-listing.  No server configuration is needed (no keyspace notifications).
 A claims write publishes nothing: per-cycle claims cost peers nothing.
+Each heartbeat reads the server's clock (``TIME``, microseconds) in the
+pipeline that renews the keys: the clock offset costs no round trip.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import redis
@@ -34,6 +37,7 @@ from zkpoll.coordination.admin import (
     GroupNotFound,
     not_empty,
 )
+from zkpoll.coordination.clock import ClockSample
 from zkpoll.coordination.kv._heartbeat import HeartbeatCoordinator
 from zkpoll.coordination.kv._store import CLAIMS_RETENTION, MemberStore, host_port
 from zkpoll.coordination.kv.records import StoreRecords
@@ -46,6 +50,12 @@ __all__ = ["RedisCoordinator", "RedisStore", "forget_group"]
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def _time_sample(sent: float, answer: tuple[int, int], received: float) -> ClockSample:
+    """The sample of a ``TIME`` answer (seconds, microseconds)."""
+    seconds, micros = answer
+    return ClockSample(sent, seconds + micros / 1e6, received, 1e-6)
 
 
 class RedisStore(MemberStore):
@@ -100,10 +110,22 @@ class RedisStore(MemberStore):
         return bool(pipe.execute()[0])
 
     def touch(self, keys: Sequence[tuple[str, str]], ttl: float) -> list[bool]:
+        return self.heartbeat(keys, ttl)[0]
+
+    def clock_sample(self) -> ClockSample:
+        sent = time.time()
+        answer = self._client.time()
+        return _time_sample(sent, answer, time.time())
+
+    def heartbeat(self, keys: Sequence[tuple[str, str]],
+                  ttl: float) -> tuple[list[bool], ClockSample]:
         pipe = self._client.pipeline(transaction=False)
         for group, member_id in keys:
             pipe.pexpire(self._key(group, member_id), _ms(ttl))
-        return [bool(found) for found in pipe.execute()]
+        pipe.time()
+        sent = time.time()
+        *found, answer = pipe.execute()
+        return [bool(f) for f in found], _time_sample(sent, answer, time.time())
 
     def write_claims(self, group: str, member_id: str, payload: bytes, ttl: float) -> bool:
         pipe = self._client.pipeline(transaction=True)

@@ -17,6 +17,10 @@ still holds that session when it is answered: a request that kazoo sent in
 a newer session (queued while it reconnected after an expiry) never
 confirms a claim.  Whatever cannot be sent or fails is left to the
 worker, which writes the newest record again.
+
+Every answered write is also a sample of the leader's clock (``_clock``):
+its ``mtime``, between the time it was sent and the time the answer
+arrived (stamped on kazoo's connection thread).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kazoo.exceptions import NodeExistsError, NoNodeError, SessionExpiredError
+
+from zkpoll.coordination.clock import ClockSample
+from zkpoll.coordination.zookeeper._clock import AnswerClock
 
 __all__ = ["ClaimsWriter", "SentClaims"]
 
@@ -39,6 +46,12 @@ class SentClaims:
     session: int
     sent_at: float  #: monotonic time before it was submitted
     created: bool = field(default=False)  #: a create (the session's first write)
+    clock: AnswerClock | None = None  #: when it was sent and answered (wall clock)
+
+    def clock_sample(self) -> ClockSample | None:
+        """The leader's clock as this answered write carries it (None: failed,
+        or taken already)."""
+        return None if self.clock is None else self.clock.take(self.result)
 
 
 class ClaimsWriter:
@@ -93,14 +106,15 @@ class ClaimsWriter:
         if allowed is None or allowed[0] != self.session():
             return None
         session, path = allowed
-        sent_at = time.monotonic()
+        sent_at, clock = time.monotonic(), AnswerClock()
         create = group not in self._exists
         if create:  # this member id's first record: one create, no set that fails first
-            result = self._client.create_async(path, payload)
+            result = self._client.create_async(path, payload, include_data=True)
             self._exists.add(group)  # later writes queue behind the create: sets
         else:
             result = self._client.set_async(path, payload)
-        sent = self._sent[group] = SentClaims(gen, result, session, sent_at, create)
+        clock.watch(result)
+        sent = self._sent[group] = SentClaims(gen, result, session, sent_at, create, clock)
         return sent
 
     def settle(self, group: str, sent: SentClaims) -> BaseException | None:

@@ -64,8 +64,10 @@ class ZooKeeperClaims(ZooKeeperListing):
         return super().wait_claims(group, gen, max(0.0, deadline - time.monotonic()))
 
     def _settle_claims(self, group: str, sent: SentClaims) -> BaseException | None:
-        """Account for an answered write: confirm its generation, or have the
-        worker write the newest record again."""
+        """Account for an answered write: its clock sample first (in the estimate
+        before the generation is confirmed), then confirm its generation, or
+        have the worker write the newest record again."""
+        self._add_clock_sample(sent.clock_sample())
         with self._cond:
             exc = self._claims_writer.settle(group, sent)
             if exc is None:

@@ -45,6 +45,7 @@ from zkpoll.coordination.zookeeper.admin import forget_group
 from zkpoll.coordination.zookeeper.claims import ZooKeeperClaims
 from zkpoll.coordination.zookeeper.records import ZooKeeperRecords
 from zkpoll.coordination.zookeeper.session import OP_TIMEOUT, STATES, ZK_ERRORS
+from zkpoll.exceptions import CoordinationError
 
 __all__ = ["ZooKeeperCoordinator"]
 
@@ -77,6 +78,11 @@ class ZooKeeperCoordinator(ZooKeeperClaims):
         self._thread.start()
         self._client.start_async()
         self._wait_connected(timeout)
+        if timeout is not None:  # an estimate before any join; claims writes add more
+            try:
+                self.measure_clock(min(timeout, 5.0))
+            except CoordinationError as exc:
+                LOG.info("clock offset against ZooKeeper not measured at start: %s", exc)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._leave_all(timeout, "the session expires")

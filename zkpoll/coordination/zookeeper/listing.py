@@ -97,11 +97,25 @@ class ZooKeeperListing(ZooKeeperSession):
         for group in sorted(self._dirty):
             if self._relist_at.get(group, 0.0) > now:
                 continue  # re-listed moments ago: coalesce this change with the next ones
-            size = len(self._snapshots.get(group, Membership(group)).members)
-            # each listing costs every member O(N): coalesce more in big groups
-            self._relist_at[group] = now + min(RELIST_INTERVAL * max(1.0, size / 100), 2.0)
+            self._relist_at[group] = now + self._relist_interval(group)
             if self._refresh(group):
                 self._dirty.discard(group)
+
+    def _relist_interval(self, group: str) -> float:
+        """Least seconds between two listings of ``group``: each listing costs every
+        member O(N), so big groups coalesce more changes."""
+        with self._cond:
+            size = len(self._snapshots.get(group, Membership(group)).members)
+        return min(RELIST_INTERVAL * max(1.0, size / 100), 2.0)
+
+    def watch_delay(self) -> float:
+        """The group's re-listing interval (the longest a change waits to be
+        listed, see :data:`RELIST_INTERVAL`) plus three of the largest recent
+        round trips: the watch event, the listing, the new member's data.  No
+        round trip measured yet: they count as 0."""
+        relist = max((self._relist_interval(g) for g in self.watched_groups),
+                     default=RELIST_INTERVAL)
+        return relist + 3 * (self._clock.round_trip() or 0.0)
 
     def _refresh(self, group: str) -> bool:
         """Re-list a watched group (re-arming watches); publish a snapshot if changed.

@@ -7,6 +7,9 @@ surely heard from us then, so it cannot expire us before ``last_contact +
 session_timeout``.  The session timeout is the one the server negotiated
 (kazoo only logs it; we capture it).  kazoo's state callbacks only put an
 event on the worker's queue (:mod:`.coordinator` handles it).
+
+The leader's clock is sampled by every answered claims write (``claims``)
+and by :meth:`ZooKeeperSession.measure_clock`, a write of ``<root>/clock``.
 """
 
 from __future__ import annotations
@@ -20,16 +23,21 @@ from kazoo.client import KazooState
 from kazoo.exceptions import (
     AuthFailedError,
     ConnectionDropped,
+    ConnectionLoss,
     KazooException,
     SessionClosedRequireSaslError,
+    SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
 
 from zkpoll.coordination._desired import DesiredStateCoordinator
 from zkpoll.coordination._repeated import RepeatedFailure
 from zkpoll.coordination.base import SessionState
+from zkpoll.coordination.clock import ClockEstimate
 from zkpoll.coordination.url import BackendURL
+from zkpoll.coordination.zookeeper import _clock
 from zkpoll.coordination.zookeeper._kazoo import explain, kazoo_client
+from zkpoll.exceptions import CoordinationError, CoordinatorUnreachable
 
 __all__ = ["OP_TIMEOUT", "STATES", "ZK_ERRORS", "ZooKeeperSession"]
 
@@ -149,6 +157,24 @@ class ZooKeeperSession(DesiredStateCoordinator):
             self._client.exists_async(self._root).rawlink(answered)
         except ZK_ERRORS:
             self._beat_in_flight = False  # not connected: no contact to record
+
+    def measure_clock(self, timeout: float = 5.0) -> ClockEstimate:
+        """Write ``<root>/clock`` (any member, any version: no conflict) and add
+        the leader's ``mtime`` it carries to the estimate."""
+        path = f"{self._root}/clock"
+        try:
+            sample = _clock.probe(self._client, path, timeout)
+        except (ConnectionLoss, ConnectionDropped, SessionExpiredError,
+                KazooTimeoutError) as exc:  # no answer
+            raise CoordinatorUnreachable("cannot measure the clock: "
+                                         + self._explain(exc, path)) from exc
+        except KazooException as exc:
+            raise CoordinationError("cannot measure the clock: "
+                                    + self._explain(exc, path)) from exc
+        try:
+            return self._clock.add(sample)
+        except ValueError as exc:  # the local clock stepped back during the probe
+            raise CoordinationError(f"cannot measure the clock: {exc}") from exc
 
     def _members_path(self, group: str) -> str:
         return f"{self._root}/groups/{group}/members"
