@@ -47,6 +47,7 @@ from zkpoll.ownership.events import (
     FenceChanged,
     JoinRequested,
     LeaveRequested,
+    MeasureClock,
     MembershipChanged,
     Poll,
     PollKind,
@@ -96,7 +97,8 @@ class Partition:
     :param coordinator: a started coordinator
     :param group: the group name, e.g. ``central`` or ``prefix-central``
     :param settle_time: seconds between announcing a join or leave and its
-        taking effect; larger than the worst watch delay plus clock skew
+        taking effect; a member polls only while its clock offset against the
+        backend is within ``(settle_time - watch delay) / 2``
     :param fence_margin: fraction of the session timeout kept as a margin
     :param keep_last_ring: on backend loss, poll the last slice (duplicates
         possible) instead of fencing (gaps possible)
@@ -125,10 +127,13 @@ class Partition:
 
     # --- feeding the state ------------------------------------------------------
     def contact(self) -> Contact:
-        """The clock readings events carry."""
+        """The clock readings events carry (the offset: the coordinator's estimate)."""
         coordinator = self.coordinator
+        clock = coordinator.clock()
         return Contact(time.time(), time.monotonic() - coordinator.last_contact,
-                       coordinator.session_timeout)
+                       coordinator.session_timeout,
+                       None if clock is None else clock.offset,
+                       0.0 if clock is None else clock.error, coordinator.watch_delay())
 
     def _feed(self, event: Event) -> list[Action]:
         """Handle ``event`` and queue its writes under the lock; return the
@@ -170,7 +175,7 @@ class Partition:
                 result.append(action)
                 if isinstance(action, Skip):
                     self._post(_WAKE)  # the worker ticks until it can resume
-            elif isinstance(action, ReadClaims):
+            elif isinstance(action, (ReadClaims, MeasureClock)):
                 self._post(action)
             elif isinstance(action, Announce):
                 fields.update(action.fields)
@@ -214,6 +219,8 @@ class Partition:
         weight = float(weight) if isinstance(weight, (int, float)) and weight > 0 else 1.0
         with self._lock:
             self._data = dict(data)
+        if self.coordinator.clock() is None:  # active_at is announced in the backend's time
+            self._measure_clock()
         self._carry_out(self._feed(JoinRequested(self.contact(), weight)), _Announcing(publish=False))
         with self._lock:
             published = dict(self._data or data)
@@ -364,12 +371,23 @@ class Partition:
             try:
                 if isinstance(action, Tick):
                     self._carry_out(self._feed(action))
+                elif isinstance(action, MeasureClock):
+                    self._measure_clock()
+                    self._carry_out(self._feed(Tick(self.contact())))
                 elif isinstance(action, ReadClaims):
                     self._carry_out(self._feed(self._read_claims(action)))
                 if self.state.wants_ticks and not isinstance(action, Tick):
                     self._carry_out(self._feed(Tick(self.contact())))
             except Exception:  # the worker must survive anything
                 LOG.exception("group %s: ownership worker error", self.group)
+
+    def _measure_clock(self) -> None:
+        timeout = max(0.5, min(5.0, self.coordinator.session_timeout / 2))
+        try:
+            self.coordinator.measure_clock(timeout)
+        except CoordinationError as exc:
+            LOG.warning("group %s: cannot measure the clock offset against the backend: %s",
+                        self.group, exc)
 
     def _read_claims(self, action: ReadClaims) -> ClaimsRead:
         timeout = max(0.5, min(5.0, self.coordinator.session_timeout / 2))
