@@ -133,7 +133,7 @@ def test_a_file_publisher_that_cannot_write_is_reported(zookeeper_server, zk_chr
                  'healthz(api)[1].get("status") == "degraded"', interval=0.2,
                  diagnostics=lambda: agent.log()[-2000:])
         summary = next(iter(healthz(api)[1]["publishers"].values()))
-        assert summary["dropped"].get("failed", 0) > 0
+        assert summary["dropped"].get("write_failed", 0) > 0
     finally:
         agent.terminate()
     assert re.search(r"source static cycle \d+: .*, [1-9]\d* publish errors", agent.log())

@@ -42,19 +42,21 @@ class UDPPublisher(Publisher):
         self._target: tuple[socket.socket, Any] | None = None
 
     def publish_samples(self, samples: Sequence[Sample]) -> None:
-        """Send ``samples`` now; socket errors are logged and counted."""
-        sent = 0
+        """Send ``samples`` now; a socket error loses that datagram (no spool:
+        counted as ``send_failed``, degraded at once) and the next one reconnects."""
+        sent = lost = 0
+        error: OSError | None = None
         for datagram, count in self._pack(self._encode(samples)):
             try:
                 sock, address = self._connect()
                 sock.sendto(datagram, address)
             except OSError as exc:
                 self.close()
-                self._failed(f"cannot send to {self.host}:{self.port}: {exc}", count)
+                lost, error = lost + count, exc
             else:
                 sent += count
-        if sent:
-            self._delivered(sent)
+        self._batch_done(sent, lost, f"cannot send to {self.host}:{self.port}: {error}; "
+                         f"samples lost", "send_failed")
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the socket (the next send opens a new one)."""
@@ -81,7 +83,8 @@ class UDPPublisher(Publisher):
             data = line.encode()
             if len(data) > self.max_datagram:
                 self._failed(f"dropped a sample of {len(data)} bytes: larger than "
-                             f"max_datagram={self.max_datagram}", 1, error=False)
+                             f"max_datagram={self.max_datagram}", 1, error=False,
+                             drop_reason="max_datagram")
                 continue
             if chunk and size + 1 + len(data) > self.max_datagram:
                 yield b"\n".join(chunk), len(chunk)
