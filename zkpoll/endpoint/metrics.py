@@ -16,7 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from zkpoll.coordination import SessionState
 from zkpoll.endpoint.view import AgentView
 from zkpoll.ownership import ring_epoch
-from zkpoll.publisher.health import DEGRADED, degraded_reason, state
+from zkpoll.publisher.health import DEGRADED, degraded_reason
+from zkpoll.publisher.health import state as publisher_state
 from zkpoll.publisher.spool_options import degraded_after
 
 __all__ = ["AgentCollector", "degraded", "health_report", "ownership", "problems", "render"]
@@ -136,8 +137,8 @@ class AgentCollector:
                 success.add_metric([url], health.last_success)
             since = health.failing_since
             failing.add_metric([url], 0.0 if since is None else now - since)
-            degraded_family.add_metric([url], 1.0 if state(health, now, limit) == DEGRADED
-                                       else 0.0)
+            degraded_family.add_metric(
+                [url], 1.0 if publisher_state(health, now, limit) == DEGRADED else 0.0)
             for reason, count in sorted(health.drops.items()):
                 drops.add_metric([url, reason], count)
             for reason, count in sorted(health.lost_batches.items()):
