@@ -1,7 +1,9 @@
 """Publishing failures show in /healthz, /metrics, the cycle log line and the member data.
 
 A real agent process in a ZooKeeper group publishes through remote write
-to a real Prometheus that is stopped, then started again.
+to a real Prometheus that is stopped, then started again (spooled: degraded
+after ``degraded_after``), or to a file it cannot write, then can
+(no spool: degraded at the first lost batch).
 """
 
 from __future__ import annotations
@@ -119,24 +121,53 @@ def test_a_failing_sink_degrades_the_agent_and_recovers(zookeeper_server, zk_chr
     assert "Traceback" not in agent.log()
 
 
-def test_a_file_publisher_that_cannot_write_is_reported(zookeeper_server, zk_chroot,
-                                                        tmp_path: Path):
+def test_a_file_publisher_that_cannot_write_degrades_at_its_first_lost_batch(
+        zookeeper_server, zk_chroot, tmp_path: Path):
+    """No spool: a failed batch is lost, so /healthz says degraded at once (the
+    hour of degraded_after, meant for spooled publishers, never elapses here),
+    and ok again at the next batch written."""
     write_static_source(tmp_path / "polling.yaml", 5, interval=1)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")  # a regular file: not even root makes a directory of it
+    target = blocker / "samples.jsonl"
     api = f"127.0.0.1:{free_port()}"
     agent = start_agent(tmp_path, "agent", f"zookeeper://{zookeeper_server.address}"
                          f"{zk_chroot}?timeout=4", tmp_path / "polling.yaml",
-                         extra="[publisher]\ndefault_publishers = "
-                               "file:///proc/zkpoll-cannot-write.jsonl\ndegraded_after = 1\n"
-                               f"[api]\nbind = {api}\n")
+                         extra=f"[publisher]\ndefault_publishers = file://{target}\n"
+                               f"degraded_after = 3600\n[api]\nbind = {api}\n")
+    hosts = zookeeper_server.address + zk_chroot
     try:
         wait_for(lambda: healthz(api)[1].get("status") == "degraded", 30,
                  'healthz(api)[1].get("status") == "degraded"', interval=0.2,
                  diagnostics=lambda: agent.log()[-2000:])
-        summary = next(iter(healthz(api)[1]["publishers"].values()))
-        assert summary["dropped"].get("failed", 0) > 0
+        status, body = healthz(api)
+        assert status == 200 and body["problems"] == []  # degraded, not withdrawn
+        [(url, summary)] = body["publishers"].items()
+        assert url == f"file://{target}" and summary["state"] == "degraded"
+        assert summary["spooled"] is False and summary["failing_for_s"] < 3600
+        assert summary["lost_batches"]["write_failed"] >= 1
+        assert summary["dropped"]["write_failed"] >= 1
+        assert f"cannot write {target}" in summary["last_error"]
+        assert "no spool: its failed batches are lost" in body["degraded"][0]
+        assert healthz(api, "?degraded=503")[0] == 503
+        assert (metric(api, "zkpoll_publisher_lost_batches_total") or 0) >= 1
+        assert metric(api, "zkpoll_publisher_degraded") == 1.0
+        assert metric(api, "zkpoll_degraded") == 1.0
+        wait_for(lambda: member_publishers(hosts).get(url, {}).get("state") == "degraded",
+                 40, "the member data to say the publisher is degraded", interval=0.2)
+        assert re.search(r"WARNING .*source static cycle \d+: .*, [1-9]\d* publish errors",
+                         agent.log())
+        blocker.unlink()  # the directory can be made now: the next batch is written
+        wait_for(lambda: healthz(api)[1].get("status") == "ok", 30,
+                 'healthz(api)[1].get("status") == "ok"', interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
+        summary = healthz(api)[1]["publishers"][url]
+        assert summary["last_success"] and summary["lost_batches"]["write_failed"] >= 1
+        assert metric(api, "zkpoll_publisher_degraded") == 0.0
+        assert target.read_text().count("\n") >= 1
     finally:
         agent.terminate()
-    assert re.search(r"source static cycle \d+: .*, [1-9]\d* publish errors", agent.log())
+    assert "Traceback" not in agent.log()
 
 
 def test_two_agents_never_share_a_spool(zookeeper_server, zk_chroot, tmp_path: Path):

@@ -19,7 +19,7 @@ from zkpoll.publisher.file import FilePublisher
 from zkpoll.publisher.log import LogPublisher
 from zkpoll.publisher.null import NullPublisher
 from zkpoll.publisher.spooled import SpooledPublisher
-from zkpoll.publisher.udp import UDPPublisher
+from zkpoll.publisher.udp import DEFAULT_PORT, UDPPublisher
 from zkpoll.sample import Sample
 
 
@@ -280,6 +280,49 @@ def test_udp_socket_error_is_counted_then_recovers(udp_receiver):
     assert len(receive(udp_receiver, 4)[0]) == 4
     assert publisher.stats == {"published": 4, "dropped": 2, "errors": 1, "queue_depth": 0}
     publisher.close()
+
+
+def test_udp_without_a_port_warns_once_and_uses_ceilometers_4952(caplog):
+    with caplog.at_level(logging.DEBUG, logger="zkpoll.publisher.udp"):
+        publisher = load_publisher(None, "udp://127.0.0.1")
+        publisher.publish_samples(make_samples(1))
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        ("publisher udp://127.0.0.1 names no port: sending to port 4952, the default of "
+         "Ceilometer's UDP publisher (write udp://127.0.0.1:4952 to say so)")]
+    assert (publisher.host, publisher.port, DEFAULT_PORT) == ("127.0.0.1", 4952, 4952)
+    publisher.close()
+
+
+def test_udp_default_port_message_brackets_ipv6(caplog):
+    with caplog.at_level(logging.WARNING, logger="zkpoll.publisher.udp"):
+        load_publisher(None, "udp://[::1]").close()
+    assert "write udp://[::1]:4952 to say so" in caplog.text
+
+
+def test_udp_with_a_port_says_nothing_and_port_0_is_refused(caplog):
+    with caplog.at_level(logging.DEBUG, logger="zkpoll.publisher.udp"):
+        load_publisher(None, "udp://127.0.0.1:4953").close()
+    assert not caplog.records
+    with pytest.raises(ConfigError, match=r"'udp://127.0.0.1:0': port 0 is not a destination"):
+        load_publisher(None, "udp://127.0.0.1:0")
+
+
+def test_udp_without_a_port_really_sends_to_4952():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("127.0.0.1", DEFAULT_PORT))
+    except OSError as exc:
+        sock.close()
+        pytest.skip(f"127.0.0.1:{DEFAULT_PORT} is in use here: {exc}")
+    sock.settimeout(2)
+    try:
+        publisher = load_publisher(None, "udp://127.0.0.1")
+        publisher.publish_samples(make_samples(3))
+        assert [s["resource_id"] for s in receive(sock, 3)[0]] == ["res-0", "res-1", "res-2"]
+        publisher.close()
+    finally:
+        sock.close()
 
 
 # -- log and null -----------------------------------------------------------

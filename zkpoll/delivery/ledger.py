@@ -8,7 +8,10 @@ network publishers and the alarm webhooks).  Counters:
 - ``dropped``: items lost, by reason in ``drops`` (``rejected``, ``max_age``,
   ``max_bytes``, ``corrupt``, ``closed``, ...);
 - ``errors``: failed delivery operations (a write, a POST attempt, a
-  rejection), retried ones included.
+  rejection), retried ones included;
+- ``lost_batches``: failed operations that lost items (a failed write or
+  send of a publisher without a spool, a failed spool write, a rejection),
+  by the reason their items are dropped under.
 
 Every loss and failure is logged with the publisher's name, each distinct
 message at once and then at most once a minute (:class:`~zkpoll.log_limit.LogLimiter`).
@@ -39,11 +42,18 @@ class PublisherHealth:
     oldest: float | None = None         #: poll time of the oldest undelivered sample
     spool_bytes: int | None = None      #: bytes in the spool (None: no spool)
     drops: Mapping[str, int] = field(default_factory=dict)  #: samples dropped, by reason
+    lost_batches: Mapping[str, int] = field(default_factory=dict)  #: by drop reason
 
     @property
     def failing(self) -> bool:
         """True while the latest delivery attempt failed."""
         return self.failing_since is not None
+
+    @property
+    def spooled(self) -> bool:
+        """True when undelivered samples wait in a durable spool (a failure loses
+        nothing yet); False for a publisher whose failed batch is lost."""
+        return self.spool_bytes is not None
 
 
 def _same(text: str) -> str:
@@ -66,6 +76,7 @@ class Ledger:
         self._lock = threading.Lock()
         self.published = self.dropped = self.errors = 0
         self.drops: Counter[str] = Counter()
+        self.lost_batches: Counter[str] = Counter()
         self.failing_since: float | None = None
         self.last_success: float | None = None
         self.last_error: str | None = None
@@ -83,7 +94,8 @@ class Ledger:
         """The failure state and drops, with the backlog the caller measured."""
         with self._lock:
             return PublisherHealth(self.failing_since, self.last_success, self.last_error,
-                                   depth, oldest, spool_bytes, dict(self.drops))
+                                   depth, oldest, spool_bytes, dict(self.drops),
+                                   dict(self.lost_batches))
 
     def add_published(self, count: int) -> None:
         """Count ``count`` items as published without touching the failure state."""
@@ -106,7 +118,8 @@ class Ledger:
         ``error`` marks a failed delivery operation: it counts in ``errors``,
         marks the publisher failing until the next success, and is logged
         again at once after delivery has worked in between.  Dropped items
-        are counted under ``drop_reason``.
+        are counted under ``drop_reason``, and a failed operation that
+        dropped items as one lost batch under the same reason.
         """
         reason = self._redact(reason)
         with self._lock:
@@ -114,6 +127,8 @@ class Ledger:
             self.dropped += dropped
             if dropped:
                 self.drops[drop_reason] += dropped
+                if error:
+                    self.lost_batches[drop_reason] += 1
             if error:
                 self.last_error = reason
                 if self.failing_since is None:

@@ -17,6 +17,7 @@ from zkpoll.coordination import SessionState
 from zkpoll.endpoint.view import AgentView
 from zkpoll.ownership import ring_epoch
 from zkpoll.publisher.health import DEGRADED, degraded_reason
+from zkpoll.publisher.health import state as publisher_state
 from zkpoll.publisher.spool_options import degraded_after
 
 __all__ = ["AgentCollector", "degraded", "health_report", "ownership", "problems", "render"]
@@ -110,12 +111,19 @@ class AgentCollector:
                                     "How long the publisher has been failing (0: its "
                                     "latest delivery worked).", labels=label)
         degraded_family = GaugeMetricFamily(
-            "zkpoll_publisher_degraded", "1 while failing for longer than [publisher] "
-            "degraded_after.", labels=label)
+            "zkpoll_publisher_degraded", "1 while degraded: a spooled publisher failing for "
+            "longer than [publisher] degraded_after, or one without a spool whose latest "
+            "batch lost samples.", labels=label)
         drops = CounterMetricFamily("zkpoll_publisher_dropped_samples",
                                     "Samples a publisher lost, by reason (max_bytes, max_age, "
                                     "rejected, spool_write, unencodable, corrupt, closed, "
-                                    "failed).", labels=["publisher", "reason"])
+                                    "write_failed, send_failed, max_datagram, failed).",
+                                    labels=["publisher", "reason"])
+        lost = CounterMetricFamily("zkpoll_publisher_lost_batches",
+                                   "Failed writes or sends that lost samples, by reason "
+                                   "(write_failed, send_failed, spool_write, rejected, "
+                                   "failed); each makes a publisher without a spool "
+                                   "degraded at once.", labels=["publisher", "reason"])
         now = time.time()
         limit = degraded_after(agent.conf)
         for publisher in agent.publishers.values():
@@ -129,11 +137,13 @@ class AgentCollector:
                 success.add_metric([url], health.last_success)
             since = health.failing_since
             failing.add_metric([url], 0.0 if since is None else now - since)
-            degraded_family.add_metric([url], 1.0 if since is not None
-                                       and now - since >= limit else 0.0)
+            degraded_family.add_metric(
+                [url], 1.0 if publisher_state(health, now, limit) == DEGRADED else 0.0)
             for reason, count in sorted(health.drops.items()):
                 drops.add_metric([url, reason], count)
-        yield from (depth, size, oldest, success, failing, degraded_family, drops)
+            for reason, count in sorted(health.lost_batches.items()):
+                lost.add_metric([url, reason], count)
+        yield from (depth, size, oldest, success, failing, degraded_family, drops, lost)
 
     @staticmethod
     def _membership(agent: AgentView) -> Iterator[Metric]:
@@ -163,8 +173,8 @@ class AgentCollector:
                                       "1 while withdrawn for health reasons.")
         withdrawn.add_metric([], 1.0 if agent.health.withdrawn else 0.0)
         degraded_now = GaugeMetricFamily(
-            "zkpoll_degraded", "1 while a publisher fails for longer than [publisher] "
-            "degraded_after (samples wait in the spool; the agent keeps polling).")
+            "zkpoll_degraded", "1 while a publisher is degraded (zkpoll_publisher_degraded); "
+            "the agent keeps polling.")
         degraded_now.add_metric([], 1.0 if degraded(agent) else 0.0)
         yield from (state, members, active, epoch, fenced, withdrawn, degraded_now)
 
@@ -198,8 +208,9 @@ def problems(agent: AgentView) -> list[str]:
 
 
 def degraded(agent: AgentView) -> list[str]:
-    """Why this agent is degraded: publishers failing for longer than
-    ``[publisher] degraded_after`` (empty when none)."""
+    """Why this agent is degraded: spooled publishers failing for longer than
+    ``[publisher] degraded_after``, publishers without a spool whose latest batch
+    lost samples (empty when none)."""
     found = agent.health.degraded(time.time(), degraded_after(agent.conf))
     return [degraded_reason(url, summary) for url, summary in found.items()]
 
@@ -209,8 +220,8 @@ def health_report(agent: AgentView) -> tuple[int, dict[str, Any]]:
 
     503 while the agent does not poll its share (fenced, withdrawn,
     stopping); otherwise 200, with ``status`` ``degraded`` while a publisher
-    fails for longer than ``degraded_after`` (its samples wait in the spool)
-    and ``ok`` else.  ``publishers`` holds each publisher's summary.
+    is degraded (:func:`zkpoll.publisher.health.state`) and ``ok`` else.
+    ``publishers`` holds each publisher's summary.
     """
     found = problems(agent)
     slow = degraded(agent)

@@ -12,10 +12,12 @@ loopback or behind a firewall; it has no authentication).
   ``meter``, the meters it has samples of).
 * ``/healthz``: 200 when the agent polls its share, 503 (with the reason)
   while it is fenced, withdrawn or stopping.  The JSON body says
-  ``"status": "degraded"`` (still 200: the agent polls and its samples wait
-  in the spool) while a publisher has been failing for longer than
-  ``[publisher] degraded_after``, and shows every publisher's backlog, age
-  of the oldest undelivered sample, last success and drops by reason.
+  ``"status": "degraded"`` (still 200: the agent polls) while a spooled
+  publisher has been failing for longer than ``[publisher] degraded_after``
+  (its samples wait in the spool) or a publisher without a spool lost samples
+  in its latest batch (from that batch until one loses nothing), and shows
+  every publisher's backlog, age of the oldest undelivered sample, last
+  success, drops and lost batches by reason.
   ``/healthz?degraded=503`` answers 503 when degraded too, for monitors that
   only read the status code.
 """

@@ -6,8 +6,11 @@ which every publisher failed (nothing delivered, something failed or was
 dropped, or its latest delivery attempt failed), or in which a cycle
 overran its interval, the agent should hand its work over (the same handoff
 as SIGTERM) and rejoin once healthy.  :meth:`Health.publishers_report`
-says how each publisher is doing and which are degraded (failing for longer
-than ``[publisher] degraded_after``; reported, not withdrawn).
+says how each publisher is doing and which are degraded
+(:func:`zkpoll.publisher.health.state`: a spooled publisher failing for longer
+than ``[publisher] degraded_after``, one without a spool at its first lost
+batch).  Degraded is reported, not withdrawn: withdrawal follows the cycle
+rule above for every publisher, spooled or not.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class Health:
                 for p in self.publishers}
 
     def degraded(self, now: float, degraded_after: float) -> dict[str, dict[str, Any]]:
-        """The publishers failing for longer than ``degraded_after`` seconds."""
+        """The degraded publishers (:func:`zkpoll.publisher.health.state`)."""
         return {url: summary for url, summary in
                 self.publishers_report(now, degraded_after).items()
                 if summary["state"] == DEGRADED}

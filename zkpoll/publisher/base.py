@@ -15,6 +15,14 @@ Counters (see :attr:`Publisher.stats`):
 Health (see :attr:`Publisher.health`): since when delivery has been failing,
 the last success, the oldest undelivered sample and the drops by reason.
 Both are kept by the publisher's :class:`~zkpoll.delivery.ledger.Ledger`.
+
+Spooled or not: a publisher whose health reports ``spool_bytes`` keeps its
+undelivered samples in a durable spool
+(:class:`~zkpoll.publisher.spooled.SpooledPublisher`, the publisher of every
+``zkpoll.sender``).  This base class reports none: a direct subclass
+(``file``, ``udp``, ``log``, a third-party ``zkpoll.publisher``) loses the
+samples of a batch it fails, and :mod:`zkpoll.publisher.health` reports it
+degraded at that batch.
 """
 
 from __future__ import annotations
@@ -189,6 +197,17 @@ class Publisher(abc.ABC):
         """Count ``count`` samples as published; note a recovery after failures."""
         self.ledger.delivered(count)
 
+    def _batch_done(self, delivered: int, lost: int, reason: str, drop_reason: str) -> None:
+        """Settle one batch of a publisher without a spool: a success only when it
+        lost nothing; else ``lost`` samples are dropped under ``drop_reason`` and
+        the publisher is failing (degraded) until a batch loses nothing."""
+        if not lost:
+            if delivered:
+                self._delivered(delivered)
+            return
+        self.ledger.add_published(delivered)  # a partial batch is no recovery
+        self._failed(reason, lost, drop_reason=drop_reason)
+
     def _failed(self, reason: str, dropped: int = 0, *, error: bool = True,
                 level: int = logging.ERROR, drop_reason: str = "failed") -> None:
         """Count a failure and ``dropped`` samples: see :meth:`Ledger.failed`."""
@@ -210,5 +229,6 @@ class Publisher(abc.ABC):
                                         default=str, allow_nan=False))
             except (TypeError, ValueError) as exc:
                 self._failed(f"dropped a {getattr(sample, 'name', '?')} sample that "
-                             f"cannot be serialised to JSON: {exc}", 1, error=False)
+                             f"cannot be serialised to JSON: {exc}", 1, error=False,
+                             drop_reason="unencodable")
         return lines

@@ -66,11 +66,13 @@ class FilePublisher(Publisher):
         self._size = 0
 
     def publish_samples(self, samples: Sequence[Sample]) -> None:
-        """Append ``samples`` and flush; an I/O error is logged and counted."""
+        """Append ``samples`` and flush; an I/O error loses the lines not yet
+        written (no spool: counted as ``write_failed``, degraded at once)."""
         lines = [f"{line}\n".encode() for line in self._encode(samples)]
         if not lines:
             return
         written = 0
+        error: OSError | None = None
         with self._lock:
             try:
                 for file, chunk in self._chunks(lines):
@@ -79,9 +81,9 @@ class FilePublisher(Publisher):
                     written += len(chunk)
             except OSError as exc:
                 self._close_file()
-                self._failed(f"cannot write {self.path}: {exc}", len(lines) - written)
-        if written:
-            self._delivered(written)
+                error = exc
+        self._batch_done(written, len(lines) - written,
+                         f"cannot write {self.path}: {error}; samples lost", "write_failed")
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the file (every batch is already flushed)."""

@@ -52,10 +52,12 @@ OPTS = [
                     "agent but not a crash of the host. always: fsync every accepted "
                     "batch; survives power loss, costs one fsync per batch."),
     cfg.FloatOpt("degraded_after", default=120.0, min=0.0,
-                 help="Seconds a publisher may keep failing (no delivery since its first "
-                      "failure) before the agent reports itself degraded in /healthz, "
-                      "/metrics and zkpoll-status. Degraded is not withdrawn: the "
-                      "samples wait in the spool. 0: degraded at the first failure."),
+                 help="Seconds a spooled (network) publisher may keep failing (no "
+                      "delivery since its first failure) before the agent reports itself "
+                      "degraded in /healthz, /metrics and zkpoll-status. Degraded is not "
+                      "withdrawn: the samples wait in the spool. 0: degraded at the first "
+                      "failure. Publishers without a spool (file, udp) lose a batch they "
+                      "fail and are degraded at once, whatever this says."),
 ]
 
 

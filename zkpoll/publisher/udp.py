@@ -14,19 +14,23 @@ from zkpoll.sample import Sample
 
 __all__ = ["DEFAULT_PORT", "UDPPublisher"]
 
-#: Port used when the URL names none (Ceilometer's UDP publisher default).
+#: Port used when the URL names none: what Ceilometer's UDP publisher uses then
+#: (its ``[collector] udp_port`` default), so a ``udp://HOST`` copied from a
+#: Ceilometer pipeline goes to the same port (the payload differs: JSON here).
 DEFAULT_PORT = 4952
 
 
 class UDPPublisher(Publisher):
     """Send samples to ``udp://HOST[:PORT]`` as newline-separated JSON.
 
-    Each datagram holds one or more whole lines (one ``Sample.as_dict()``
-    each), packed up to ``max_datagram`` bytes (default 60000, at most
-    65507); a receiver splits a datagram on newlines.  A sample larger than
-    ``max_datagram`` is dropped.  The socket is non-blocking, so a full send
-    buffer drops the datagram instead of stalling the polling thread; the
-    host name is resolved on the first send and again after an error.
+    Without a port, samples go to :data:`DEFAULT_PORT` (4952), with one
+    WARNING at load naming it; port 0 is refused.  Each datagram holds one
+    or more whole lines (one ``Sample.as_dict()`` each), packed up to
+    ``max_datagram`` bytes (default 60000, at most 65507); a receiver splits
+    a datagram on newlines.  A sample larger than ``max_datagram`` is
+    dropped.  The socket is non-blocking, so a full send buffer drops the
+    datagram instead of stalling the polling thread; the host name is
+    resolved on the first send and again after an error.
     """
 
     OPTIONS: ClassVar[OptionSpec] = {"max_datagram": (integer(512, 65507), 60000)}
@@ -36,25 +40,35 @@ class UDPPublisher(Publisher):
         if not url.hostname:
             raise ConfigError(f"publisher URL {self.redacted_url!r} names no host")
         self.host = url.hostname
-        self.port = url.port or DEFAULT_PORT
+        if url.port == 0:
+            raise ConfigError(f"publisher URL {self.redacted_url!r}: port 0 is not a "
+                              f"destination; name the receiver's port")
+        self.port = DEFAULT_PORT if url.port is None else url.port
+        if url.port is None:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            self.log.warning("publisher %s names no port: sending to port %d, the default "
+                             "of Ceilometer's UDP publisher (write udp://%s:%d to say so)",
+                             self.redacted_url, DEFAULT_PORT, host, DEFAULT_PORT)
         self.max_datagram: int = self.options["max_datagram"]
         self._lock = threading.Lock()
         self._target: tuple[socket.socket, Any] | None = None
 
     def publish_samples(self, samples: Sequence[Sample]) -> None:
-        """Send ``samples`` now; socket errors are logged and counted."""
-        sent = 0
+        """Send ``samples`` now; a socket error loses that datagram (no spool:
+        counted as ``send_failed``, degraded at once) and the next one reconnects."""
+        sent = lost = 0
+        error: OSError | None = None
         for datagram, count in self._pack(self._encode(samples)):
             try:
                 sock, address = self._connect()
                 sock.sendto(datagram, address)
             except OSError as exc:
                 self.close()
-                self._failed(f"cannot send to {self.host}:{self.port}: {exc}", count)
+                lost, error = lost + count, exc
             else:
                 sent += count
-        if sent:
-            self._delivered(sent)
+        self._batch_done(sent, lost, f"cannot send to {self.host}:{self.port}: {error}; "
+                         f"samples lost", "send_failed")
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the socket (the next send opens a new one)."""
@@ -81,7 +95,8 @@ class UDPPublisher(Publisher):
             data = line.encode()
             if len(data) > self.max_datagram:
                 self._failed(f"dropped a sample of {len(data)} bytes: larger than "
-                             f"max_datagram={self.max_datagram}", 1, error=False)
+                             f"max_datagram={self.max_datagram}", 1, error=False,
+                             drop_reason="max_datagram")
                 continue
             if chunk and size + 1 + len(data) > self.max_datagram:
                 yield b"\n".join(chunk), len(chunk)

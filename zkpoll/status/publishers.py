@@ -5,10 +5,12 @@ Each partitioned agent reports ``publishers`` in its claims record (see
 merges the record into the member data it reads): per publisher
 URL (credentials redacted) its ``state`` (``ok``, ``failing``,
 ``degraded``), ``failing_for_s``, ``backlog_samples``,
-``oldest_undelivered_age_s``, ``last_success``, ``last_error`` and
-``dropped`` by reason.  :func:`publisher_findings` turns the members of a
-group into findings; a degraded publisher is a WARNING (the agent polls and
-its samples wait in its spool), a failing one is informational.
+``oldest_undelivered_age_s``, ``last_success``, ``last_error``,
+``dropped`` and ``lost_batches`` by reason, and ``spooled``.
+:func:`publisher_findings` turns the members of a group into findings; a
+degraded publisher is a WARNING (the agent polls; a spooled publisher's
+samples wait in its spool, one without a spool lost its failed batches), a
+failing one is informational.
 :func:`zkpoll.status.build_report` reports the degraded ones as WARNINGs.
 """
 
@@ -56,6 +58,8 @@ def publisher_findings(members: Iterable[tuple[str, Mapping[str, Any]]]) -> list
             failing_for = _number(summary.get("failing_for_s"))
             if failing_for is not None:
                 text += f" for {failing_for:.0f}s"
+            if summary.get("spooled") is False:
+                text += " (no spool: its failed batches are lost)"
             backlog = _number(summary.get("backlog_samples"))
             if backlog:
                 text += f", {backlog:.0f} samples waiting in its spool"
