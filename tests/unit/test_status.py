@@ -222,3 +222,30 @@ def test_a_degraded_publisher_reported_in_the_claims_record_is_a_warning() -> No
     warnings = [p for p in report.problems if p.severity is Severity.WARNING]
     assert any("publisher http://sink degraded for 400s, 1200 samples waiting" in p.message
                and p.member == "m1" for p in warnings)
+
+
+def _clocked(mid: str, offset: float, error: float = 0.001, bound: float = 2.0) -> Member:
+    plain = member(mid)
+    return Member(mid, {**plain.data, "clock": {"offset": offset, "error": error,
+                                                "bound": bound, "watch_delay": 1.0}})
+
+
+def test_each_members_clock_offset_is_shown_and_warned_above_half_the_bound() -> None:
+    report = build_report([group(_clocked("a", 0.2), _clocked("b", -1.3),
+                                 _clocked("c", 2.5))], NOW)
+    members = {m.member_id: m for m in report.groups[0].members}
+    assert members["a"].clock is not None and members["a"].clock.offset == 0.2
+    warnings = problems(report, Severity.WARNING)
+    assert [w for w in warnings if "above half the bound" in w] == [
+        "clock offset -1.300s +/-0.001s (bound 2.00s) is above half the bound: fix its "
+        "time synchronisation"]
+    assert any("+2.500s" in w and "beyond the bound" in w for w in warnings)
+    assert not any("+0.200s" in w for w in warnings)
+    text = "\n".join(cli._render_report(report, None))
+    assert "CLOCK" in text and "-1.300s" in text and "+0.200s" in text
+
+
+def test_a_member_without_clock_fields_shows_none() -> None:
+    report = build_report([group(member("a"))], NOW)
+    assert report.groups[0].members[0].clock is None
+    assert not problems(report, Severity.WARNING)

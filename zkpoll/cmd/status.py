@@ -257,9 +257,10 @@ def _render_report(report: Report, url: str | None) -> list[str]:
                        f"{g.ring_epoch} with {len(g.ring_members)} of {len(g.members)} "
                        f"member(s): {g.severity}")]
         lines += table(("MEMBER", "HOST", "PID", "VERSION", "WEIGHT", "STATE", "SESSION",
-                        "DETAIL"),
+                        "CLOCK", "DETAIL"),
                        [(m.member_id, m.host, m.pid, m.version, f"{m.weight:g}", m.state,
-                         m.session, m.detail) for m in g.members]) if g.members else []
+                         m.session, m.clock and f"{m.clock.offset:+.3f}s", m.detail)
+                        for m in g.members]) if g.members else []
         if g.sources:
             lines += table(("SOURCE", "INTERVAL", "CYCLE", "OWNED", "BALANCE"),
                            [(s.name, f"{s.interval:g}s", s.current_cycle, s.total,

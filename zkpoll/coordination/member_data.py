@@ -100,6 +100,8 @@ class MemberData:
     LAST_COMPLETED_CYCLE: ClassVar[str] = "last_completed_cycle"
     OWNED: ClassVar[str] = "owned"
     PUBLISHERS: ClassVar[str] = "publishers"
+    #: ``{"offset", "error", "bound", "watch_delay"}`` in seconds (claims record)
+    CLOCK: ClassVar[str] = "clock"
 
     host: str | None = None
     pid: int | None = None
@@ -126,7 +128,7 @@ class MemberData:
         "leave_at": _is_time, "withdrawn": _is_str, "namespace": _is_str, "role": _is_str,
         "meters": _is_mapping, "intervals": _is_mapping, "fenced": _is_str,
         "polling_cycle": _is_mapping, "last_completed_cycle": _is_mapping,
-        "owned": _is_mapping, "publishers": _is_mapping,
+        "owned": _is_mapping, "publishers": _is_mapping, "clock": _is_mapping,
     })
 
     @classmethod

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from zkpoll.coordination import SessionState
 from zkpoll.endpoint.view import AgentView
 from zkpoll.ownership import ring_epoch
+from zkpoll.ownership.clock_rule import clock_bound
 from zkpoll.publisher.health import DEGRADED, degraded_reason
 from zkpoll.publisher.health import state as publisher_state
 from zkpoll.publisher.spool_options import degraded_after
@@ -177,6 +178,28 @@ class AgentCollector:
             "the agent keeps polling.")
         degraded_now.add_metric([], 1.0 if degraded(agent) else 0.0)
         yield from (state, members, active, epoch, fenced, withdrawn, degraded_now)
+        yield from AgentCollector._clock(agent)
+
+    @staticmethod
+    def _clock(agent: AgentView) -> Iterator[Metric]:
+        coordinator = agent.coordinator
+        clock = coordinator.clock() if coordinator else None
+        if coordinator is None or clock is None:
+            return
+        offset = GaugeMetricFamily(
+            "zkpoll_clock_offset_seconds", "This agent's wall clock minus the coordination "
+            "backend's (measured; positive: ahead).")
+        offset.add_metric([], clock.offset)
+        error = GaugeMetricFamily("zkpoll_clock_offset_error_seconds",
+                                  "Half-width of the clock offset's error bar.")
+        error.add_metric([], clock.error)
+        bound = GaugeMetricFamily(
+            "zkpoll_clock_bound_seconds", "Largest |offset| + error at which the agent "
+            "polls partitioned work: (settle_time - watch delay) / 2.", labels=["group"])
+        for partition in agent.partitions.values():
+            bound.add_metric([partition.group],
+                             clock_bound(partition.settle_time, coordinator.watch_delay()))
+        yield from (offset, error, bound)
 
 
 def render(agent: AgentView) -> tuple[bytes, str]:

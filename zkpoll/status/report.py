@@ -31,9 +31,9 @@ from zkpoll.ownership import eligible_members, member_meters, ring_epoch
 from zkpoll.service.cycles import cycle_index, source_offset
 from zkpoll.status.publishers import publisher_findings
 
-__all__ = ["STALE_CYCLES", "GroupReport", "MemberReport", "MemberSource", "Overlap",
+__all__ = ["STALE_CYCLES", "ClockReport", "GroupReport", "MemberReport", "MemberSource", "Overlap",
            "Problem", "Report", "Severity", "SourceReport",
-           "build_report", "member_state", "source_intervals", "with_claims"]
+           "build_report", "clock_report", "member_state", "source_intervals", "with_claims"]
 
 #: A member is stale when the last cycle it completed is this many cycles
 #: behind the last cycle that should be complete: none completed for 2 intervals.
@@ -90,6 +90,33 @@ class MemberReport:
     leave_at: float | None
     fenced: str | None
     sources: dict[str, MemberSource] = field(default_factory=dict)
+    #: clock offset against the backend (s, +: ahead), its error and the bound
+    clock: ClockReport | None = None
+
+
+@dataclass(frozen=True)
+class ClockReport:
+    """A member's clock offset against the backend, as its claims record says."""
+
+    offset: float
+    error: float
+    bound: float
+
+    @property
+    def worst(self) -> float:
+        return abs(self.offset) + self.error
+
+    def describe(self) -> str:
+        return f"{self.offset:+.3f}s +/-{self.error:.3f}s (bound {self.bound:.2f}s)"
+
+
+def clock_report(member: Member) -> ClockReport | None:
+    """The clock fields of a member's claims record (None: none, or malformed)."""
+    clock = MemberData.value(member.data, MemberData.CLOCK) or {}
+    values = [clock.get(k) for k in ("offset", "error", "bound")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return None
+    return ClockReport(*(float(v) for v in values))
 
 
 @dataclass(frozen=True)
@@ -170,6 +197,7 @@ def with_claims(membership: Membership,
                  MemberData.LAST_COMPLETED_CYCLE: _dict(record.get("completed")),
                  MemberData.OWNED: _dict(record.get("owned")),
                  MemberData.FENCED: record.get("fenced"),
+                 MemberData.CLOCK: record.get("clock"),
                  **_dict(record.get("report"))}
         members.append(Member(member.member_id, {**member.data, **extra}))
     return Membership(membership.group, tuple(members), membership.version)
@@ -230,6 +258,13 @@ def _member(member: Member, intervals: Mapping[str, float], now: float,
     where = {"group": group, "member": member.member_id}
     if state in ("fenced", "withdrawn"):
         problems.append(Problem(Severity.WARNING, f"{state}: {detail}", **where))
+    clock = clock_report(member)
+    if clock is not None and clock.worst > clock.bound / 2:
+        beyond = clock.worst > clock.bound
+        problems.append(Problem(Severity.WARNING, f"clock offset {clock.describe()} is "
+                                + ("beyond the bound: the member fences itself" if beyond
+                                   else "above half the bound: fix its time synchronisation"),
+                                **where))
     for name, progress in sources.items():
         if progress.stale:
             last = "none" if progress.last_cycle is None else str(progress.last_cycle)
@@ -242,7 +277,7 @@ def _member(member: Member, intervals: Mapping[str, float], now: float,
     return MemberReport(
         member.member_id, fields.host, fields.pid, fields.version, member.weight,
         fields.layout, state, session, detail, fields.active_at, fields.leave_at,
-        fields.fenced, sources)
+        fields.fenced, sources, clock)
 
 
 def _group(membership: Membership, now: float, problems: list[Problem]) -> GroupReport:
