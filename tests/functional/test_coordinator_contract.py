@@ -6,6 +6,7 @@ prefix of its own) or starts a private server of each kind to break.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from zkpoll.coordination import (
 )
 from zkpoll.coordination.kv.memcached import MemcachedStore
 from zkpoll.coordination.kv.redis import RedisStore
-from zkpoll.exceptions import NotJoined
+from zkpoll.exceptions import CoordinationError, NotJoined
 from zkpoll.testing import (
     ManagedMemcached,
     ManagedRedis,
@@ -225,6 +226,46 @@ def test_registration_hook_runs_on_every_new_registration(backend_url: str,
     assert coordinator.state is SessionState.CONNECTED
 
 
+#: Same host, same clock: the measured offset is the backend clock's own bias.
+#: ZooKeeper's mtime and Redis's TIME are the host's wall clock; Memcached's
+#: clock is its start time plus its uptime, ticked by a 1 s timer, and runs up
+#: to about 2 s behind the wall clock (docs/backends.md).
+OFFSET_BOUND = {"zookeeper": 0.5, "redis": 0.5, "memcached": 2.0}
+
+
+def test_clock_offset_is_measured_from_the_backend_answers(backend_url: str,
+                                                           coordinators) -> None:
+    coordinator = coordinators(backend_url)
+    coordinator.join("g", wait=5)
+    asked = time.time()
+    gen = coordinator.put_claims("g", {"claimed": [1]})
+    assert coordinator.wait_claims("g", gen, 10)
+    if kind(backend_url) == "zookeeper":  # the claims write's sample, in before its confirmation
+        estimate = coordinator.clock()
+        assert estimate is not None and estimate.measured_at > asked, estimate
+    else:  # a heartbeat after the join
+        estimate = wait_for(lambda: (e := coordinator.clock()) and e.measured_at > asked and e,
+                            5, "a clock sample from a heartbeat")
+    assert abs(estimate.offset) < OFFSET_BOUND[kind(backend_url)] + estimate.error, estimate
+    assert 0 <= estimate.error <= estimate.round_trip / 2 + 1.0
+    if kind(backend_url) == "memcached":  # a 1 s clock, read at 0.2 s phases: narrows
+        wait_for(lambda: coordinator.clock().error < 0.25, 10,
+                 "memcached's 1 s clock narrowed by samples at other phases")
+    else:
+        assert estimate.error < 0.1, estimate
+
+    before = coordinator.clock()
+    after = coordinator.measure_clock(timeout=5)
+    assert after.measured_at > before.measured_at and after.backend_time >= before.backend_time
+    if kind(backend_url) == "zookeeper":  # no sample in between: exactly one more
+        assert after.samples == min(before.samples + 1, 8), (before, after)
+    assert abs(after.offset) < OFFSET_BOUND[kind(backend_url)] + after.error, after
+    delay = coordinator.watch_delay()
+    assert 0 <= delay < 30 and math.isfinite(delay)
+    if kind(backend_url) == "memcached":  # changes are polled, once per heartbeat
+        assert delay >= HEARTBEAT
+
+
 SERVERS = {"zookeeper": ManagedZooKeeper, "redis": ManagedRedis, "memcached": ManagedMemcached}
 
 
@@ -266,3 +307,15 @@ def test_lease_runs_out_while_the_server_is_down_then_rejoins(private_url, coord
              and seen and coordinator.member_id in seen[-1].member_ids, 20,
              "reconnection, a renewed lease and re-registration")
     assert coordinator.get_members("g").get(coordinator.member_id).data["x"] == 1
+
+
+def test_measure_clock_raises_when_the_server_does_not_answer(private_url,
+                                                              coordinators) -> None:
+    url, server = private_url
+    coordinator = coordinators(url)
+    known = coordinator.measure_clock(timeout=5)
+    server.stop()
+    with pytest.raises(CoordinationError):
+        coordinator.measure_clock(timeout=1)
+    assert coordinator.clock() is not None
+    assert coordinator.clock().measured_at >= known.measured_at
