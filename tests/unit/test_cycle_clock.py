@@ -4,6 +4,7 @@ tests/functional/test_clock_skew.py)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -104,7 +105,7 @@ def test_a_clock_jumping_forward_skips_the_cycles_that_ended_and_says_so(
         loop.close()
     indexes = loop.indexes()
     assert indexes == sorted(set(indexes))
-    gaps = [b - a for a, b in zip(indexes, indexes[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(indexes)]
     assert max(gaps) >= 9, f"the cycles that ended meanwhile are skipped: {indexes}"
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert any("jumped forward" in text for text in skipped), skipped

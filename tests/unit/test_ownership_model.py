@@ -42,6 +42,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from zkpoll.ownership.clock_rule import clock_bound
 from zkpoll.ownership.events import (
     Action,
     Announce,
@@ -62,7 +63,6 @@ from zkpoll.ownership.events import (
     Tick,
     WriteClaims,
 )
-from zkpoll.ownership.clock_rule import clock_bound
 from zkpoll.ownership.members import MemberInfo, RingCache
 from zkpoll.ownership.state import OwnershipConfig, OwnershipState
 

@@ -237,8 +237,8 @@ def test_each_members_clock_offset_is_shown_and_warned_above_half_the_bound() ->
     assert members["a"].clock is not None and members["a"].clock.offset == 0.2
     warnings = problems(report, Severity.WARNING)
     assert [w for w in warnings if "above half the bound" in w] == [
-        "clock offset -1.300s +/-0.001s (bound 2.00s) is above half the bound: fix its "
-        "time synchronisation"]
+        ("clock offset -1.300s +/-0.001s (bound 2.00s) is above half the bound: fix its "
+        "time synchronisation")]
     assert any("+2.500s" in w and "beyond the bound" in w for w in warnings)
     assert not any("+0.200s" in w for w in warnings)
     text = "\n".join(cli._render_report(report, None))

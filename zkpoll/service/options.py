@@ -34,7 +34,10 @@ AGENT_COORDINATION_OPTS = [
                  help="Seconds between an agent announcing that it joins or leaves "
                       "and that taking effect, so all agents switch rings at the "
                       "same cycle. Must exceed the worst membership watch delay plus "
-                      "the clock skew between agents (keep them on NTP)."),
+                      "the clock skew between agents (keep them on NTP): an agent "
+                      "whose clock offset against the backend exceeds "
+                      "(settle_time - watch delay) / 2 does not poll partitioned "
+                      "work (docs/design.md, section 4, Clocks)."),
     cfg.FloatOpt("fence_margin", default=0.25, min=0.05, max=0.9,
                  help="Fraction of the session timeout kept as a safety margin: an "
                       "agent stops polling partitioned work once it has not heard "
