@@ -209,6 +209,11 @@ class Coordinator(abc.ABC):
         return self.last_contact + self.session_timeout - margin - time.monotonic()
 
     # --- the backend's clock ----------------------------------------------------
+    #: False when the backend's clock is not its host's wall clock (Memcached's
+    #: is its start time plus its uptime, in 1 s ticks): offsets are measured and
+    #: shown, but the ownership clock rule does not judge members by them.
+    clock_is_wall_clock: ClassVar[bool] = True
+
     def clock(self) -> ClockEstimate | None:
         """The current estimate of this member's clock offset against the
         backend's (None until an answer carried the backend's time)."""

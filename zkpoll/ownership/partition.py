@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination.clock import ClockEstimate
 from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.ring import HashRing
 from zkpoll.exceptions import CoordinationError
@@ -89,6 +90,8 @@ class _Announcing:
 
 
 _LIVE = _Announcing()  # events from the backend and the agent's threads
+#: The estimate events carry on a backend whose clock is no wall clock (Memcached).
+_NOT_JUDGED = ClockEstimate(0.0, 0.0, 0.0, 0.0, 0.0, 0)
 
 
 class Partition:
@@ -129,7 +132,7 @@ class Partition:
     def contact(self) -> Contact:
         """The clock readings events carry (the offset: the coordinator's estimate)."""
         coordinator = self.coordinator
-        clock = coordinator.clock()
+        clock = coordinator.clock() if coordinator.clock_is_wall_clock else _NOT_JUDGED
         return Contact(time.time(), time.monotonic() - coordinator.last_contact,
                        coordinator.session_timeout,
                        None if clock is None else clock.offset,
@@ -219,7 +222,11 @@ class Partition:
         weight = float(weight) if isinstance(weight, (int, float)) and weight > 0 else 1.0
         with self._lock:
             self._data = dict(data)
-        if self.coordinator.clock() is None:  # active_at is announced in the backend's time
+        if not self.coordinator.clock_is_wall_clock:
+            LOG.warning("group %s: the backend's clock is not a wall clock (%s): clock "
+                        "offsets are measured and shown but not enforced; keep the agents "
+                        "on NTP", self.group, type(self.coordinator).__name__)
+        elif self.coordinator.clock() is None:  # active_at is in the backend's time
             self._measure_clock()
         self._carry_out(self._feed(JoinRequested(self.contact(), weight)), _Announcing(publish=False))
         with self._lock:

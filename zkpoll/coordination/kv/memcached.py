@@ -185,6 +185,7 @@ class MemcachedCoordinator(StoreRecords, HeartbeatCoordinator):
     """Membership in memcached; see :mod:`zkpoll.coordination.kv._heartbeat` for the semantics."""
 
     store_class = MemcachedStore
+    clock_is_wall_clock = False  # see docs/backends.md: up to ~1 s off, 1 s ticks
 
     forgetter = staticmethod(lambda url, opts, group, timeout: forget_group(url, group, timeout))
 
