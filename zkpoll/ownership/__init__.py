@@ -5,9 +5,13 @@ Layers, bottom up:
 * :mod:`~zkpoll.ownership.members`: member views, who is in the ring of a
   cycle, ring epochs (pure);
 * :mod:`~zkpoll.ownership.events`: the events and actions of the rules;
-* :mod:`~zkpoll.ownership.state`: the rules, a pure state machine;
+* :mod:`~zkpoll.ownership.clock_rule`: the clock bound and announcements in
+  the backend's time (pure);
+* :mod:`~zkpoll.ownership.state`: the rules, a pure state machine (this
+  member's own joins and leaves in :mod:`~zkpoll.ownership.own_membership`);
 * :mod:`~zkpoll.ownership.partition`: the threads that feed it from a
-  coordinator and carry out its actions.
+  coordinator and carry out its actions (:mod:`~zkpoll.ownership.carrying`:
+  the readings they take and the pieces they share).
 
 It sits beside :mod:`zkpoll.coordination` (which it uses) and below the
 polling agent (which it knows nothing of).

@@ -28,14 +28,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
-from dataclasses import dataclass
 from typing import Any
 
 from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
-from zkpoll.coordination.clock import ClockEstimate
 from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.ring import HashRing
 from zkpoll.exceptions import CoordinationError
+from zkpoll.ownership.carrying import (
+    LIVE,
+    Announcing,
+    Queued,
+    contact_of,
+    measure_clock,
+)
 from zkpoll.ownership.events import (
     Action,
     Announce,
@@ -71,27 +76,6 @@ LOG = logging.getLogger(__name__)
 PollCallback = Callable[[Poll], None]
 _TICK = 0.05  # seconds between ticks while a skipped cycle may be resumed
 _WAKE = ReadClaims(())  # a marker on the work queue: tick now
-
-
-@dataclass(frozen=True)
-class _Announcing:
-    """How :meth:`Partition._carry_out` carries out an ``Announce``.
-
-    Always merged into our member data; ``publish`` sends the fields to the
-    backend (False while registering: the registration publishes the data
-    itself), ``raise_errors`` lets a failed update reach the caller (an
-    explicit leave or rejoin) instead of a warning; ``announced`` collects
-    the fields for the caller.
-    """
-
-    publish: bool = True
-    raise_errors: bool = False
-    announced: dict[str, Any] | None = None
-
-
-_LIVE = _Announcing()  # events from the backend and the agent's threads
-#: The estimate events carry on a backend whose clock is no wall clock (Memcached).
-_NOT_JUDGED = ClockEstimate(0.0, 0.0, 0.0, 0.0, 0.0, 0)
 
 
 class Partition:
@@ -131,12 +115,7 @@ class Partition:
     # --- feeding the state ------------------------------------------------------
     def contact(self) -> Contact:
         """The clock readings events carry (the offset: the coordinator's estimate)."""
-        coordinator = self.coordinator
-        clock = coordinator.clock() if coordinator.clock_is_wall_clock else _NOT_JUDGED
-        return Contact(time.time(), time.monotonic() - coordinator.last_contact,
-                       coordinator.session_timeout,
-                       None if clock is None else clock.offset,
-                       0.0 if clock is None else clock.error, coordinator.watch_delay())
+        return contact_of(self.coordinator)
 
     def _feed(self, event: Event) -> list[Action]:
         """Handle ``event`` and queue its writes under the lock; return the
@@ -148,7 +127,7 @@ class Partition:
             for action in actions:
                 if isinstance(action, WriteClaims):
                     gen = self._put_claims(action.record)
-                    queued.append(_Queued(action, gen, cause=action.cause))
+                    queued.append(Queued(action, gen, cause=action.cause))
                 else:
                     queued.append(action)
         for level, cause, text in notes:
@@ -162,15 +141,15 @@ class Partition:
             LOG.debug("group %s: claims not written: %s", self.group, exc)
             return -1
 
-    def _carry_out(self, actions: Sequence[Action], announce: _Announcing = _LIVE,
+    def _carry_out(self, actions: Sequence[Action], announce: Announcing = LIVE,
                    wait: float | None = None) -> list[Poll | Skip]:
         """Do what the state asked (the one executor of every action); return the
         polls and skips of the caller's cycle.  ``announce`` says how announced
-        member-data fields reach the backend (see :class:`_Announcing`)."""
+        member-data fields reach the backend (see :class:`Announcing`)."""
         result: list[Poll | Skip] = []
         fields: dict[str, Any] = {}
         for action in actions:
-            if isinstance(action, _Queued):
+            if isinstance(action, Queued):
                 result += self._confirm(action)
             elif isinstance(action, Poll) and action.kind is not PollKind.CYCLE:
                 self._submit_poll(action)
@@ -188,7 +167,7 @@ class Partition:
             self._announce(fields, announce, wait)
         return result
 
-    def _confirm(self, queued: _Queued) -> list[Poll | Skip]:
+    def _confirm(self, queued: Queued) -> list[Poll | Skip]:
         write = queued.action
         if not write.wait:
             return []
@@ -198,7 +177,7 @@ class Partition:
         return self._carry_out(self._feed(ClaimResult(write.source, write.index, confirmed,
                                                       self.contact(), error)))
 
-    def _announce(self, fields: dict[str, Any], announce: _Announcing,
+    def _announce(self, fields: dict[str, Any], announce: Announcing,
                   wait: float | None) -> None:
         if announce.announced is not None:
             announce.announced.update(fields)
@@ -228,7 +207,7 @@ class Partition:
                         "on NTP", self.group, type(self.coordinator).__name__)
         elif self.coordinator.clock() is None:  # active_at is in the backend's time
             self._measure_clock()
-        self._carry_out(self._feed(JoinRequested(self.contact(), weight)), _Announcing(publish=False))
+        self._carry_out(self._feed(JoinRequested(self.contact(), weight)), Announcing(publish=False))
         with self._lock:
             published = dict(self._data or data)
             active_at = self.state.own.active_at if self.state.own else time.time()
@@ -242,7 +221,7 @@ class Partition:
 
     def _on_registration(self, group: str, data: dict[str, Any]) -> dict[str, Any]:
         """Every (re-)registration announces a fresh ``active_at`` (coordinator thread)."""
-        registering = _Announcing(publish=False, announced={})
+        registering = Announcing(publish=False, announced={})
         self._carry_out(self._feed(SessionStarted(self.coordinator.member_id, self.contact())),
                         registering)
         return dict(data, **registering.announced)
@@ -256,14 +235,14 @@ class Partition:
         """Announce a graceful leave; returns ``leave_at`` (an earlier one is kept)."""
         reason = (extra or {}).get(MemberData.WITHDRAWN)
         self._carry_out(self._feed(LeaveRequested(self.contact(), reason)),
-                        _Announcing(raise_errors=True), wait)
+                        Announcing(raise_errors=True), wait)
         with self._lock:
             return self.state.own.leave_at if self.state.own else time.time()
 
     def rejoin(self, wait: float | None = None) -> float:
         """Undo an announced leave: active again from ``now + settle_time``."""
         self._carry_out(self._feed(RejoinRequested(self.contact())),
-                        _Announcing(raise_errors=True), wait)
+                        Announcing(raise_errors=True), wait)
         with self._lock:
             return self.state.own.active_at if self.state.own else time.time()
 
@@ -389,12 +368,7 @@ class Partition:
                 LOG.exception("group %s: ownership worker error", self.group)
 
     def _measure_clock(self) -> None:
-        timeout = max(0.5, min(5.0, self.coordinator.session_timeout / 2))
-        try:
-            self.coordinator.measure_clock(timeout)
-        except CoordinationError as exc:
-            LOG.warning("group %s: cannot measure the clock offset against the backend: %s",
-                        self.group, exc)
+        measure_clock(self.coordinator, self.group)
 
     def _read_claims(self, action: ReadClaims) -> ClaimsRead:
         timeout = max(0.5, min(5.0, self.coordinator.session_timeout / 2))
@@ -463,12 +437,3 @@ class Partition:
     def contact_age(self) -> float:
         """Seconds since the backend surely heard from us (our view's age)."""
         return time.monotonic() - self.coordinator.last_contact
-
-
-@dataclass(frozen=True)
-class _Queued(Action):
-    """A claims write queued with the coordinator under the lock (generation ``gen``;
-    -1 when it could not be queued)."""
-
-    action: WriteClaims
-    gen: int
