@@ -12,13 +12,18 @@ acts on a stale estimate until its next claim.  Hypothesis drives joins,
 graceful leaves, crashes (between cycles, and between a claim and its
 poll), network cuts (short, and longer than the session timeout), the whole
 backend going away, lost claim confirmations, joins before the first clock
-measurement, and clock steps.  On every simulated cycle:
+measurement, clock steps, and resources that one member, or every member,
+cannot reach (per-resource failover, one hop: the owner hands them to its
+successor in the same cycle, which gives up with one "unreachable" sample
+when it cannot reach them either).  On every simulated cycle:
 
-* no key is ever polled twice (policy ``fence``);
+* no key is ever polled twice (policy ``fence``; an "unreachable" sample
+  counts as the key's poll);
 * every key is polled, except in the documented windows: a crash between a
   member's claim and its poll, a cut or backend outage, a lost
-  confirmation, a member whose clock is beyond the bound or just stepped
-  (each a gap, never a duplicate).
+  confirmation, a member whose clock is beyond the bound or just stepped, a
+  handoff whose successor is gone, cut off or too late (each a gap, never a
+  duplicate).
 
 CI runs a fixed-seed set of examples; ``tox -e model`` (or
 ``ZKPOLL_MODEL_EXAMPLES=500``) a longer search.
@@ -52,12 +57,17 @@ from zkpoll.ownership.events import (
     CycleStarted,
     Event,
     JoinRequested,
+    GiveUp,
+    HandoffReceived,
+    HandoffSent,
+    KeysUnreachable,
     LeaveRequested,
     MeasureClock,
     MembershipChanged,
     Poll,
     PollKind,
     ReadClaims,
+    SendHandoff,
     SessionLost,
     SessionStarted,
     Tick,
@@ -76,6 +86,7 @@ ERROR = 0.05  # largest error bar of an offset estimate
 FAR = st.sampled_from([None, 0.8, -0.8, 1.5, -1.5, 4.0, -4.0, 9.0, -9.0])  # skew at join
 STEPS = st.sampled_from([-25.0, -8.0, -2.0, -0.6, 0.6, 2.0, 8.0, 25.0])  # clock steps
 STEP = 0.25
+HOPS = 1      # failover_hops
 KEYS = tuple(f"k{i}" for i in range(24))
 RINGS = RingCache(4096)  # shared: building a Maglev table costs ~0.1 s
 EXAMPLES = int(os.environ.get("ZKPOLL_MODEL_EXAMPLES", "30"))
@@ -102,7 +113,9 @@ class Sim:
     leave_at: float | None = None
     die_mid_cycle: bool = False
     lose_confirmation: bool = False
+    lose_handoff_confirmation: bool = False  # its next handoff lands, unconfirmed
     unpublished: dict = field(default_factory=dict)  # announcements queued while cut
+    handoffs: list = field(default_factory=list)  # (due, HandoffReceived args) in its inbox
     measured: float | None = None  # the member's offset estimate (None: not yet)
     error: float = 0.0
     stepped_at: float = -math.inf   # when its clock last stepped
@@ -131,6 +144,8 @@ class OwnershipModel(RuleBasedStateMachine):
         self.counter = 0
         self.version = 0  # of the backend's member list
         self.first_cycle = 0
+        self.blocked: set[tuple[str, str]] = set()  # (member name, key) it cannot reach
+        self.handoff_ids = 0
 
     # --- set-up and rules ---------------------------------------------------------
     @initialize(count=st.integers(2, 4), seed=st.integers(0, 2**32 - 1))
@@ -205,6 +220,29 @@ class OwnershipModel(RuleBasedStateMachine):
         data.draw(st.sampled_from(self._running())).lose_confirmation = True
         self.run(seconds)
 
+    @precondition(lambda self: self._running())
+    @rule(data=st.data(), share=st.sampled_from([0.25, 0.5, 1.0]), everywhere=st.booleans(),
+          seconds=AFTER)
+    def block(self, data: st.DataObject, share: float, everywhere: bool, seconds: float) -> None:
+        """Some keys become unreachable from one member (or from every member)."""
+        keys = self.rnd.sample(KEYS, int(len(KEYS) * share))
+        sims = list(self.sims.values()) if everywhere else [
+            data.draw(st.sampled_from(self._running()))]
+        self.blocked.update((s.name, k) for s in sims for k in keys)
+        self.run(seconds)
+
+    @precondition(lambda self: self._running())
+    @rule(data=st.data(), seconds=AFTER)
+    def lose_a_handoff_confirmation(self, data: st.DataObject, seconds: float) -> None:
+        data.draw(st.sampled_from(self._running())).lose_handoff_confirmation = True
+        self.run(seconds)
+
+    @precondition(lambda self: self.blocked)
+    @rule(seconds=AFTER)
+    def unblock(self, seconds: float) -> None:
+        self.blocked.clear()
+        self.run(seconds)
+
     # --- the checks ---------------------------------------------------------------------
     @invariant()
     def no_key_polled_twice(self) -> None:
@@ -224,7 +262,7 @@ class OwnershipModel(RuleBasedStateMachine):
     def _spawn(self, skew: float | None = None, measured: bool = True) -> None:
         name = f"m{self.counter}"
         self.counter += 1
-        state = OwnershipState(OwnershipConfig("g", SETTLE, 0.25), RINGS)
+        state = OwnershipState(OwnershipConfig("g", SETTLE, 0.25, failover_hops=HOPS), RINGS)
         sim = Sim(name, self.rnd.uniform(-SKEW, SKEW) if skew is None else skew, state,
                   f"{name}.0", last_contact=self.t)
         if measured:
@@ -303,6 +341,8 @@ class OwnershipModel(RuleBasedStateMachine):
             sim.next_cycle += 1
             self._feed(sim, CycleStarted("src", round(start / INTERVAL), start, INTERVAL,
                                          KEYS, self._contact(sim)))
+        if sim.alive and not sim.cut(t):
+            self._deliver_handoffs(sim)
         if sim.alive and sim.state.wants_ticks:
             self._feed(sim, Tick(self._contact(sim)))
 
@@ -331,6 +371,35 @@ class OwnershipModel(RuleBasedStateMachine):
             if version > sim.seen:
                 sim.seen = version
                 self._feed(sim, MembershipChanged(snapshot, self._contact(sim)))
+
+    def _deliver_handoffs(self, sim: Sim) -> None:
+        due = [h for h in sim.handoffs if h[0] <= self.t]
+        sim.handoffs = [h for h in sim.handoffs if h[0] > self.t]
+        for _, (handoff_id, sender, index, start, keys, tried) in due:
+            if self.t + sim.skew >= start + INTERVAL or sim.state.fence_reason(
+                    self._contact(sim)):
+                self.faulty.add(index)  # too late, or fenced: a gap
+            self._feed(sim, HandoffReceived(handoff_id, sender, "src", index, start, INTERVAL,
+                                            keys, tried, self._contact(sim)))
+
+    def _send_handoff(self, sim: Sim, action: SendHandoff) -> None:
+        """The owner writes into the successor's inbox (if both are there)."""
+        target = next((s for s in self.sims.values() if s.member_id == action.to), None)
+        written = (self._writable(sim) and target is not None and target.alive
+                   and action.to in self.truth)
+        confirmed = written and not sim.lose_handoff_confirmation
+        if written and target is not None:
+            sim.lose_handoff_confirmation = False  # the write landed all the same
+            self.handoff_ids += 1
+            handoff = (f"h-{self.handoff_ids}", sim.member_id, action.index, action.start,
+                       action.keys, action.tried)
+            target.handoffs.append((self.t + self.rnd.uniform(0.0, MAX_DELAY), handoff))
+            if self.rnd.random() < 0.3:  # delivered again (a re-listing before the ack)
+                target.handoffs.append((self.t + self.rnd.uniform(0.0, MAX_DELAY), handoff))
+        else:
+            self.faulty.add(action.index)
+        self._feed(sim, HandoffSent(action.to, action.source, action.index, action.keys,
+                                    confirmed, self._contact(sim)))
 
     def _leave_now(self, sim: Sim) -> None:
         self.truth.pop(sim.member_id, None)
@@ -377,9 +446,21 @@ class OwnershipModel(RuleBasedStateMachine):
                 self.faulty.add(action.index)
                 self._die(sim)
                 return
-            for key in action.keys:
+            reached = [k for k in action.keys if (sim.name, k) not in self.blocked]
+            for key in reached:
                 self.polls.setdefault((action.index, key), []).append(
                     (sim.member_id, action.kind))
+            missed = tuple(k for k in action.keys if (sim.name, k) in self.blocked)
+            if missed:
+                self._feed(sim, KeysUnreachable(action.source, action.index, action.start,
+                                                INTERVAL, missed, action.tried,
+                                                self._contact(sim)))
+        elif isinstance(action, SendHandoff):
+            self._send_handoff(sim, action)
+        elif isinstance(action, GiveUp):
+            for key in action.keys:
+                self.polls.setdefault((action.index, key), []).append(
+                    (sim.member_id, "unreachable"))
         elif isinstance(action, MeasureClock):
             if not sim.cut(self.t):
                 self._measure(sim)
@@ -515,3 +596,28 @@ def test_a_joiner_whose_clock_is_beyond_the_bound_stays_out_of_every_ring() -> N
     check(model)
     assert joiner.state.own.active_at < model.t
     assert any(joiner.member_id == m for pollers in model.polls.values() for m, _ in pollers)
+
+
+def test_keys_one_member_cannot_reach_are_polled_by_their_successor_in_the_same_cycle() -> None:
+    model = world()
+    owner = model._running()[0]
+    model.blocked.update((owner.name, k) for k in KEYS[::2])
+    model.run(40.0)
+    check(model)
+    assert not {c for c in model.faulty if c >= model.first_cycle}, "no gap, no fault"
+    handed = cycles_polled_by_kind(model, "handoff")
+    assert len(handed) >= 3, "the successors polled them, cycle after cycle"
+    assert not cycles_polled_by_kind(model, "unreachable")
+    model.blocked.clear()
+    model.run(30.0)
+    check(model)
+
+
+def test_a_key_nobody_can_reach_gets_one_unreachable_sample_per_cycle() -> None:
+    model = world()
+    model.blocked.update((s.name, "k3") for s in model.sims.values())
+    model.run(40.0)
+    check(model)
+    gave_up = sorted(index for (index, key), pollers in model.polls.items()
+                     if key == "k3" and pollers == [(pollers[0][0], "unreachable")])
+    assert len(gave_up) >= 3

@@ -18,10 +18,35 @@ from typing import Any
 from zkpoll.ownership.members import MemberInfo
 
 __all__ = [
-    "Action", "Announce", "ClaimResult", "ClaimsRead", "Contact", "CycleDone",
-    "CycleStarted", "Event", "FenceChanged", "JoinRequested", "LeaveRequested",
-    "MeasureClock", "MembershipChanged", "Poll", "PollKind", "ReadClaims", "RejoinRequested", "ReportChanged", "SessionLost",
-    "SessionStarted", "Skip", "Tick", "WriteClaims",
+    "AckHandoff",
+    "Action",
+    "Announce",
+    "ClaimResult",
+    "ClaimsRead",
+    "Contact",
+    "CycleDone",
+    "CycleStarted",
+    "Event",
+    "FenceChanged",
+    "GiveUp",
+    "HandoffReceived",
+    "HandoffSent",
+    "JoinRequested",
+    "KeysUnreachable",
+    "LeaveRequested",
+    "MeasureClock",
+    "MembershipChanged",
+    "Poll",
+    "PollKind",
+    "ReadClaims",
+    "RejoinRequested",
+    "ReportChanged",
+    "SendHandoff",
+    "SessionLost",
+    "SessionStarted",
+    "Skip",
+    "Tick",
+    "WriteClaims",
 ]
 
 
@@ -148,6 +173,59 @@ class ReportChanged(Event):
 
 
 @dataclass(frozen=True)
+class KeysUnreachable(Event):
+    """Our poll of cycle ``index`` of ``source`` could not reach these keys at the
+    connection level and produced nothing for them; ``tried`` are the members that
+    could not reach them before us (empty for the owner)."""
+
+    source: str
+    index: int
+    start: float
+    interval: float
+    keys: tuple[str, ...]
+    tried: tuple[str, ...]
+    contact: Contact
+
+    def describe(self) -> str:
+        return f"KeysUnreachable({self.source}#{self.index}, {len(self.keys)} keys)"
+
+
+@dataclass(frozen=True)
+class HandoffSent(Event):
+    """The backend confirmed (or did not) our handoff of ``keys`` to ``to``."""
+
+    to: str
+    source: str
+    index: int
+    keys: tuple[str, ...]
+    confirmed: bool
+    contact: Contact
+    error: str = ""
+
+    def describe(self) -> str:
+        verdict = "confirmed" if self.confirmed else "not confirmed"
+        return f"HandoffSent({self.source}#{self.index} to {self.to} {verdict})"
+
+
+@dataclass(frozen=True)
+class HandoffReceived(Event):
+    """A handoff from ``sender`` is in our inbox: poll ``keys`` for cycle ``index``."""
+
+    handoff_id: str
+    sender: str
+    source: str
+    index: int
+    start: float
+    interval: float
+    keys: tuple[str, ...]
+    tried: tuple[str, ...]
+    contact: Contact
+
+    def describe(self) -> str:
+        return f"HandoffReceived({self.source}#{self.index} from {self.sender})"
+
+
+@dataclass(frozen=True)
 class Tick(Event):
     """Time passed (feeds resuming a cycle skipped while fenced)."""
 
@@ -205,6 +283,7 @@ class PollKind(enum.StrEnum):
     CYCLE = "cycle"        #: the member's own share, at the cycle start
     CATCH_UP = "catch_up"  #: inherited from a vanished member, same cycle
     RESUME = "resume"      #: our own share, skipped while fenced, once unfenced
+    HANDOFF = "handoff"    #: keys their owner could not reach, handed to us, same cycle
 
 
 @dataclass(frozen=True)
@@ -218,6 +297,8 @@ class Poll(Action):
     keys: tuple[str, ...]
     kind: PollKind = PollKind.CYCLE
     confirmed: bool = True
+    #: members that could not reach these keys before us (a handoff's chain)
+    tried: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,6 +315,40 @@ class ReadClaims(Action):
     """Read the claims records of these vanished members and feed :class:`ClaimsRead`."""
 
     member_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SendHandoff(Action):
+    """Write a handoff of ``keys`` (cycle ``index`` of ``source``) into member ``to``'s
+    inbox, wait at most ``timeout`` for the backend's confirmation and feed
+    :class:`HandoffSent`."""
+
+    to: str
+    source: str
+    index: int
+    start: float
+    interval: float
+    keys: tuple[str, ...]
+    tried: tuple[str, ...]
+    timeout: float = 1.0
+
+
+@dataclass(frozen=True)
+class AckHandoff(Action):
+    """Delete these handled handoffs from our inbox."""
+
+    handoff_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GiveUp(Action):
+    """Nobody polls these keys in this cycle any more: publish what the pollster said
+    to publish when a resource is unreachable (once, by the last member tried)."""
+
+    source: str
+    index: int
+    keys: tuple[str, ...]
+    reason: str
 
 
 @dataclass(frozen=True)

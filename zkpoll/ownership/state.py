@@ -32,6 +32,10 @@ The rules (docs/design.md, section 4):
   session, announces a fresh ``active_at``; an announced ``leave_at`` is
   never moved later.  Without a clock offset estimate a member announces
   an empty interval (never active) until it has one.
+* **Handoff** (:mod:`~zkpoll.ownership.handoff_rules`): a key its poller
+  cannot reach is handed, confirmed by the backend, to the next member of
+  its ring for that cycle only, up to ``failover_hops`` times; the last
+  member tried publishes the "unreachable" sample once.
 * **Clocks** (:mod:`~zkpoll.ownership.clock_rule`): a member whose offset
   against the backend is beyond the bound is fenced; a cycle is never
   planned again once claimed (the wall clock went back), nor after it
@@ -61,7 +65,10 @@ from zkpoll.ownership.events import (
     CycleStarted,
     Event,
     FenceChanged,
+    HandoffReceived,
+    HandoffSent,
     JoinRequested,
+    KeysUnreachable,
     LeaveRequested,
     MeasureClock,
     MembershipChanged,
@@ -76,6 +83,7 @@ from zkpoll.ownership.events import (
     Tick,
     WriteClaims,
 )
+from zkpoll.ownership.handoff_rules import HandoffRules
 from zkpoll.ownership.members import PROTOCOL, MemberInfo, RingCache, eligible
 from zkpoll.ownership.notes import clock_text, ring_change, some_ids
 from zkpoll.ownership.own_membership import OwnMembership
@@ -96,7 +104,8 @@ class OwnershipConfig:
     settle_time: float
     fence_margin: float = 0.25
     keep_last_ring: bool = False
-    claim_timeout: float = 1.0  #: longest wait for a claim's confirmation
+    claim_timeout: float = 1.0  #: longest wait for a claim's (or a handoff's) confirmation
+    failover_hops: int = 0  #: members tried after the owner for an unreachable key
 
 
 @dataclass
@@ -133,7 +142,7 @@ class _Pending:
     skipped: _Skipped
 
 
-class OwnershipState(OwnMembership):
+class OwnershipState(OwnMembership, HandoffRules):
     """This member's ownership decisions in one group (module docstring)."""
 
     def __init__(self, config: OwnershipConfig, rings: RingCache | None = None) -> None:
@@ -152,6 +161,8 @@ class OwnershipState(OwnMembership):
         self.awaiting_clock = False     #: joined, but active_at waits for an offset estimate
         #: the newest cycle started per source, in any session (never planned again)
         self.started: dict[str, int] = {}
+        #: keys handed to us per (source, cycle) (a redelivered handoff is ignored)
+        self.handed_in: dict[tuple[str, int], set[str]] = {}
         #: (logging level, cause, text) of every transition, newest last
         self.log: deque[tuple[int, str, str]] = deque(maxlen=2000)
         self._new_notes: list[tuple[int, str, str]] = []
@@ -428,4 +439,7 @@ _HANDLERS: dict[type[Event], Any] = {
     CycleDone: OwnershipState._cycle_done,
     Tick: OwnershipState._tick,
     ReportChanged: OwnershipState._report,
+    KeysUnreachable: OwnershipState._keys_unreachable,
+    HandoffSent: OwnershipState._handoff_sent,
+    HandoffReceived: OwnershipState._handoff_received,
 }
