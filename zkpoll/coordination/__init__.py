@@ -6,6 +6,7 @@ This layer knows nothing of polling.  Public API::
     Coordinator.join/update/leave/watch/get_members/get_groups
     Coordinator.read_records/write_records/list_records/delete_records
     Coordinator.clock/measure_clock/watch_delay   the backend's clock, ClockEstimate
+    Coordinator.send_handoff/watch_inbox/ack_handoffs   handoff inboxes, Handoff
     Membership, Member, SessionState, HashRing, Record, RecordWrite
 """
 
@@ -18,6 +19,7 @@ from zkpoll.coordination.base import (
     SessionState,
 )
 from zkpoll.coordination.clock import ClockEstimate
+from zkpoll.coordination.handoff import Handoff, HandoffCallback
 from zkpoll.coordination.loader import get_coordinator, make_member_id, register_opts
 from zkpoll.coordination.ring import HashRing
 from zkpoll.coordination.url import BackendURL, parse_backend_url
@@ -26,6 +28,8 @@ __all__ = [
     "BackendURL",
     "ClockEstimate",
     "Coordinator",
+    "Handoff",
+    "HandoffCallback",
     "HashRing",
     "Member",
     "Membership",

@@ -21,6 +21,8 @@ the caller who else is there.  It knows nothing of polling.  The contract:
   backend's clock, measured from answers that carry the backend's time
   (:mod:`zkpoll.coordination.clock`); :meth:`Coordinator.watch_delay` how
   late a membership change may reach this member.
+* Handoff inboxes (:mod:`zkpoll.coordination.handoff`, where backends that
+  have them say ``supports_handoffs``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from zkpoll.coordination._records import (
     encode_value,
 )
 from zkpoll.coordination.clock import ClockEstimate, ClockEstimator, ClockSample
+from zkpoll.coordination.handoff import HandoffInbox
 from zkpoll.coordination.membership import Member, Membership, log_change
 from zkpoll.coordination.url import BackendURL
 from zkpoll.exceptions import CoordinationError
@@ -113,7 +116,7 @@ StateCallback = Callable[[SessionState], None]
 RegistrationHook = Callable[[str, dict[str, Any]], Mapping[str, Any]]
 
 
-class Coordinator(abc.ABC):
+class Coordinator(HandoffInbox, abc.ABC):
     """Base class of membership backends (one module per backend).
 
     Subclasses implement the abstract methods; listener bookkeeping and

@@ -1,7 +1,8 @@
 """Forget a retired, empty group in ZooKeeper (``zkpoll-status forget``).
 
 Delete ``<root>/groups/<g>/members``, then the claims records (they outlive
-their members, docs/design.md section 3), then ``<root>/groups/<g>``; the
+their members, docs/design.md section 3) and the handoff inboxes left by
+crashed members, then ``<root>/groups/<g>``; the
 deletes of ``members`` and of the group fail if a child exists, so a member
 joining at the same moment makes it refuse instead of deleting the newcomer.
 """
@@ -32,11 +33,11 @@ def forget_group(url: BackendURL, opts: Any, group: str, timeout: float) -> None
             client.start(timeout=timeout)
             if client.exists(path) is None:
                 raise GroupNotFound(f"no group {group} under {root}/groups")
-            for child in ("members", "claims", ""):
+            for child in ("members", "claims", "inbox", ""):
                 target = f"{path}/{child}" if child else path
                 try:
-                    # claims records outlive their members (docs/design.md, 3)
-                    client.delete(target, recursive=child == "claims")
+                    # claims records and inboxes outlive their members (docs/design.md, 3)
+                    client.delete(target, recursive=child in ("claims", "inbox"))
                 except NoNodeError:
                     continue
                 except NotEmptyError as exc:

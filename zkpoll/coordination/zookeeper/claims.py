@@ -20,7 +20,7 @@ from typing import Any
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
-from zkpoll.coordination.base import SessionState
+from zkpoll.coordination.base import Membership, SessionState
 from zkpoll.coordination.member_data import decode_object
 from zkpoll.coordination.url import BackendURL
 from zkpoll.coordination.zookeeper._claims_writer import ClaimsWriter, SentClaims
@@ -126,8 +126,8 @@ class ZooKeeperClaims(ZooKeeperListing):
         return result
 
     def _sweep_claims(self) -> None:
-        """Delete claims records whose member is gone for ``CLAIMS_RETENTION``
-        seconds; done by the first member (by id) of each group we are in."""
+        """Sweep what members gone long ago left behind (:meth:`_sweep_group`);
+        done by the first member (by id) of each group we are in."""
         if time.monotonic() < self._next_sweep:
             return
         self._next_sweep = time.monotonic() + CLAIMS_SWEEP_INTERVAL
@@ -137,17 +137,21 @@ class ZooKeeperClaims(ZooKeeperListing):
             if snapshot is None or not snapshot.member_ids \
                     or snapshot.member_ids[0] != self.member_id:
                 continue
-            parent = self._claims_parent(group)
+            self._sweep_group(group, snapshot)
+
+    def _sweep_group(self, group: str, snapshot: Membership) -> None:
+        """Delete claims records whose member is gone for ``CLAIMS_RETENTION`` seconds."""
+        parent = self._claims_parent(group)
+        try:
+            owners = self._client.get_children_async(parent).get(timeout=OP_TIMEOUT)
+        except ZK_ERRORS:
+            return
+        gone = [o for o in owners if o not in snapshot.member_ids]
+        cutoff = (time.time() - CLAIMS_RETENTION) * 1000
+        for owner in gone:
             try:
-                owners = self._client.get_children_async(parent).get(timeout=OP_TIMEOUT)
-            except ZK_ERRORS:
-                continue
-            gone = [o for o in owners if o not in snapshot.member_ids]
-            cutoff = (time.time() - CLAIMS_RETENTION) * 1000
-            for owner in gone:
-                try:
-                    stat = self._client.exists_async(f"{parent}/{owner}").get(OP_TIMEOUT)
-                    if stat is not None and stat.mtime < cutoff:
-                        self._client.delete_async(f"{parent}/{owner}").get(OP_TIMEOUT)
-                except ZK_ERRORS as exc:
-                    LOG.debug("claims sweep of %s: %s", parent, exc)
+                stat = self._client.exists_async(f"{parent}/{owner}").get(OP_TIMEOUT)
+                if stat is not None and stat.mtime < cutoff:
+                    self._client.delete_async(f"{parent}/{owner}").get(OP_TIMEOUT)
+            except ZK_ERRORS as exc:
+                LOG.debug("claims sweep of %s: %s", parent, exc)

@@ -5,6 +5,7 @@ The coordinator is built in layers, one module each::
     session.py    ZooKeeperSession   kazoo client, session states, the lease
     listing.py    ZooKeeperListing   children watches, Membership snapshots
     claims.py     ZooKeeperClaims    claims records: written, read, swept
+    inbox.py      ZooKeeperInbox     handoff inboxes: sent, watched, acknowledged
     coordinator   ZooKeeperCoordinator   the worker; member znodes; records
 
 Threading: kazoo runs our watch and state callbacks on its own sequential
@@ -42,7 +43,7 @@ from zkpoll.coordination.loader import make_member_id
 from zkpoll.coordination.url import BackendURL
 from zkpoll.coordination.zookeeper._names import member_name
 from zkpoll.coordination.zookeeper.admin import forget_group
-from zkpoll.coordination.zookeeper.claims import ZooKeeperClaims
+from zkpoll.coordination.zookeeper.inbox import ZooKeeperInbox
 from zkpoll.coordination.zookeeper.records import ZooKeeperRecords
 from zkpoll.coordination.zookeeper.session import OP_TIMEOUT, STATES, ZK_ERRORS
 from zkpoll.exceptions import CoordinationError
@@ -52,7 +53,7 @@ __all__ = ["ZooKeeperCoordinator"]
 LOG = logging.getLogger(__name__)
 
 
-class ZooKeeperCoordinator(ZooKeeperClaims):
+class ZooKeeperCoordinator(ZooKeeperInbox):
     """Membership in ZooKeeper through EPHEMERAL znodes (see the package docstring).
 
     :param url: the parsed ``backend_url``
@@ -127,6 +128,8 @@ class ZooKeeperCoordinator(ZooKeeperClaims):
                 self._dirty |= self._on_state(event[1], event[2])
             elif kind == "children":
                 self._dirty |= set(self.watched_groups) if event[1] is None else {event[1]}
+            elif kind == "inbox":
+                self._inbox_event(event[1])
             elif kind == "replay":
                 with self._cond:
                     snapshot = self._snapshots.get(event[1])
@@ -136,6 +139,7 @@ class ZooKeeperCoordinator(ZooKeeperClaims):
             return  # everything stays dirty until the next CONNECTED
         self._reconcile()
         self._relist_due(time.monotonic())
+        self._list_inboxes()
         self._sweep_claims()
 
     def _on_state(self, state: KazooState, keeper_state: Any) -> set[str]:
@@ -149,6 +153,7 @@ class ZooKeeperCoordinator(ZooKeeperClaims):
             self._session_id = session
             self._send_heartbeat()
             self._set_state(SessionState.CONNECTED)
+            self._inbox_event(None)
             return set(self.watched_groups)  # level-triggered: re-list after any reconnect
         self._set_state(STATES[state])
         if state is KazooState.LOST:
@@ -160,6 +165,7 @@ class ZooKeeperCoordinator(ZooKeeperClaims):
             self._claims_writer.reset()
         old = self.member_id
         self.member_id = make_member_id(self._name)
+        self._inbox_session_ended(old, self._registered)
         self._registered.clear()
         self._names.clear()
         self._published.clear()
@@ -179,6 +185,7 @@ class ZooKeeperCoordinator(ZooKeeperClaims):
                         self._claims_writer.forbid(group)
                     self._delete_member(group)
                     self._registered.discard(group)
+                    self._inbox_left(group)
                 else:
                     if group not in self._registered:  # first publish in this session
                         registration = self._registration(group)
@@ -237,6 +244,7 @@ class ZooKeeperCoordinator(ZooKeeperClaims):
         self._attempts.pop(group, None)
 
     def _create_member(self, group: str, path: str, payload: bytes) -> None:
+        self._make_inbox(group)  # first: a member peers can list has an inbox
         try:
             self._client.create_async(path, payload, ephemeral=True).get(timeout=OP_TIMEOUT)
         except NoNodeError:  # a new group: its claims parent too (first claims: one create)
