@@ -25,7 +25,6 @@ import pytest
 from tests.functional.test_coordinator_contract import coordinator_for
 from zkpoll.coordination import Coordinator
 from zkpoll.ownership import Partition, claimed_cycle
-from zkpoll.ownership.partition import _WAKE
 from zkpoll.polling.agent import Agent
 from zkpoll.testing.waiting import wait_for
 
@@ -110,7 +109,7 @@ def test_an_agent_holds_no_ownership_thread_before_start_or_after_stop(
     agent.start()
     assert agent.partitions, "a partitioned agent (its threads start when it needs them)"
     for partition in agent.partitions.values():
-        partition._post(_WAKE)  # as a skipped cycle does: the worker runs now
+        partition._threads.post(None)  # a tick, as a skipped cycle posts: the worker runs
     assert _zkpoll_threads() - before, "the partition's worker runs"
     agent.stop(graceful=False)
     deadline = time.monotonic() + 10
@@ -149,7 +148,7 @@ def test_a_partition_starts_its_worker_with_its_first_skip(backend_url: str) -> 
     before = _zkpoll_threads()
     coordinator = coordinator_for(backend_url, 10.0)  # never started: no contact, fenced
     partition = Partition(coordinator, "g", settle_time=0.5)
-    partition._start_threads()  # what join() does besides publishing
+    partition._threads.open()  # what join() does besides publishing
     try:
         assert _zkpoll_threads() == before, "no thread before there is work"
         assert partition.plan_cycle("s", 1, time.time(), 10.0, ["a"]) is None  # skipped

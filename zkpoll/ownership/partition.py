@@ -13,24 +13,22 @@ Threads: the state is guarded by one lock, held only while the state
 handles an event and the resulting writes are queued (never while waiting
 for the backend), so a claims record is built and queued in one step (no
 thread can publish a record that lacks another's newer claim).  One worker
-thread ("zkpoll-ownership-<group>") reads vanished members' claims and
-feeds ticks while a skipped cycle may be resumed; one more runs catch-up
-and resume polls, so a long poll never delays a claims read.  Both start
-with their first work item: a member that never skips a cycle nor sees a
-member vanish mid-cycle runs neither.
+thread reads vanished members' claims and feeds ticks while a skipped
+cycle may be resumed; one more runs catch-up, resume and handoff polls
+(:mod:`~zkpoll.ownership.workers`).  Handoffs from our inbox arrive on the
+coordinator's thread (:mod:`~zkpoll.ownership.handoffs`).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent import futures
 from typing import Any
 
 from zkpoll.coordination.base import Coordinator, Member, Membership, SessionState
+from zkpoll.coordination.handoff import Handoff
 from zkpoll.coordination.member_data import MemberData
 from zkpoll.coordination.ring import HashRing
 from zkpoll.exceptions import CoordinationError
@@ -42,6 +40,7 @@ from zkpoll.ownership.carrying import (
     measure_clock,
 )
 from zkpoll.ownership.events import (
+    AckHandoff,
     Action,
     Announce,
     ClaimResult,
@@ -51,7 +50,9 @@ from zkpoll.ownership.events import (
     CycleStarted,
     Event,
     FenceChanged,
+    GiveUp,
     JoinRequested,
+    KeysUnreachable,
     LeaveRequested,
     MeasureClock,
     MembershipChanged,
@@ -60,22 +61,23 @@ from zkpoll.ownership.events import (
     ReadClaims,
     RejoinRequested,
     ReportChanged,
+    SendHandoff,
     SessionLost,
     SessionStarted,
     Skip,
     Tick,
     WriteClaims,
 )
+from zkpoll.ownership.handoffs import HandoffIO
 from zkpoll.ownership.members import MemberInfo, member_info
 from zkpoll.ownership.state import OwnershipConfig, OwnershipState
+from zkpoll.ownership.workers import Workers
 
 __all__ = ["Partition", "PollCallback"]
 
 LOG = logging.getLogger(__name__)
 #: ``callback(poll)``: poll a catch-up or resume share (on the partition's poll thread).
 PollCallback = Callable[[Poll], None]
-_TICK = 0.05  # seconds between ticks while a skipped cycle may be resumed
-_WAKE = ReadClaims(())  # a marker on the work queue: tick now
 
 
 class Partition:
@@ -89,15 +91,19 @@ class Partition:
     :param fence_margin: fraction of the session timeout kept as a margin
     :param keep_last_ring: on backend loss, poll the last slice (duplicates
         possible) instead of fencing (gaps possible)
+    :param failover_hops: members tried after the owner for a resource it cannot
+        reach (0: no failover; the coordinator must support handoffs)
     """
 
     def __init__(self, coordinator: Coordinator, group: str, settle_time: float,
-                 fence_margin: float = 0.25, keep_last_ring: bool = False) -> None:
+                 fence_margin: float = 0.25, keep_last_ring: bool = False,
+                 failover_hops: int = 0) -> None:
         self.coordinator = coordinator
         self.group = group
         self.settle_time = settle_time
         self.state = OwnershipState(OwnershipConfig(group, settle_time, fence_margin,
-                                                    keep_last_ring))
+                                                    keep_last_ring,
+                                                    failover_hops=failover_hops))
         self.on_poll: PollCallback = lambda poll: None
         self._lock = threading.Lock()
         self._data: dict[str, Any] | None = None
@@ -105,11 +111,10 @@ class Partition:
         self._infos: dict[str, MemberInfo] = {}  # coordinator thread only: what was
         self._info_sources: dict[str, Member] = {}  # derived from which Member object
         self._cancel_watch: Callable[[], None] | None = None
-        self._work: queue.Queue[Action | None] = queue.Queue()  # ReadClaims, _WAKE, None
-        self._worker: threading.Thread | None = None  # started on its first work item
-        self._threads_lock = threading.Lock()  # guards _open, _worker, _work
-        self._open = False  # joined and not closed: work may start the worker
-        self._polls: futures.ThreadPoolExecutor | None = None
+        self._cancel_inbox: Callable[[], None] | None = None
+        self._handoffs = HandoffIO(coordinator, group, self.contact)
+        self._threads = Workers(group, self._work, lambda: self.state.wants_ticks,
+                                lambda poll: self.on_poll(poll))
         coordinator.set_registration_hook(group, self._on_registration)
 
     # --- feeding the state ------------------------------------------------------
@@ -142,23 +147,29 @@ class Partition:
             return -1
 
     def _carry_out(self, actions: Sequence[Action], announce: Announcing = LIVE,
-                   wait: float | None = None) -> list[Poll | Skip]:
+                   wait: float | None = None) -> list[Poll | Skip | GiveUp]:
         """Do what the state asked (the one executor of every action); return the
-        polls and skips of the caller's cycle.  ``announce`` says how announced
-        member-data fields reach the backend (see :class:`Announcing`)."""
-        result: list[Poll | Skip] = []
+        polls, skips and give-ups of the caller's cycle.  ``announce`` says how
+        announced member-data fields reach the backend (see :class:`Announcing`)."""
+        result: list[Poll | Skip | GiveUp] = []
         fields: dict[str, Any] = {}
         for action in actions:
             if isinstance(action, Queued):
                 result += self._confirm(action)
             elif isinstance(action, Poll) and action.kind is not PollKind.CYCLE:
-                self._submit_poll(action)
+                self._threads.submit_poll(action)
             elif isinstance(action, (Poll, Skip)):
                 result.append(action)
                 if isinstance(action, Skip):
-                    self._post(_WAKE)  # the worker ticks until it can resume
+                    self._threads.post(None)  # the worker ticks until it can resume
             elif isinstance(action, (ReadClaims, MeasureClock)):
-                self._post(action)
+                self._threads.post(action)
+            elif isinstance(action, SendHandoff):
+                result += self._carry_out(self._feed(self._handoffs.send(action)))
+            elif isinstance(action, AckHandoff):
+                self._handoffs.ack(action)
+            elif isinstance(action, GiveUp):
+                result.append(action)
             elif isinstance(action, Announce):
                 fields.update(action.fields)
             elif isinstance(action, FenceChanged):
@@ -167,7 +178,7 @@ class Partition:
             self._announce(fields, announce, wait)
         return result
 
-    def _confirm(self, queued: Queued) -> list[Poll | Skip]:
+    def _confirm(self, queued: Queued) -> list[Poll | Skip | GiveUp]:
         write = queued.action
         if not write.wait:
             return []
@@ -211,11 +222,14 @@ class Partition:
         with self._lock:
             published = dict(self._data or data)
             active_at = self.state.own.active_at if self.state.own else time.time()
-        self._start_threads()
+        self._threads.open()
         if self._cancel_watch is None:
             self._cancel_watch = self.coordinator.watch(self.group, self._on_membership,
                                                         with_data=False)
             self.coordinator.add_state_listener(self._on_session)
+            if self.state.config.failover_hops > 0:
+                self._cancel_inbox = self.coordinator.watch_inbox(self.group,
+                                                                  self._on_handoffs)
         self.coordinator.join(self.group, published, wait=wait)
         return active_at
 
@@ -274,16 +288,10 @@ class Partition:
             self._cancel_watch()
             self._cancel_watch = None
             self.coordinator.remove_state_listener(self._on_session)
-        with self._threads_lock:
-            self._open = False
-            worker, work, self._worker = self._worker, self._work, None
-            self._work = queue.Queue()
-        if worker is not None:
-            work.put(None)
-            worker.join(5.0)
-        if self._polls is not None:
-            self._polls.shutdown(wait=False, cancel_futures=True)
-            self._polls = None
+        if self._cancel_inbox is not None:
+            self._cancel_inbox()
+            self._cancel_inbox = None
+        self._threads.close()
 
     # --- cycles ---------------------------------------------------------------------
     def plan_cycle(self, source: str, index: int, start: float, interval: float,
@@ -294,9 +302,31 @@ class Partition:
         for outcome in self._carry_out(self._feed(event)):
             if isinstance(outcome, Skip):
                 return None
-            if outcome.source == source and outcome.index == index:
+            if isinstance(outcome, Poll) and outcome.source == source \
+                    and outcome.index == index:
                 return outcome.keys
         return None
+
+    def hand_off(self, source: str, index: int, start: float, interval: float,
+                 keys: Sequence[str], tried: Sequence[str] = ()) -> tuple[str, ...]:
+        """Hand the ``keys`` we could not reach in cycle ``index`` to their successors
+        (``tried``: the members that could not reach them before us); returns the
+        keys to give up on here: publish their "unreachable" samples."""
+        event = KeysUnreachable(source, index, start, interval, tuple(keys), tuple(tried),
+                                self.contact())
+        return tuple(key for outcome in self._carry_out(self._feed(event))
+                     if isinstance(outcome, GiveUp) for key in outcome.keys)
+
+    def _on_handoffs(self, handoffs: Sequence[Handoff]) -> None:
+        """Coordinator thread: feed handoffs from our inbox (their polls run on the
+        poll thread)."""
+        for handoff in handoffs:
+            event = self._handoffs.received(handoff.handoff_id, handoff.sender,
+                                            handoff.payload)
+            if event is None:
+                self._handoffs.ack(AckHandoff((handoff.handoff_id,)))
+            else:
+                self._carry_out(self._feed(event))
 
     def report(self, report: Mapping[str, Any]) -> None:
         """Publish what this agent says about itself for ``zkpoll-status`` (in
@@ -306,27 +336,6 @@ class Partition:
     def cycle_done(self, source: str, index: int, owned: int) -> None:
         """Record a completed cycle (published with the next claims record)."""
         self._feed(CycleDone(source, index, owned))
-
-    # --- threads ----------------------------------------------------------------------
-    def _start_threads(self) -> None:
-        """Make room for the threads; each starts with its first work item (most
-        members never skip a cycle nor see a member vanish mid-cycle)."""
-        with self._threads_lock:
-            if not self._open:
-                self._open = True
-                self._polls = futures.ThreadPoolExecutor(1, f"zkpoll-catchup-{self.group}")
-
-    def _post(self, item: Action) -> None:
-        """Hand ``item`` to the worker, starting it if needed (dropped once closed)."""
-        with self._threads_lock:
-            if not self._open:
-                return
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._work_loop, args=(self._work,),
-                                                daemon=True,
-                                                name=f"zkpoll-ownership-{self.group}")
-                self._worker.start()
-            self._work.put(item)
 
     def _on_membership(self, membership: Membership) -> None:
         """Coordinator thread: feed the snapshot, never block."""
@@ -344,31 +353,14 @@ class Partition:
         members = tuple(fresh.values())
         self._carry_out(self._feed(MembershipChanged(members, self.contact())))
 
-    def _work_loop(self, work: queue.Queue[Action | None]) -> None:
-        while True:
-            try:
-                action = work.get(timeout=_TICK if self.state.wants_ticks else None)
-            except queue.Empty:
-                action = _WAKE
-            if action is None:
-                return
-            if action is _WAKE:
-                action = Tick(self.contact())  # type: ignore[assignment]
-            try:
-                if isinstance(action, Tick):
-                    self._carry_out(self._feed(action))
-                elif isinstance(action, MeasureClock):
-                    self._measure_clock()
-                    self._carry_out(self._feed(Tick(self.contact())))
-                elif isinstance(action, ReadClaims):
-                    self._carry_out(self._feed(self._read_claims(action)))
-                if self.state.wants_ticks and not isinstance(action, Tick):
-                    self._carry_out(self._feed(Tick(self.contact())))
-            except Exception:  # the worker must survive anything
-                LOG.exception("group %s: ownership worker error", self.group)
-
-    def _measure_clock(self) -> None:
-        measure_clock(self.coordinator, self.group)
+    def _work(self, action: Action | None) -> None:
+        """Worker thread: one posted action, or a tick (None)."""
+        if isinstance(action, MeasureClock):
+            measure_clock(self.coordinator, self.group)
+        elif isinstance(action, ReadClaims):
+            self._carry_out(self._feed(self._read_claims(action)))
+        if action is None or self.state.wants_ticks or isinstance(action, MeasureClock):
+            self._carry_out(self._feed(Tick(self.contact())))
 
     def _read_claims(self, action: ReadClaims) -> ClaimsRead:
         timeout = max(0.5, min(5.0, self.coordinator.session_timeout / 2))
@@ -377,22 +369,6 @@ class Partition:
         except CoordinationError as exc:
             return ClaimsRead(None, action.member_ids, self.contact(), str(exc))
         return ClaimsRead(claims, action.member_ids, self.contact())
-
-    def _submit_poll(self, poll: Poll) -> None:
-        polls = self._polls
-        if polls is None:
-            return
-        try:
-            polls.submit(self._run_poll, poll)
-        except RuntimeError:  # shut down meanwhile
-            pass
-
-    def _run_poll(self, poll: Poll) -> None:
-        try:
-            self.on_poll(poll)
-        except Exception:
-            LOG.exception("group %s: %s poll of source %s failed", self.group, poll.kind,
-                          poll.source)
 
     # --- queries ----------------------------------------------------------------------
     @property

@@ -73,7 +73,10 @@ def check_timing(settle_time: float, heartbeat: float, session_timeout: float) -
             "only for settle_time after the last answered heartbeat")
 
 
-def new_partition(coordinator: Coordinator, group: str, cconf: cfg.ConfigOpts) -> Partition:
-    """The :class:`Partition` of ``group`` with the ``[coordination]`` options ``cconf``."""
+def new_partition(coordinator: Coordinator, group: str, cconf: cfg.ConfigOpts,
+                  failover_hops: int = 0) -> Partition:
+    """The :class:`Partition` of ``group`` with the ``[coordination]`` options ``cconf``
+    (``failover_hops``: members tried after the owner for an unreachable resource)."""
     return Partition(coordinator, group, cconf.settle_time, cconf.fence_margin,
-                     keep_last_ring=cconf.on_backend_loss == KEEP_LAST_RING)
+                     keep_last_ring=cconf.on_backend_loss == KEEP_LAST_RING,
+                     failover_hops=failover_hops)

@@ -1,0 +1,87 @@
+"""Two partitions on a real ZooKeeper hand unreachable keys to each other
+through their inboxes (the handoff rules and their I/O, without agents)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.functional.test_coordinator_contract import coordinator_for
+from zkpoll.coordination import Coordinator
+from zkpoll.ownership import Partition, Poll, PollKind
+from zkpoll.service.cycles import cycle_index, cycle_start
+from zkpoll.testing.waiting import wait_for
+
+pytestmark = pytest.mark.functional
+
+KEYS = [f"r{i}" for i in range(40)]
+INTERVAL = 30.0  # one long cycle: the test runs inside it
+
+
+@pytest.fixture
+def zk_url(zookeeper_server, zk_chroot: str) -> str:
+    return f"zookeeper://{zookeeper_server.address}{zk_chroot}"
+
+
+@pytest.fixture
+def started() -> Iterator[Callable[[str], Coordinator]]:
+    made: list[Coordinator] = []
+
+    def make(url: str) -> Coordinator:
+        coordinator = coordinator_for(url, 10.0)
+        made.append(coordinator)
+        coordinator.start(timeout=10)
+        return coordinator
+
+    yield make
+    for coordinator in made:
+        coordinator.stop()
+
+
+def test_an_unreachable_key_is_polled_by_its_successor_then_given_up_once(
+        zk_url: str, started) -> None:
+    partitions = {}
+    polls: dict[str, list[Poll]] = {"a": [], "b": []}
+    lock = threading.Lock()
+    for name in ("a", "b"):
+        partition = Partition(started(zk_url), "g", settle_time=0.5, failover_hops=1)
+
+        def record(poll: Poll, name: str = name) -> None:
+            with lock:
+                polls[name].append(poll)
+        partition.on_poll = record
+        partition.join({"weight": 1}, wait=5)
+        partitions[name] = partition
+    try:
+        for partition in partitions.values():
+            wait_for(lambda p=partition: len(p.membership.members) == 2, 10, "both listed")
+        time.sleep(0.6)  # past active_at
+        now = time.time()
+        index = cycle_index(now, INTERVAL)
+        if now - cycle_start(index, INTERVAL) > INTERVAL - 10:  # too close to the end
+            index += 1
+            time.sleep(cycle_start(index, INTERVAL) - now)
+        start = cycle_start(index, INTERVAL)
+        owned = {name: p.plan_cycle("s", index, start, INTERVAL, KEYS)
+                 for name, p in partitions.items()}
+        a, b = partitions["a"], partitions["b"]
+        assert owned["a"] and owned["b"]
+        assert sorted(owned["a"] + owned["b"]) == sorted(KEYS)
+        blocked = owned["a"][:3]
+        assert a.hand_off("s", index, start, INTERVAL, blocked) == (), "all handed off"
+        wait_for(lambda: polls["b"], 10, "b polls what a handed it")
+        [poll] = polls["b"]
+        assert (poll.kind, poll.index, sorted(poll.keys)) == (
+            PollKind.HANDOFF, index, sorted(blocked))
+        assert poll.tried == (a.coordinator.member_id,)
+        # b cannot reach them either: with one hop, it gives up (publishes once)
+        gave_up = b.hand_off("s", index, start, INTERVAL, poll.keys, poll.tried)
+        assert sorted(gave_up) == sorted(blocked)
+        time.sleep(1.0)
+        assert not polls["a"] and len(polls["b"]) == 1, "nobody polls them again"
+    finally:
+        for partition in partitions.values():
+            partition.leave(wait=5)
