@@ -7,6 +7,7 @@ import os
 
 from oslo_config import cfg
 
+from zkpoll.coordination.base import Coordinator
 from zkpoll.endpoint import server as api
 from zkpoll.exceptions import ConfigError
 from zkpoll.polling.sources import PollingConfig, load_polling_config
@@ -15,6 +16,7 @@ from zkpoll.service.options import AGENT_COORDINATION_OPTS, DEFAULT_OPTS
 
 __all__ = [
     "COMPUTE_OPTS",
+    "failover_hops",
     "DEFAULT_POLLING_FILE",
     "POLLING_OPTS",
     "PUBLISHER_OPTS",
@@ -56,6 +58,17 @@ POLLING_OPTS = [
                     "probed; otherwise it rejoins after this many of its longest "
                     "intervals). It never withdraws as the last active member. 0 "
                     "disables it."),
+    cfg.IntOpt("failover_hops", min=0, max=8,
+               sample_default="1 on ZooKeeper, 0 on backends without handoff inboxes",
+               help="Per-resource failover: when the member that owns a resource "
+                    "cannot reach it (connection refused, connect timeout, no route: "
+                    "the pollster says Unreachable), it hands the resource to the next "
+                    "member of its ring, which polls it in the same cycle; up to this "
+                    "many members are tried after the owner, and the last one "
+                    "publishes the unreachable sample once. 0 turns it off. Unset: 1 "
+                    "where the coordination backend has handoff inboxes (ZooKeeper), "
+                    "0 elsewhere; set above 0 on a backend without them, the agent "
+                    "refuses to start (docs/design.md, Per-resource failover)."),
     cfg.IntOpt("max_parallel_pollsters", default=8, min=1, max=256,
                help="Pollsters run at once, across all sources."),
     cfg.StrOpt("lock_dir", sample_default="/run/zkpoll if writable, else $XDG_RUNTIME_DIR, "
@@ -93,6 +106,23 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(COMPUTE_OPTS, group="compute")
     conf.register_opts(AGENT_COORDINATION_OPTS, group="coordination")
     conf.register_opts(api.OPTS, group="api")
+
+
+def failover_hops(conf: cfg.ConfigOpts, coordinator: Coordinator) -> int:
+    """``[polling] failover_hops`` for this backend (see the option's help).
+
+    :raises ConfigError: set above 0 on a backend without handoff inboxes
+    """
+    hops: int | None = conf.polling.failover_hops
+    supported = coordinator.supports_handoffs
+    if hops is None:
+        return 1 if supported else 0
+    if hops > 0 and not supported:
+        raise ConfigError(f"[polling] failover_hops = {hops}: the coordination backend "
+                          f"({type(coordinator).__name__}) has no handoff inboxes, so "
+                          "per-resource failover cannot be exactly once there; set it to "
+                          "0 or use ZooKeeper")
+    return hops
 
 
 def load_sources(conf: cfg.ConfigOpts) -> PollingConfig:
