@@ -2,7 +2,8 @@
 
 The runner sets Unreachable results apart, counts them and (until the
 hand-off of issue 21) publishes each one's sample exactly as the pollster
-published it before.  The pollsters here are fakes of pure logic.
+published it before.  The pollsters here are fakes of pure logic; one test
+runs the real HTTP pollsters on real loopback sockets.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from zkpoll.polling.agent import Agent
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
 from zkpoll.polling.runner import CycleStats, SourceRunner
 from zkpoll.polling.sources import Source
+from zkpoll.pollsters import network
 from zkpoll.publisher.base import Publisher
 from zkpoll.sample import GAUGE, Sample
-from zkpoll.testing.plugins import PollsterContract, poll, poll_results
+from zkpoll.testing.plugins import PollsterContract, RefusedPort, poll, poll_results
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -101,6 +103,23 @@ def test_unreachable_samples_are_published_exactly_as_before(
     assert (stats.samples, stats.errors) == (old_stats.samples, old_stats.errors) == (5, 0)
     assert (stats.unreachable, stats.unreachable_keys) == (2, {"r1", "r2"})
     assert (old_stats.unreachable, old_stats.unreachable_keys) == (0, set())
+
+
+def test_the_real_http_pollsters(executor: futures.ThreadPoolExecutor, healthy_http: str,
+                                 refused_port: RefusedPort) -> None:
+    good, dead = f"http://{healthy_http}/", f"http://{refused_port.address}/"
+    runner, recorder = _runner([network.HTTPStatusPollster(), network.HTTPResponseTimePollster()],
+                               executor, [good, dead])
+    stats = runner.run_cycle(1, 60.0)
+    assert (stats.unreachable, stats.unreachable_keys) == (2, {dead})  # one per meter
+    assert (stats.samples, stats.errors) == (3, 0)
+    by_meter = {(s.name, s.resource_id): s for s in recorder.samples}
+    assert set(by_meter) == {("http.status", good), ("http.status", dead),
+                             ("http.response.time", good)}
+    assert by_meter["http.status", dead].volume == 0
+    assert by_meter["http.status", dead].resource_metadata["error"].startswith(
+        "ConnectionRefusedError")
+    assert by_meter["http.status", dead].cycle_start == 60.0  # stamped like any sample
 
 
 def test_invalid_unreachables_are_dropped_and_counted(
