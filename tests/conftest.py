@@ -8,6 +8,8 @@
 - ``managed_zookeeper``: ``managed_zookeeper(**kwargs)`` starts a private
   ManagedZooKeeper (to stop, kill or break), closed after the test.
 - ``tcp_proxy``: ``tcp_proxy(host, port)`` returns a started TCPProxy.
+- ``healthy_http``: a loopback HTTP server answering 200; ``full_backlog``:
+  a loopback listener whose connects hang (a connect timeout, for real).
 - ``redis_server``, ``memcached_server``: one server each for the whole run.
 - ``rabbitmq_server``: one RabbitMQ node for the whole run.
 - ``managed_prometheus``: ``managed_prometheus()`` starts a private
@@ -21,6 +23,7 @@ When a test fails, the tail of the log of each server it used is shown.
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -279,3 +282,28 @@ def healthy_http() -> Iterator[str]:
     yield f"127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[str]:
+    """A listener nobody accepts on, its backlog filled: a new connect hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    for _ in range(8):
+        sock = socket.socket()
+        sock.settimeout(0.2)
+        try:
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            break
+        fillers.append(sock)
+    else:
+        pytest.fail("the backlog never filled")
+    yield f"127.0.0.1:{address[1]}"
+    for sock in fillers:
+        sock.close()
+    listener.close()

@@ -8,17 +8,22 @@ under ``zkpoll.discover.<namespace>``).  A plugin receives a narrow
 A *resource* is whatever a discovery returns: a string, or a mapping or
 object with an ``id``.  :func:`resource_key` gives the stable string that
 partitioning hashes and that pollsters use as ``resource_id``.
+
+A pollster yields a :class:`~zkpoll.sample.Sample` per measurement, or an
+:class:`Unreachable` for a resource it could not reach from this member
+(docs/plugins.md, "Unreachable resources").
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from zkpoll.sample import Sample
 
-__all__ = ["Discovery", "PollingContext", "Pollster", "resource_key"]
+__all__ = ["Discovery", "PollingContext", "Pollster", "Unreachable", "resource_key"]
 
 
 class PollingContext:
@@ -43,6 +48,25 @@ class PollingContext:
         self.timeout = timeout
 
 
+@dataclass(frozen=True)
+class Unreachable:
+    """Yielded by :meth:`Pollster.get_samples` instead of a sample for a resource.
+
+    ``resource_id`` (the resource's :func:`resource_key`) could not be reached
+    from this member at the connection level: connection refused, connect
+    timed out before any answer, no route / host or network unreachable, name
+    resolution failed.  That is distinct from "it answered with an error"
+    (an HTTP 500, a TLS handshake failure, a read timeout after connecting):
+    those are samples.  ``reason`` says what failed, for the logs.
+    ``sample`` is what to publish when no member can reach the resource
+    (e.g. ``http.status`` 0 with the error); None: publish nothing.
+    """
+
+    resource_id: str
+    reason: str
+    sample: Sample | None = None
+
+
 class Pollster(abc.ABC):
     """A plugin that measures one meter on a list of resources.
 
@@ -62,12 +86,19 @@ class Pollster(abc.ABC):
         """Name of the discovery to use when the source gives none (or None)."""
 
     @abc.abstractmethod
-    def get_samples(self, context: PollingContext, resources: list[Any]) -> Iterable[Sample]:
+    def get_samples(self, context: PollingContext,
+                    resources: list[Any]) -> Iterable[Sample | Unreachable]:
         """Return or yield samples for exactly the ``resources`` given.
 
         Poll only these resources (the agent has already kept the ones this
         member owns); never poll others.  Raise on failure: the agent logs
         and counts the error and the rest of the cycle goes on.
+
+        For a resource that cannot be reached from here at the connection
+        level, yield one :class:`Unreachable` and no sample: the agent may
+        have another member poll it in the same cycle, and publishes
+        ``Unreachable.sample`` when none can.  Do not retry internally for
+        long; fail fast and let the agent decide.
         """
 
 

@@ -9,7 +9,6 @@ unresponsive ones are reported failed, and no call outlives the runner.
 
 from __future__ import annotations
 
-import socket
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from concurrent import futures
@@ -44,31 +43,6 @@ def silent() -> Iterator[str]:
     server = SilentServer()
     yield server.address
     server.close()
-
-
-@pytest.fixture
-def full_backlog() -> Iterator[str]:
-    """A listener nobody accepts on, its backlog filled: a new connect hangs."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    address = listener.getsockname()
-    fillers = []
-    for _ in range(8):
-        sock = socket.socket()
-        sock.settimeout(0.2)
-        try:
-            sock.connect(address)
-        except OSError:
-            sock.close()
-            break
-        fillers.append(sock)
-    else:
-        pytest.fail("the backlog never filled")
-    yield f"127.0.0.1:{address[1]}"
-    for sock in fillers:
-        sock.close()
-    listener.close()
 
 
 def _run_cycles(meters: list[Any], resources: list[str], cycles: int) -> list[tuple[Any, list[Sample]]]:

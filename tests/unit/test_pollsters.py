@@ -22,6 +22,7 @@ from zkpoll.discovery.local import host_id
 from zkpoll.plugin import PollingContext, Pollster
 from zkpoll.pollsters import cycle_cached, host, network
 from zkpoll.sample import CUMULATIVE, GAUGE, Sample
+from zkpoll.testing.plugins import poll
 
 pytestmark = pytest.mark.timeout(5)
 
@@ -43,14 +44,15 @@ def _check(samples: list[Sample], pollster: Pollster) -> list[Sample]:
 
 def _poll(cls: type[Pollster], resources: list[str], context: PollingContext | None = None,
           ) -> list[Sample]:
+    """What a lone agent publishes: an Unreachable gives its sample (if any)."""
     pollster = cls()
-    return _check(list(pollster.get_samples(context or _context(), resources)), pollster)
+    return _check(poll(pollster, resources, context=context or _context()), pollster)
 
 
 # --- plugin contract -----------------------------------------------------------------
 
 def test_public_api() -> None:
-    assert zkpoll.pollsters.__all__ == ["cycle_cached"]
+    assert zkpoll.pollsters.__all__ == ["connect_failed", "cycle_cached"]
 
 
 @pytest.mark.parametrize("namespace", ["zkpoll.poll.compute", "zkpoll.poll.central"])

@@ -14,8 +14,8 @@ PUBLIC = {
                             "RecordWrite", "SessionState", "get_coordinator", "make_member_id",
                             "parse_backend_url", "register_opts"],
     "zkpoll.polling": ["Discovery", "PollingConfig", "PollingContext", "Pollster", "Source",
-                       "load_polling_config", "resource_key"],
-    "zkpoll.plugin": ["Discovery", "PollingContext", "Pollster", "resource_key"],
+                       "Unreachable", "load_polling_config", "resource_key"],
+    "zkpoll.plugin": ["Discovery", "PollingContext", "Pollster", "Unreachable", "resource_key"],
     "zkpoll.ownership": ["Contact", "MemberInfo", "OwnershipConfig", "OwnershipState",
                          "Partition", "Poll", "PollCallback", "PollKind", "Skip",
                          "claimed_cycle", "eligible_members", "member_info", "member_meters",
@@ -27,8 +27,9 @@ PUBLIC = {
                        "ManagedZooKeeper", "TCPProxy", "ZooKeeperEnsemble", "expire_session",
                        "find_installation", "four_letter_word", "free_port",
                        "make_certificates", "wait_for"],
-    "zkpoll.testing.plugins": ["PollsterContract", "SilentServer", "discover", "make_context",
-                               "make_test_plugins", "poll", "redis_server", "require_server",
+    "zkpoll.testing.plugins": ["PollsterContract", "RefusedPort", "SilentServer", "discover",
+                               "make_context", "make_test_plugins", "poll", "poll_results",
+                               "redis_server", "refused_port", "require_server",
                                "require_zookeeper", "silent_server", "zookeeper_server"],
 }
 

@@ -2,11 +2,12 @@
 
 Public API for plugin authors::
 
-    Pollster, Discovery, PollingContext, resource_key   (the plugin contract)
+    Pollster, Discovery, PollingContext, Unreachable,
+    resource_key                                        (the plugin contract)
     Source, PollingConfig, load_polling_config          (the polling YAML)
 """
 
-from zkpoll.plugin import Discovery, PollingContext, Pollster, resource_key
+from zkpoll.plugin import Discovery, PollingContext, Pollster, Unreachable, resource_key
 from zkpoll.polling.sources import PollingConfig, Source, load_polling_config
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "PollingContext",
     "Pollster",
     "Source",
+    "Unreachable",
     "load_polling_config",
     "resource_key",
 ]

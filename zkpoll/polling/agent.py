@@ -242,10 +242,11 @@ class Agent:
             polled = f"FENCED: polled none of its {stats.resources} resource(s)"
         else:
             polled = f"polled {stats.owned} of {stats.resources} resource(s)"
+        unreachable = f", {stats.unreachable} unreachable" if stats.unreachable else ""
         LOG.log(level, "source %s cycle %d: %s, %d samples in %.3fs, %d errors, %d timeouts, "
-                "%d publish errors; %s", stats.source, stats.index, polled, stats.samples,
+                "%d publish errors%s; %s", stats.source, stats.index, polled, stats.samples,
                 stats.duration, stats.errors, stats.timeouts, stats.publish_errors,
-                self._ring_summary(stats.start))
+                unreachable, self._ring_summary(stats.start))
 
     def _ring_summary(self, start: float) -> str:
         if not self.partitions:

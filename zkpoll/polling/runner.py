@@ -5,6 +5,11 @@ each with a deadline.  A pollster that raises, hangs or returns garbage is
 logged with its name and counted; the rest of the cycle completes.  A
 pollster still hung from an earlier cycle is skipped (not stacked) until it
 returns, so hung plugins cannot exhaust the pool.
+
+A pollster's :class:`~zkpoll.plugin.Unreachable` results are set apart from
+its samples, counted (``CycleStats.unreachable``, ``unreachable_keys``) and
+settled in one step, :meth:`SourceRunner._settle_unreachable`, which turns
+them into the samples to publish now (each one's ``sample``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
-from zkpoll.plugin import PollingContext, resource_key
+from zkpoll.plugin import PollingContext, Unreachable, resource_key
 from zkpoll.polling.latest import LatestSamples
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
 from zkpoll.polling.sources import Source
@@ -54,6 +59,17 @@ class CycleStats:
     #: this source's previous cycle, plus publish calls that raised
     publish_errors: int = 0
     owned_keys: set[str] = field(default_factory=set)
+    #: valid Unreachable results (one per meter and resource) and their resource keys
+    unreachable: int = 0
+    unreachable_keys: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One pollster call of a cycle: the pollster, and the resource keys it was given."""
+
+    info: PollsterInfo
+    keys: frozenset[str]
 
 
 class SourceRunner:
@@ -129,7 +145,7 @@ class SourceRunner:
         began = time.monotonic()
         stats = CycleStats(self.source.name, index, start)
         context = PollingContext(self.conf, {}, self.source.name, start, self.timeout)
-        calls: dict[futures.Future[list[Any]], str] = {}
+        calls: dict[futures.Future[list[Any]], _Call] = {}
         owned_cache: dict[tuple[str, tuple[str, ...]], Sequence[str] | None] = {}
         for info in self.pollsters:
             if info.meter in self.refused_meters:
@@ -150,7 +166,8 @@ class SourceRunner:
             stats.owned_keys.update(owned)
             if owned and self._claim(info.meter):
                 batch = [keyed[k] for k in owned]
-                calls[self.executor.submit(self._call, info, context, batch)] = info.meter
+                calls[self.executor.submit(self._call, info, context, batch)] = \
+                    _Call(info, frozenset(owned))
         self._collect(calls, stats, began)
         stats.duration = time.monotonic() - began
         stats.publish_errors += self._publish_problems()
@@ -180,15 +197,17 @@ class SourceRunner:
         began = time.monotonic()
         stats = CycleStats(self.source.name, index, start, catch_up=True)
         context = PollingContext(self.conf, {}, self.source.name, start, self.timeout)
-        calls: dict[futures.Future[list[Any]], str] = {}
+        calls: dict[futures.Future[list[Any]], _Call] = {}
         for info in self.pollsters:
             planned = self._planned.get(info.meter)
             if info.namespace != namespace or planned is None or planned[0] != start:
                 continue
-            batch = [planned[1][k] for k in keys if k in planned[1]]
-            stats.owned = max(stats.owned, len(batch))
-            if batch:
-                calls[self.executor.submit(self._call, info, context, batch, False)] = info.meter
+            given = [k for k in keys if k in planned[1]]
+            stats.owned = max(stats.owned, len(given))
+            if given:
+                batch = [planned[1][k] for k in given]
+                calls[self.executor.submit(self._call, info, context, batch, False)] = \
+                    _Call(info, frozenset(given))
         self._collect(calls, stats, began)
         stats.duration = time.monotonic() - began
         return stats
@@ -212,7 +231,7 @@ class SourceRunner:
                 with self._busy_lock:
                     self._busy.pop(info.meter, None)
 
-    def _collect(self, calls: dict[futures.Future[list[Any]], str], stats: CycleStats,
+    def _collect(self, calls: dict[futures.Future[list[Any]], _Call], stats: CycleStats,
                  began: float) -> None:
         deadline = began + self.timeout
         pending = set(calls)
@@ -224,18 +243,63 @@ class SourceRunner:
                     stats.timeouts += 1
                     LOG.error("source %s: pollster %s did not return within %.1fs; its "
                               "samples for this cycle are lost", self.source.name,
-                              calls[call], self.timeout)
+                              calls[call].info.meter, self.timeout)
                 return
             for call in done:
-                meter = calls[call]
+                info = calls[call].info
                 try:
-                    samples = call.result()
+                    results = call.result()
                 except Exception as exc:  # noqa: BLE001 - a plugin's failure is logged and counted
                     stats.errors += 1
                     LOG.error("source %s: pollster %s failed: %s: %s", self.source.name,
-                              meter, type(exc).__name__, exc)
+                              info.meter, type(exc).__name__, exc)
                     continue
-                self._publish(meter, self._stamp(meter, samples, stats), stats)
+                # The pollster's own samples first, then what its Unreachables settle to.
+                samples, unreachable = self._separate(calls[call], results, stats)
+                samples += self._settle_unreachable(stats, info.namespace, unreachable)
+                self._publish(info.meter, self._stamp(info.meter, samples, stats), stats)
+
+    def _separate(self, call: _Call, results: list[Any],
+                  stats: CycleStats) -> tuple[list[Any], list[Unreachable]]:
+        """Split one call's results into the rest (samples, unchecked) and Unreachables.
+
+        An Unreachable for a resource the call was not given, a second one for
+        the same resource, or one beside a sample with its resource_id, breaks
+        the contract: it is dropped, logged and counted as an error.
+        """
+        rest = [r for r in results if not isinstance(r, Unreachable)]
+        sampled = {r.resource_id for r in rest
+                   if isinstance(r, Sample) and isinstance(r.resource_id, str)}
+        kept: dict[str, Unreachable] = {}
+        bad = 0
+        for result in results:
+            if not isinstance(result, Unreachable):
+                continue
+            rid = result.resource_id
+            if not isinstance(rid, str) or rid not in call.keys or rid in kept or rid in sampled:
+                bad += 1
+                continue
+            kept[rid] = result
+        if bad:
+            stats.errors += 1
+            LOG.error("source %s: pollster %s returned %d invalid Unreachable(s) (for a "
+                      "resource not given, twice, or beside a sample); dropped",
+                      self.source.name, call.info.meter, bad)
+        stats.unreachable += len(kept)
+        stats.unreachable_keys.update(kept)
+        return rest, list(kept.values())
+
+    def _settle_unreachable(self, stats: CycleStats, namespace: str,
+                            results: list[Unreachable]) -> list[Sample]:
+        """Turn one call's Unreachable results into the samples to publish now.
+
+        The one place where the fate of a resource this member cannot reach
+        is decided (``stats`` says which cycle, and whether it is a
+        catch-up).  For now: each one's ``sample``, if any, published as the
+        pollster's other samples are, so nothing changes; handing the
+        resource to another member in the same cycle (issue 21) replaces it.
+        """
+        return [r.sample for r in results if r.sample is not None]
 
     def _stamp(self, meter: str, samples: list[Any], stats: CycleStats) -> list[Sample]:
         """Keep valid samples and fill in the cycle fields."""

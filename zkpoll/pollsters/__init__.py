@@ -7,19 +7,26 @@ their entry points, named after the meter they produce.
 
 :func:`cycle_cached` is public: a third-party pollster family can use it to
 read a shared value once per cycle, as the built-in ones do.
+:func:`connect_failed` tells which errors of opening a connection mean
+"unreachable from here" (:class:`zkpoll.plugin.Unreachable`).
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from zkpoll.plugin import PollingContext, resource_key
 
-__all__ = ["cycle_cached"]
+__all__ = ["connect_failed", "cycle_cached"]
 
 T = TypeVar("T")
+
+#: errno values of a connect that found no way to the peer.
+_NO_ROUTE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
 
 
 class _Slot:
@@ -48,6 +55,21 @@ def cycle_cached(context: PollingContext, key: str, compute: Callable[[], T]) ->
             slot.value = compute()
             slot.done = True
         return slot.value
+
+
+def connect_failed(exc: BaseException) -> bool:
+    """Whether ``exc``, raised while *opening* a connection, means "unreachable from here".
+
+    True for a refused connection, a timeout, no route (host or network
+    unreachable, host or network down) and a failed name resolution
+    (``socket.gaierror``).  Ask only about errors raised before the
+    connection was established: once connected, a timeout, a reset, a TLS
+    or protocol error mean the endpoint answered (badly), which is a sample
+    or an error, never :class:`zkpoll.plugin.Unreachable`.
+    """
+    if isinstance(exc, (ConnectionRefusedError, TimeoutError, socket.gaierror)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _NO_ROUTE
 
 
 def _unique_ids(resources: Iterable[Any]) -> list[str]:

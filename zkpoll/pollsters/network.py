@@ -20,6 +20,17 @@ A failed endpoint gives ``http.status`` 0 with ``resource_metadata["error"]``
 ``http.status`` and ``http.response.time`` share one GET per URL per cycle
 through the cycle cache.  Redirects are not followed: the status is what
 is measured.
+
+An endpoint not reached at the connection level gives an
+:class:`~zkpoll.plugin.Unreachable` carrying that same outcome (the
+``http.status`` 0 sample; nothing for the other two meters): name
+resolution failed, connection refused, no route (host or network
+unreachable or down), or the TCP connect did not complete within the
+budget (:func:`zkpoll.pollsters.connect_failed`).  Once the TCP connection
+is up, whatever happens is an answer, kept as today: a TLS handshake
+failure, a reset, an HTTP status >= 400, a response that does not come in
+time (read timeout).  A check that never started (its budget was gone
+before its turn) is not Unreachable either: nothing was tried.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import abc
 import http.client
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -35,8 +47,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
-from zkpoll.plugin import PollingContext, Pollster
-from zkpoll.pollsters import _unique_ids, cycle_cached
+from zkpoll.plugin import PollingContext, Pollster, Unreachable
+from zkpoll.pollsters import _unique_ids, connect_failed, cycle_cached
 from zkpoll.sample import GAUGE, Sample
 from zkpoll.version import __version__
 
@@ -105,6 +117,23 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+# How far one check got; another thread reads it when the check is late.
+_WAITING, _CONNECTING, _CONNECTED = "waiting", "connecting", "connected"
+
+
+class _Attempt:
+    """The phase of one endpoint's check: waiting, connecting or connected."""
+
+    __slots__ = ("phase",)
+
+    def __init__(self) -> None:
+        self.phase = _WAITING
+
+    def unreachable(self, exc: BaseException | None = None) -> bool:
+        """Whether failing now (with ``exc``; None: the deadline) means unreachable."""
+        return self.phase == _CONNECTING and (exc is None or connect_failed(exc))
+
+
 @dataclass(frozen=True)
 class _HTTPResult:
     """Outcome of one GET: status 0 and an ``error`` when it failed."""
@@ -113,37 +142,54 @@ class _HTTPResult:
     status: int = 0
     elapsed: float | None = None  # seconds until the response headers
     error: str | None = None
+    unreachable: bool = False  # failed before the TCP connection was up
 
 
-def _http_check(url: str, deadline: float) -> _HTTPResult:
+def _tls_context() -> ssl.SSLContext:
+    """What ``HTTPSConnection`` uses by default: verifying, ALPN ``http/1.1``."""
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _http_check(url: str, deadline: float, attempt: _Attempt) -> _HTTPResult:
     """GET ``url`` once, without following redirects, and time the headers.
 
     Each socket operation may only take the time left until ``deadline``.
+    The TCP connect is made here, not by http.client, so that ``attempt``
+    tells a failed connect (unreachable) from a failure once connected.
     """
     started = time.time()
     try:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return _HTTPResult(started, error=f"not an http(s) URL: {url!r}")
-        https = parts.scheme == "https"
+        host, https = parts.hostname, parts.scheme == "https"
         # An explicit port: http.client would misparse a bare IPv6 host.
         port = parts.port or (443 if https else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn_class = http.client.HTTPSConnection if https else http.client.HTTPConnection
-        conn = conn_class(parts.hostname, port, timeout=max(0.001, deadline - time.monotonic()))
+        tls = _tls_context() if https else None
+        conn = (http.client.HTTPSConnection(host, port, context=tls) if tls is not None
+                else http.client.HTTPConnection(host, port))
     except ValueError as exc:  # bad port, bad host encoding
         return _HTTPResult(started, error=_describe(exc))
     try:
         begin = time.perf_counter()
-        conn.connect()
+        timeout = _left(deadline)
+        attempt.phase = _CONNECTING
+        conn.sock = socket.create_connection((host, port), timeout)
+        attempt.phase = _CONNECTED
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.sock.settimeout(_left(deadline))
+        if tls is not None:
+            conn.sock = tls.wrap_socket(conn.sock, server_hostname=host)
         conn.request("GET", path, headers={"User-Agent": _USER_AGENT, "Accept": "*/*",
                                            "Connection": "close"})
         conn.sock.settimeout(_left(deadline))
         response = conn.getresponse()
         return _HTTPResult(started, status=response.status, elapsed=time.perf_counter() - begin)
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        return _HTTPResult(started, error=_describe(exc))
+        return _HTTPResult(started, error=_describe(exc), unreachable=attempt.unreachable(exc))
     finally:
         conn.close()
 
@@ -156,21 +202,32 @@ class _HTTPPollster(Pollster):
     sample_type: ClassVar[str] = GAUGE
     default_discovery = None
 
-    def get_samples(self, context: PollingContext, resources: list[Any]) -> list[Sample]:
+    def get_samples(self, context: PollingContext,
+                    resources: list[Any]) -> list[Sample | Unreachable]:
         budget = _checks_budget(context)
         deadline = time.monotonic() + budget
 
+        def attempt(url: str) -> _Attempt:  # shared, like the GET, by both meters
+            return cycle_cached(context, f"zkpoll.pollsters.network:http-attempt:{url}",
+                                _Attempt)
+
         def check(url: str) -> _HTTPResult:
             return cycle_cached(context, f"zkpoll.pollsters.network:http:{url}",
-                                lambda: _http_check(url, deadline))
+                                lambda: _http_check(url, deadline, attempt(url)))
 
         def late(url: str) -> _HTTPResult:
-            return _HTTPResult(time.time(), error=f"no answer within {budget:.1f}s")
+            return _HTTPResult(time.time(), error=f"no answer within {budget:.1f}s",
+                               unreachable=attempt(url).unreachable())
 
         urls = _unique_ids(resources)
-        samples = (self._sample(url, result)
-                   for url, result in zip(urls, _concurrently(check, urls, deadline, late)))
-        return [s for s in samples if s is not None]
+        out: list[Sample | Unreachable] = []
+        for url, result in zip(urls, _concurrently(check, urls, deadline, late)):
+            sample = self._sample(url, result)
+            if result.unreachable:
+                out.append(Unreachable(url, result.error or "unreachable", sample))
+            elif sample is not None:
+                out.append(sample)
+        return out
 
     @abc.abstractmethod
     def _sample(self, url: str, result: _HTTPResult) -> Sample | None:
@@ -245,7 +302,9 @@ def _tcp_connect(host: str, port: int, deadline: float) -> tuple[float, str]:
 class TCPConnectTimePollster(Pollster):
     """``tcp.connect.time``: seconds to open a TCP connection to ``host:port``.
 
-    A failed connection gives no sample (a WARNING names the endpoint).
+    A failed connection gives no sample (a WARNING names the endpoint); one
+    that is refused, finds no route or name, or times out gives an
+    :class:`~zkpoll.plugin.Unreachable` without a sample.
     """
 
     meter = "tcp.connect.time"
@@ -253,25 +312,32 @@ class TCPConnectTimePollster(Pollster):
     sample_type = GAUGE
     default_discovery = None
 
-    def get_samples(self, context: PollingContext, resources: list[Any]) -> list[Sample]:
+    def get_samples(self, context: PollingContext,
+                    resources: list[Any]) -> list[Sample | Unreachable]:
         budget = _checks_budget(context)
         deadline = time.monotonic() + budget
+        endpoints = _unique_ids(resources)
+        attempts = {resource: _Attempt() for resource in endpoints}
 
-        def check(resource: str) -> Sample | None:
-            timestamp = time.time()
+        def check(resource: str) -> Sample | Unreachable | None:
+            timestamp, attempt = time.time(), attempts[resource]
             try:
-                elapsed, address = _tcp_connect(*_parse_endpoint(resource), deadline)
+                host, port = _parse_endpoint(resource)
+                _left(deadline)  # no time left before its turn: nothing tried
+                attempt.phase = _CONNECTING
+                elapsed, address = _tcp_connect(host, port, deadline)
             except (OSError, ValueError) as exc:
                 LOG.warning("%s: connect to %s failed: %s", self.meter, resource,
                             _describe(exc))
-                return None
+                return Unreachable(resource, _describe(exc)) if attempt.unreachable(exc) \
+                    else None
             return Sample(self.meter, self.sample_type, self.unit, elapsed, resource,
                           timestamp=timestamp, resource_metadata={"address": address})
 
-        def late(resource: str) -> Sample | None:
-            LOG.warning("%s: connect to %s failed: no answer within %.1fs", self.meter,
-                        resource, budget)
-            return None
+        def late(resource: str) -> Sample | Unreachable | None:
+            reason = f"no answer within {budget:.1f}s"
+            LOG.warning("%s: connect to %s failed: %s", self.meter, resource, reason)
+            return Unreachable(resource, reason) if attempts[resource].unreachable() else None
 
-        samples = _concurrently(check, _unique_ids(resources), deadline, late)
+        samples = _concurrently(check, endpoints, deadline, late)
         return [s for s in samples if s is not None]

@@ -21,11 +21,19 @@ contract::
         def unresponsive_resources(self, silent_server):   # for the timeout check
             return [silent_server.address]
 
+        @pytest.fixture
+        def unreachable_resources(self, refused_port):     # for the Unreachable check
+            return [refused_port.address]
+
+:func:`poll` returns what a lone agent publishes (an ``Unreachable`` gives
+its ``sample``, if any); :func:`poll_results` returns what the pollster
+yielded, ``Unreachable`` included.
+
 Fixtures for a plugin's ``conftest.py`` (import them there):
 ``zookeeper_server`` and ``redis_server`` (one real server each for the
 session, as zkpoll's own tests use; skipped when not installed, failed
-under ``CI=true``) and ``silent_server`` (accepts TCP connections, never
-answers).
+under ``CI=true``), ``silent_server`` (accepts TCP connections, never
+answers) and ``refused_port`` (a 127.0.0.1 port that refuses connections).
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ import stevedore
 from stevedore.extension import Extension
 
 from zkpoll.exceptions import ZkpollError
-from zkpoll.plugin import Discovery, PollingContext, Pollster, resource_key
+from zkpoll.plugin import Discovery, PollingContext, Pollster, Unreachable, resource_key
 from zkpoll.polling.plugins import LoadedPlugins, register_extensions
 from zkpoll.sample import Sample
 from zkpoll.testing._server import ManagedServer
@@ -51,12 +59,15 @@ from zkpoll.testing.zookeeper import ManagedZooKeeper, find_installation
 
 __all__ = [
     "PollsterContract",
+    "RefusedPort",
     "SilentServer",
     "discover",
     "make_context",
     "make_test_plugins",
     "poll",
+    "poll_results",
     "redis_server",
+    "refused_port",
     "require_server",
     "require_zookeeper",
     "silent_server",
@@ -121,20 +132,57 @@ def _run(call: Any, timeout: float, what: str) -> Any:
     return outcome["value"]
 
 
-def poll(pollster: Pollster, resources: list[Any], *, context: PollingContext | None = None,
-         timeout: float = 5.0) -> list[Sample]:
-    """Call ``get_samples`` as the agent does; check the deadline and each sample.
+def _check_unreachable(result: Unreachable, keys: set[str], seen: set[str]) -> None:
+    rid = result.resource_id
+    assert rid in keys, f"{result!r}: not one of the resources given"
+    assert rid not in seen, f"two Unreachable for {rid!r}"
+    assert isinstance(result.reason, str) and result.reason, f"{result!r}: no reason"
+    if result.sample is not None:
+        assert isinstance(result.sample, Sample), f"{result!r}: sample is not a Sample"
+        result.sample.validate()
+    seen.add(rid)
+
+
+def poll_results(pollster: Pollster, resources: list[Any], *,
+                 context: PollingContext | None = None,
+                 timeout: float = 5.0) -> list[Sample | Unreachable]:
+    """Call ``get_samples`` as the agent does; return samples and :class:`Unreachable` s.
 
     Fails the test if the call outlives ``timeout`` (plus :data:`GRACE`) or
-    returns something that is not a valid :class:`Sample`.
+    yields something that is neither a valid :class:`Sample` nor a valid
+    ``Unreachable`` (one per resource at most, for a resource given, with a
+    reason, a valid sample or None, and no sample with its id beside it).
     """
     context = context or make_context(timeout=timeout)
-    samples = _run(lambda: list(pollster.get_samples(context, list(resources)) or ()),
+    results = _run(lambda: list(pollster.get_samples(context, list(resources)) or ()),
                    context.timeout or timeout, f"{type(pollster).__name__}.get_samples")
-    for sample in samples:
-        assert isinstance(sample, Sample), f"{sample!r} is not a zkpoll Sample"
-        sample.validate()
-    return samples
+    unreachable = [r for r in results if isinstance(r, Unreachable)]
+    for result in results:
+        if not isinstance(result, Unreachable):
+            assert isinstance(result, Sample), f"{result!r} is not a zkpoll Sample"
+            result.validate()
+    if unreachable:
+        keys, seen = {resource_key(r) for r in resources}, set[str]()
+        for result in unreachable:
+            _check_unreachable(result, keys, seen)
+        both = seen & {r.resource_id for r in results if isinstance(r, Sample)}
+        assert not both, f"a sample and an Unreachable for {both}"
+    return results
+
+
+def poll(pollster: Pollster, resources: list[Any], *, context: PollingContext | None = None,
+         timeout: float = 5.0) -> list[Sample]:
+    """Call ``get_samples`` as the agent does; check the deadline and each result.
+
+    Returns what a lone agent publishes: the samples, and for each
+    :class:`Unreachable` its ``sample`` (if any).  Checks as :func:`poll_results`.
+    """
+    published: list[Sample] = []
+    for result in poll_results(pollster, resources, context=context, timeout=timeout):
+        sample = result.sample if isinstance(result, Unreachable) else result
+        if sample is not None:
+            published.append(sample)
+    return published
 
 
 def discover(discovery: Discovery, param: str | None = None, *,
@@ -155,7 +203,9 @@ class PollsterContract:
     :attr:`pollster_class` (or override the ``pollster`` fixture), and
     override the ``resources`` fixture with live resources.  Override
     ``unresponsive_resources`` (e.g. with ``silent_server``) to check the
-    timeout; :meth:`resource_of` when sample ids are not the resource ids.
+    timeout, ``unreachable_resources`` (e.g. with ``refused_port``) to check
+    that each gives one :class:`Unreachable` and no sample; :meth:`resource_of`
+    when sample ids are not the resource ids.
     """
 
     meter: ClassVar[str]
@@ -179,6 +229,10 @@ class PollsterContract:
 
     @pytest.fixture
     def unresponsive_resources(self) -> list[Any]:
+        return []
+
+    @pytest.fixture
+    def unreachable_resources(self) -> list[Any]:
         return []
 
     def resource_of(self, sample: Sample) -> str:
@@ -227,14 +281,48 @@ class PollsterContract:
             pass
         assert time.monotonic() - started <= self.short_timeout + GRACE
 
+    def _unreachable_ids(self, results: list[Sample | Unreachable],
+                         unreachable: list[Any]) -> set[str]:
+        """Check each ``unreachable`` resource gave an Unreachable and no sample."""
+        expected = {resource_key(r) for r in unreachable}
+        said = {r.resource_id for r in results if isinstance(r, Unreachable)}
+        sampled = {self.resource_of(r) for r in results if isinstance(r, Sample)}
+        assert expected <= said, f"no Unreachable for {expected - said}"
+        assert not expected & sampled, f"a sample and an Unreachable for {expected & sampled}"
+        for result in results:
+            if isinstance(result, Unreachable) and result.sample is not None:
+                sample = result.sample
+                assert (sample.name, sample.type, sample.unit) == \
+                    (self.meter, self.sample_type, self.unit), sample
+                assert self.resource_of(sample) == result.resource_id, sample
+        return said
 
-class SilentServer:
-    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+    def test_unreachable_resources_give_unreachable(
+            self, pollster: Pollster, unreachable_resources: list[Any]) -> None:
+        if not unreachable_resources:
+            pytest.skip("no unreachable_resources fixture")
+        results = poll_results(pollster, unreachable_resources,
+                               context=make_context(timeout=self.timeout))
+        self._unreachable_ids(results, unreachable_resources)
+
+    def test_only_the_unreachable_resources_are_unreachable(
+            self, pollster: Pollster, resources: list[Any],
+            unreachable_resources: list[Any]) -> None:
+        if not unreachable_resources:
+            pytest.skip("no unreachable_resources fixture")
+        results = poll_results(pollster, resources + unreachable_resources,
+                               context=make_context(timeout=self.timeout))
+        expected = {resource_key(r) for r in unreachable_resources}
+        said = self._unreachable_ids(results, unreachable_resources)
+        assert said == expected, f"live resources said Unreachable: {said - expected}"
+
+
+class _LoopbackPort:
+    """A TCP socket bound to a free 127.0.0.1 port, held until :meth:`close`."""
 
     def __init__(self) -> None:
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(128)  # the kernel completes handshakes; nobody reads
 
     @property
     def host(self) -> str:
@@ -253,12 +341,36 @@ class SilentServer:
         self._sock.close()
 
 
+class SilentServer(_LoopbackPort):
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sock.listen(128)  # the kernel completes handshakes; nobody reads
+
+
 @pytest.fixture
 def silent_server() -> Iterator[SilentServer]:
     """A :class:`SilentServer` for one test."""
     server = SilentServer()
     yield server
     server.close()
+
+
+class RefusedPort(_LoopbackPort):
+    """A 127.0.0.1 port that refuses connections (connection refused, at once).
+
+    The port is bound but not listening: the kernel answers a connect with a
+    reset, and no other process can take the port while this holds it.
+    """
+
+
+@pytest.fixture
+def refused_port() -> Iterator[RefusedPort]:
+    """A :class:`RefusedPort` for one test."""
+    port = RefusedPort()
+    yield port
+    port.close()
 
 
 def _unavailable(what: str, exc: ZkpollError) -> None:
