@@ -1,4 +1,5 @@
-"""A server process on 127.0.0.1 for tests: own temp dir, own log, free port.
+"""A server process on 127.0.0.1 (or another local address) for tests: own temp
+dir, own log, free port.
 
 :class:`ManagedServer` is the shared shape of :class:`ManagedZooKeeper`,
 :class:`ManagedRedis` and :class:`ManagedMemcached`: ``start()``,
@@ -54,17 +55,17 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     _live_processes.discard(process)
 
 
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    return free_ports(1)[0]
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` (a local address) right now."""
+    return free_ports(1, host)[0]
 
 
-def free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct free ports (all held open while choosing)."""
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Return ``count`` distinct ports free on ``host`` (all held open while choosing)."""
     with ExitStack() as stack:
         sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
         for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((host, 0))
         return [sock.getsockname()[1] for sock in sockets]
 
 
@@ -79,8 +80,9 @@ class ManagedServer:
     answer = b""          #: prefix of the expected reply
     start_timeout = 15.0  #: default seconds :meth:`start` waits for an answer
 
-    def __init__(self, port: int | None = None) -> None:
-        self._port = port or free_port()
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._port = port or free_port(host)
         self._dir = Path(tempfile.mkdtemp(prefix=f"zkpoll-{self.program}-"))
         _temp_dirs.add(self._dir)
         self._process: subprocess.Popen[bytes] | None = None
@@ -108,7 +110,8 @@ class ManagedServer:
 
     @property
     def host(self) -> str:
-        return "127.0.0.1"
+        """The local address the server listens on (``127.0.0.1`` unless given)."""
+        return self._host
 
     @property
     def port(self) -> int:
@@ -116,12 +119,12 @@ class ManagedServer:
 
     @property
     def address(self) -> str:
-        """``"127.0.0.1:<port>"``."""
+        """``"<host>:<port>"``, e.g. ``"127.0.0.1:2181"``."""
         return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
-        """``<scheme>://127.0.0.1:<port>``, a ``[coordination] backend_url``."""
+        """``<scheme>://<host>:<port>``, a ``[coordination] backend_url``."""
         return f"{self.scheme}://{self.address}"
 
     @property

@@ -3,7 +3,8 @@
 The servers run the Java ZooKeeper of the Debian ``zookeeper`` package
 (``apt-get install -y zookeeper``), each in its own temporary directory with
 its own ``zoo.cfg``, data directory and log file, on free ``127.0.0.1``
-ports. Two environment variables override what is found on the machine:
+ports (``ManagedZooKeeper(host=...)``: another local address). Two
+environment variables override what is found on the machine:
 
 ``ZKPOLL_JAVA``
     the ``java`` binary (default: ``java`` on ``PATH``);
@@ -146,6 +147,8 @@ class ManagedZooKeeper(ManagedServer):
     """One ZooKeeper server process on 127.0.0.1, standalone by default.
 
     Use it as a context manager, or call :meth:`start` and :meth:`close`.
+    ``host`` binds the client port to another local address instead (e.g. a
+    test bridge's, for clients in other network namespaces).
     ``server_id`` and ``peers`` (server id to ``(quorum port, election
     port)``) make it a member of an ensemble; :class:`ZooKeeperEnsemble`
     builds those. ``sasl_users`` (user name to password) makes the server
@@ -164,13 +167,14 @@ class ManagedZooKeeper(ManagedServer):
     def __init__(self, *, tick_time: int = 200, max_session_timeout: int = 60_000,
                  client_port: int | None = None, server_id: int | None = None,
                  peers: Mapping[int, tuple[int, int]] | None = None,
-                 sasl_users: Mapping[str, str] | None = None, tls: bool = False) -> None:
+                 sasl_users: Mapping[str, str] | None = None, tls: bool = False,
+                 host: str = "127.0.0.1") -> None:
         if (server_id is None) != (peers is None):
             raise ValueError("server_id and peers go together")
-        super().__init__(client_port)
+        super().__init__(client_port, host)
         self.sasl_users = dict(sasl_users or {})
         self.certificates = make_certificates(self._dir / "tls") if tls else None
-        self.secure_port = free_port() if tls else None
+        self.secure_port = free_port(host) if tls else None
         self.tick_time = tick_time
         self.max_session_timeout = max_session_timeout
         self.server_id = server_id
@@ -178,7 +182,7 @@ class ManagedZooKeeper(ManagedServer):
 
     @property
     def secure_address(self) -> str:
-        """``"127.0.0.1:<TLS port>"``; :raises ValueError: started without ``tls``."""
+        """``"<host>:<TLS port>"``; :raises ValueError: started without ``tls``."""
         if self.secure_port is None:
             raise ValueError(f"{self!r} has no TLS port (ManagedZooKeeper(tls=True))")
         return f"{self.host}:{self.secure_port}"
