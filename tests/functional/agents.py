@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -44,18 +45,22 @@ def write_static_source(path: Path, resources: int, interval: int = 2,
 
 
 def start_agent(workdir: Path, name: str, backend_url: str, polling_file: Path,
-                namespaces: str = "synthetic", extra: str = "") -> ServiceProcess:
-    """One ``zkpoll-polling`` process with its own config; its output is its sample file."""
+                namespaces: str = "synthetic", extra: str = "", settle_time: float = 1.0,
+                wrap: Sequence[str] = ()) -> ServiceProcess:
+    """One ``zkpoll-polling`` process with its own config; its output is its sample file.
+
+    ``wrap`` prefixes the command (e.g. ``ip netns exec <namespace>``).
+    """
     samples = workdir / f"{name}.jsonl"
     conf = ("[coordination]\n"
             f"backend_url = {backend_url}\n"
             "heartbeat_interval = 0.2\n"
-            "settle_time = 1.0\n"
+            f"settle_time = {settle_time:g}\n"
             "[polling]\n"
             f"cfg_file = {polling_file}\n"
             "[publisher]\n"
             f"default_publishers = file://{samples}\n" + extra)
-    return ServiceProcess(workdir, name, agent_command(), conf, samples,
+    return ServiceProcess(workdir, name, [*wrap, *agent_command()], conf, samples,
                           args=["--polling-namespaces", namespaces])
 
 
