@@ -226,7 +226,7 @@ class Lab:
         self.links: list[str] = []
         self.namespaces: list[str] = []
         self._target_count = targets
-        self._blocked: dict[str, set[str]] = {name: set() for name in self.agents}
+        self._blocked: dict[str, dict[str, str]] = {name: {} for name in self.agents}
 
     def __enter__(self) -> Self:
         self.create()
@@ -372,24 +372,33 @@ class Lab:
         return {a: int(e) for a, e in json.loads(done.stdout).items()}
 
     # --- faults --------------------------------------------------------------------
-    def block(self, name: str, addresses: Sequence[str]) -> None:
-        """``ip route add blackhole <address>/32`` in agent ``name``'s namespace."""
+    def block(self, name: str, addresses: Sequence[str], kind: str = "blackhole") -> None:
+        """``ip route add <kind> <address>/32`` in agent ``name``'s namespace.
+
+        ``kind``: a route type of :data:`ROUTE_ERRNO` (what ``connect()`` then fails
+        with, at once; nothing leaves the namespace).
+        """
+        if kind not in ROUTE_ERRNO:
+            raise ValueError(f"kind: one of {sorted(ROUTE_ERRNO)}, not {kind!r}")
         for address in addresses:
-            ip("-n", self.namespace(name), "route", "add", "blackhole", f"{address}/32")
-            self._blocked[name].add(address)
+            ip("-n", self.namespace(name), "route", "add", kind, f"{address}/32")
+            self._blocked[name][address] = kind
 
     def unblock(self, name: str, addresses: Sequence[str] | None = None) -> None:
-        """Remove the blackhole routes of ``addresses`` (all when None) in ``name``'s."""
+        """Remove the routes :meth:`block` added for ``addresses`` (all when None)."""
         for address in sorted(self._blocked[name] if addresses is None else addresses):
-            ip("-n", self.namespace(name), "route", "delete", "blackhole", f"{address}/32")
-            self._blocked[name].discard(address)
+            kind = self._blocked[name].pop(address)
+            ip("-n", self.namespace(name), "route", "delete", kind, f"{address}/32")
 
     def blocked(self, name: str) -> set[str]:
         return set(self._blocked[name])
 
 
-#: What a blackhole route makes ``connect()`` fail with (Linux: at once).
-BLACKHOLE_ERRNO = errno.EINVAL
+#: Route types :meth:`Lab.block` adds, and the errno of a ``connect()`` they make
+#: fail (Linux, at once): a blackhole says EINVAL, not ENETUNREACH.
+ROUTE_ERRNO = {"blackhole": errno.EINVAL, "unreachable": errno.EHOSTUNREACH,
+               "prohibit": errno.EACCES}
+BLACKHOLE_ERRNO = ROUTE_ERRNO["blackhole"]
 
 
 # --- agents in the lab ----------------------------------------------------------------

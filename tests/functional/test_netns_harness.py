@@ -18,6 +18,7 @@ from tests.functional.netns import (
     BLACKHOLE_ERRNO,
     OWNER_ALIAS,
     PREFIX,
+    ROUTE_ERRNO,
     Lab,
     ip,
     remove_leftovers,
@@ -46,6 +47,15 @@ def test_blackhole_blocks_one_address_from_one_namespace_at_once(lab: Lab) -> No
     assert lab.connect("a2", [blocked], PORT) == {blocked: 0}, "a2 is not blocked"
     lab.unblock("a1")
     assert lab.connect("a1", [blocked], PORT) == {blocked: 0}
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTE_ERRNO))
+def test_each_route_kind_fails_connect_with_its_errno(lab: Lab, kind: str) -> None:
+    target = lab.targets[2]
+    lab.block("a2", [target], kind=kind)
+    assert lab.connect("a2", [target], PORT) == {target: ROUTE_ERRNO[kind]}
+    lab.unblock("a2", [target])
+    assert not lab.blocked("a2")
 
 
 def test_addresses_stay_inside_the_lab(lab: Lab) -> None:
