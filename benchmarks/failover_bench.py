@@ -80,6 +80,29 @@ Definitions (per line):
 
 With ``I = 60`` the run takes 4 to 6 minutes (waiting for the first aligned
 cycle, then four intervals); ``--quick`` uses ``I = 20``.
+
+Then ``resource_failover`` (issue 21; needs root: network namespaces), in a
+lab of its own (:mod:`tests.functional.netns`): three zkpoll agents, each in
+its own network namespace, poll ``http.status`` of ``--rf-resources`` HTTP
+targets in a targets namespace every ``--rf-interval`` seconds, with
+``[polling] failover_hops = 1`` and ``pollster_timeout =`` :data:`RF_TIMEOUT`.
+Once every agent polled two steady cycles, ``--rf-blocked`` targets of the
+agent that owns the most are blackholed from its namespace only (``connect()``
+fails at once there), for the ``--rf-cycles`` cycles that start after the
+routes were added (the blocked cycles):
+
+* ``polled_same_cycle``: blocked (target, cycle) pairs polled with status 200
+  by another member, with that cycle's ``cycle_start`` (of ``blocked`` x
+  ``cycles``); ``unreachable_published``: blocked pairs published as the
+  pollster's unreachable sample (status 0) instead;
+* ``max_s_after_due`` / ``p50_s_after_due``: seconds from a blocked pair's
+  cycle start to the timestamp of the other member's sample (when its GET
+  began), over the polled pairs (null if none); its target is ``target_s`` =
+  the pollster timeout + 1 s;
+* ``gaps`` / ``duplicates``: over every target, in the blocked cycles.
+
+``--only-resource-failover`` runs that line alone (no tooz needed);
+``--no-resource-failover`` skips it.
 """
 
 from __future__ import annotations
@@ -125,6 +148,8 @@ PEER = "_tooz_peer"
 IMPLS = ("zkpoll", "tooz")
 EPS = 1e-3
 TICK = 0.2  # s between reads of the samples while the bench waits
+RF_AGENTS = ("a1", "a2", "a3")
+RF_TIMEOUT = 2.0  # [polling] pollster_timeout of the resource_failover agents
 
 
 def parse_ts(text: str) -> float:
@@ -468,6 +493,48 @@ class Run:
                  leaver_exit_s=exit_s, leaver_rc=leaver.proc.poll())
 
 
+# --- per-resource failover (issue 21) ------------------------------------------
+def resource_failover(args: argparse.Namespace, workdir: Path) -> None:
+    """The ``resource_failover`` line (see the module docstring)."""
+    from tests.functional.netns import netns_fleet
+
+    interval = args.rf_interval
+    polling = f"[polling]\nfailover_hops = 1\npollster_timeout = {RF_TIMEOUT:g}\n"
+    workdir.mkdir()
+    try:
+        with netns_fleet(workdir, RF_AGENTS, args.rf_resources, interval, settle_time=2.0,
+                         polling_extra=polling) as net:
+            fleet = net.fleet
+            first, ring = net.start_steady()
+            victim = max(RF_AGENTS, key=lambda n: len(ring.owned_by(
+                fleet.member_ids(n)[-1], net.urls)))
+            member = fleet.member_ids(victim)[-1]
+            blocked = ring.owned_by(member, net.urls)[:args.rf_blocked]
+            net.lab.block(victim, [net.address_of(u) for u in blocked])
+            t_blocked = fleet.note(f"blackholed {len(blocked)} targets from {victim}")
+            fleet.wait_cycles_after(t_blocked, args.rf_cycles)
+            audits = [a for a in fleet.audit(first) if a.cycle_at > t_blocked][:args.rf_cycles]
+            polled, unreachable = [], 0
+            for audit in audits:
+                for url in blocked:
+                    for r in audit.records.get(url, []):
+                        if r.member != member and r.status == 200:
+                            polled.append(r.at - audit.cycle_at)
+                        elif r.status == 0:
+                            unreachable += 1
+            emit(bench="resource_failover", agents=len(RF_AGENTS),
+                 resources=len(net.urls), blocked=len(blocked), cycles=len(audits),
+                 interval_s=interval, polled_same_cycle=len(polled),
+                 unreachable_published=unreachable,
+                 max_s_after_due=round(max(polled), 3) if polled else None,
+                 p50_s_after_due=round(statistics.median(polled), 3) if polled else None,
+                 target_s=RF_TIMEOUT + 1.0,
+                 duplicates=sum(len(a.duplicates) for a in audits),
+                 gaps=sum(len(a.gaps) for a in audits))
+    except AssertionError as exc:  # the fleet harness's waits and checks
+        raise BenchError(f"resource_failover: {exc}") from exc
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.failover_bench",
                                      description=__doc__.splitlines()[0])
@@ -481,33 +548,66 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: --interval 20")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (configs, logs, samples)")
+    rf = parser.add_mutually_exclusive_group()
+    rf.add_argument("--only-resource-failover", action="store_true",
+                    help="run only the resource_failover line (root: network namespaces)")
+    rf.add_argument("--no-resource-failover", action="store_true",
+                    help="skip the resource_failover line")
+    parser.add_argument("--rf-interval", type=int, default=5,
+                        help="resource_failover: polling interval, s")
+    parser.add_argument("--rf-resources", type=int, default=60,
+                        help="resource_failover: HTTP targets (at most 250)")
+    parser.add_argument("--rf-blocked", type=int, default=10,
+                        help="resource_failover: targets blackholed from their owner")
+    parser.add_argument("--rf-cycles", type=int, default=4,
+                        help="resource_failover: blocked cycles measured")
     args = parser.parse_args()
     if args.quick:
         args.interval = 20
-    if args.agents < 4:
-        parser.error("--agents: at least 4 (three events each remove one agent)")
-    if args.interval < 4 * args.session_timeout:
-        parser.error("--interval must be at least 4 x --session-timeout")
-    require_tooz()
+    if not args.only_resource_failover:
+        if args.agents < 4:
+            parser.error("--agents: at least 4 (three events each remove one agent)")
+        if args.interval < 4 * args.session_timeout:
+            parser.error("--interval must be at least 4 x --session-timeout")
+        require_tooz()
+    if not 1 <= args.rf_resources <= 250:
+        parser.error("--rf-resources: 1 to 250")
+    if args.rf_interval <= RF_TIMEOUT + 1.0:
+        parser.error(f"--rf-interval must exceed the pollster timeout + 1 s ({RF_TIMEOUT + 1:g})")
 
     exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="zkpoll-failover-"))
-    run = Run(args, workdir)
     status = 0
+    try:
+        if not args.only_resource_failover:
+            status = run_agent_failover(args, workdir)
+        if not args.no_resource_failover:
+            try:
+                resource_failover(args, workdir / "resource-failover")
+            except (BenchError, OSError, RuntimeError) as exc:  # not root, no ip, a failed ip
+                emit(bench="resource_failover", error=str(exc))
+                status = 1
+    finally:
+        if args.keep:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
+def run_agent_failover(args: argparse.Namespace, workdir: Path) -> int:
+    """The zkpoll-against-tooz lines (steady_state, failover_kill9, handoff_sigterm)."""
+    run = Run(args, workdir)
     try:
         run.start()
         run.execute()
     except BenchError as exc:
         emit(bench="failover", error=str(exc))
         print(run.logs(), file=sys.stderr)
-        status = 1
+        return 1
     finally:
         run.close()
-        if args.keep:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return status
+    return 0
 
 
 if __name__ == "__main__":

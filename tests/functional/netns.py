@@ -54,6 +54,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from tests.functional.agents import Poll, parse_poll, start_agent
 from tests.functional.fleet import Fleet, Service, ServiceProcess
+from zkpoll.coordination.ring import HashRing
 from zkpoll.testing import ManagedZooKeeper
 from zkpoll.testing.waiting import wait_for
 
@@ -455,6 +456,27 @@ class NetnsFleet:
 
     def address_of(self, url: str) -> str:
         return url.split("//", 1)[1].rsplit(":", 1)[0]
+
+    def start_steady(self) -> tuple[float, HashRing]:
+        """Start every agent of the lab; the first cycle all of them polled, and
+        their ring, checked against who polled each target in the last steady cycle.
+
+        :raises AssertionError: no steady cycles in time, or an owner not the ring's
+        """
+        fleet = self.fleet
+        for name in self.lab.agents:
+            fleet.start(name)
+        first = fleet.wait_steady(self.lab.agents)
+        ring = HashRing(fleet.member_ids(name)[-1] for name in self.lab.agents)
+        last = fleet.audit(first)[-1]
+        wrong = {url: (rs[0].member, ring.owner(url)) for url, rs in last.records.items()
+                 if ring.owner(url) != rs[0].member}
+        assert not wrong, f"owners (polled by, ring owner) differ from the ring: {wrong}"
+        return first, ring
+
+    def agent_of(self, member: str) -> str:
+        """The name of the agent that worked under ``member``."""
+        return next(n for n in self.lab.agents if member in self.fleet.member_ids(n))
 
 
 @contextlib.contextmanager

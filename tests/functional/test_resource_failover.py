@@ -39,7 +39,6 @@ from tests.functional.audit import (
     require,
 )
 from tests.functional.netns import HttpPoll, NetnsFleet, netns_fleet
-from zkpoll.coordination.ring import HashRing
 from zkpoll.testing.plugins import require_zookeeper
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
@@ -63,26 +62,6 @@ def net(tmp_path: Path) -> Iterator[NetnsFleet]:
     assert not net.lab.leftovers(), "the lab removed all it created"
 
 
-def start_steady(net: NetnsFleet) -> tuple[float, HashRing]:
-    """Start the agents; the first cycle all of them polled, and their ring (checked
-    against who polled what in the last steady cycle)."""
-    fleet = net.fleet
-    for name in AGENTS:
-        fleet.start(name)
-    first = fleet.wait_steady(AGENTS)
-    members = {name: fleet.member_ids(name)[-1] for name in AGENTS}
-    ring = HashRing(members.values())
-    last = fleet.audit(first)[-1]
-    polled = {url: rs[0].member for url, rs in last.records.items()}
-    wrong = {url: (m, ring.owner(url)) for url, m in polled.items() if ring.owner(url) != m}
-    assert not wrong, f"owners (polled by, ring owner) differ from the ring: {wrong}"
-    return first, ring
-
-
-def agent_of(net: NetnsFleet, member: str) -> str:
-    return next(name for name in AGENTS if member in net.fleet.member_ids(name))
-
-
 def only_200(audits: list[CycleAudit[HttpPoll]], but: Collection[str] = ()) -> list[str]:
     """Samples of targets other than ``but`` whose status is not 200."""
     return [f"{clock(a.cycle_at)} {url} by {r.agent}: {r.status} {r.error}"
@@ -95,7 +74,7 @@ def test_targets_unreachable_from_their_owner_are_polled_by_the_successor(
     """a: blocked from the owner only, the successor polls them in the same cycle;
     b: unblocked, the owner polls them again from the next cycle."""
     fleet, lab = net.fleet, net.lab
-    first, ring = start_steady(net)
+    first, ring = net.start_steady()
     victim = AGENTS[0]
     victim_member = fleet.member_ids(victim)[-1]
     owned = ring.owned_by(victim_member, net.urls)
@@ -133,7 +112,7 @@ def test_targets_unreachable_from_their_owner_are_polled_by_the_successor(
                 else:
                     failures.append(f"blocked {url} in cycle {clock(audit.cycle_at)}: polled "
                                     f"by {r.agent} ({r.member}), status {r.status} {r.error}; "
-                                    f"expected its successor {agent_of(net, successor[url])}")
+                                    f"expected its successor {net.agent_of(successor[url])}")
     for audit in after:
         for url in blocked:
             wrong = [r for r in audit.records.get(url, []) if r.member != victim_member]
@@ -143,7 +122,7 @@ def test_targets_unreachable_from_their_owner_are_polled_by_the_successor(
     polls = sum(by_successor.values())
     print(f"\nresource failover: {len(blocked)} targets blocked from {victim} in "
           f"{len(blocked_cycles)} cycles: {polls} polls by successors "
-          f"({dict(Counter(agent_of(net, successor[u]) for u in blocked))}), "
+          f"({dict(Counter(net.agent_of(successor[u]) for u in blocked))}), "
           f"{sum(len(a.gaps) for a in audits)} gaps, "
           f"{sum(len(a.duplicates) for a in audits)} duplicates in {len(audits)} cycles")
     require(failures, polls == len(blocked) * len(blocked_cycles),
@@ -159,7 +138,7 @@ def test_a_target_unreachable_from_every_agent_gets_one_unreachable_sample_per_c
     """c: blocked everywhere, the successor publishes the pollster's unreachable
     sample (http.status 0 with an error), once per cycle."""
     fleet, lab = net.fleet, net.lab
-    first, ring = start_steady(net)
+    first, ring = net.start_steady()
     url = net.urls[0]
     owner = ring.owner(url)
     successor = ring.successor(url, [owner])
@@ -185,8 +164,8 @@ def test_a_target_unreachable_from_every_agent_gets_one_unreachable_sample_per_c
                                 f"error {r.error!r}; expected 0 with an error")
             if r.member != successor:
                 failures.append(f"{url} in cycle {clock(audit.cycle_at)}: published by "
-                                f"{r.agent}, expected the successor {agent_of(net, successor)}"
-                                f" (owner {agent_of(net, owner)}, failover_hops 1)")
+                                f"{r.agent}, expected the successor {net.agent_of(successor)}"
+                                f" (owner {net.agent_of(owner)}, failover_hops 1)")
     print(f"\nunreachable everywhere: {url}: samples per blocked cycle {per_cycle}, "
           f"{sum(len(a.gaps) for a in audits)} gaps, "
           f"{sum(len(a.duplicates) for a in audits)} duplicates in {len(audits)} cycles")
