@@ -30,8 +30,9 @@ Clean-up: :meth:`Lab.close` kills every process left in the lab's namespaces
 and deletes the namespaces, veths and bridge, also after a failure.  Every
 name starts with ``zkpn``; namespace names carry the owner's pid and links
 an ``ifalias`` naming it, so :func:`remove_leftovers` (run by
-:meth:`Lab.create`) removes what a run that died (SIGKILL, power loss) left,
-and never what a live run owns.
+:meth:`Lab.create`) removes what a run that died (SIGKILL) left, its
+processes in the namespaces and its ZooKeeper on the bridge included, and
+never what a live run owns.
 """
 
 from __future__ import annotations
@@ -169,9 +170,22 @@ def remove_leftovers() -> list[str]:
             continue  # gone with its namespace meanwhile
         owner = alias.removeprefix(OWNER_ALIAS)
         if not (alias.startswith(OWNER_ALIAS) and owner.isdigit() and _alive(int(owner))):
+            _kill_listeners(link.name)
             ip("link", "delete", link.name, check=False)
             removed.append(link.name)
     return removed
+
+
+def _kill_listeners(link: str) -> None:
+    """Kill what listens on an address of ``link`` (the ZooKeeper of a lab whose
+    owner was killed: its ``atexit`` clean-up never ran)."""
+    for address in re.findall(r"inet (\S+)/", ip("-4", "-o", "addr", "show", "dev", link,
+                                                   check=False)):
+        listening = subprocess.run(["ss", "-Hltnp", "src", address], capture_output=True,
+                                   text=True, timeout=30, check=False).stdout
+        for pid in {int(p) for p in re.findall(r"pid=(\d+)", listening)}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _used_octets() -> set[int]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +25,14 @@ from tests.functional.netns import (
     ip,
     remove_leftovers,
 )
+from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
 
 PORT = 8080
+LISTEN = ("import socket, sys, time\n"
+          "s = socket.create_server((sys.argv[1], 0))\n"
+          "time.sleep(300)\n")
 
 
 @pytest.fixture
@@ -68,19 +74,36 @@ def test_addresses_stay_inside_the_lab(lab: Lab) -> None:
 
 
 def test_leftovers_of_a_dead_owner_are_removed(tmp_path: Path, lab: Lab) -> None:
+    """A run killed with SIGKILL left a namespace with a process in it, and a bridge
+    with a server listening on its address (its ZooKeeper): all removed."""
     dead = subprocess.Popen(["true"])
     dead.wait()
     namespace = f"{PREFIX}-dead-{dead.pid}-a1"
     link = f"{PREFIX}dead0br"
+    address = "10.213.254.1"  # outside the pairs labs use (0-253)
     ip("netns", "add", namespace)
+    left: list[subprocess.Popen[bytes]] = []
     try:
         ip("link", "add", link, "type", "bridge")
         ip("link", "set", "dev", link, "alias", f"{OWNER_ALIAS}{dead.pid}")
+        ip("addr", "add", f"{address}/24", "dev", link)
+        left.append(subprocess.Popen(["ip", "netns", "exec", namespace, "sleep", "300"]))
+        left.append(subprocess.Popen([sys.executable, "-c", LISTEN, address]))
+
+        def running() -> bool:
+            listening = subprocess.run(["ss", "-Hltn", "src", address], capture_output=True,
+                                       text=True, check=True).stdout
+            return bool(listening.strip() and ip("netns", "pids", namespace).strip())
+        wait_for(running, 10, "a server listens on the bridge, a process runs in the namespace")
         removed = remove_leftovers()
         assert namespace in removed and link in removed, removed
         assert namespace not in ip("netns", "list")
         assert not Path("/sys/class/net", link).exists()
+        assert [p.wait(10) for p in left] == [-signal.SIGKILL, -signal.SIGKILL]
         assert lab.namespace("a1") in ip("netns", "list"), "a live owner's lab is kept"
     finally:
+        for process in left:
+            process.kill()
+            process.wait()
         ip("netns", "delete", namespace, check=False)
         ip("link", "delete", link, check=False)
