@@ -161,3 +161,25 @@ def test_the_claims_record_names_the_newest_cycles_handoffs() -> None:
     assert record["in"] == {"r1": "a"} and list(record["gave_up"]) == ["r1"]
     received(successor, ("r2",), index=101, now=NOW + 11)
     assert successor.record["handoffs"]["src"]["cycle"] == 101, "the newest cycle only"
+
+
+def test_failover_hops_default_depends_on_the_backend_and_is_refused_where_unsupported(
+        ) -> None:
+    import pytest
+    from oslo_config import cfg
+
+    from zkpoll.coordination.standalone import StandaloneCoordinator
+    from zkpoll.exceptions import ConfigError
+    from zkpoll.polling import options
+
+    conf = cfg.ConfigOpts()
+    options.register_opts(conf)
+    conf([], default_config_files=[])
+    standalone = StandaloneCoordinator("me")
+    assert not standalone.supports_handoffs
+    assert options.failover_hops(conf, standalone) == 0, "unset: off without inboxes"
+    conf.set_override("failover_hops", 2, "polling")
+    with pytest.raises(ConfigError, match=r"failover_hops = 2: .* no handoff inboxes"):
+        options.failover_hops(conf, standalone)
+    conf.set_override("failover_hops", 0, "polling")
+    assert options.failover_hops(conf, standalone) == 0
