@@ -146,3 +146,40 @@ def test_handed_in_keys_are_forgotten_after_a_few_cycles() -> None:
 def test_the_config_default_keeps_failover_off() -> None:
     assert OwnershipConfig("g", SETTLE).failover_hops == 0
     assert replace(OwnershipConfig("g", SETTLE), failover_hops=2).failover_hops == 2
+
+
+def test_the_claims_record_names_the_newest_cycles_handoffs() -> None:
+    owner = member("a")
+    keys = mine(owner)[:3]
+    sends = [x for x in unreachable(owner, keys) if isinstance(x, SendHandoff)]
+    out = owner.record["handoffs"]["src"]
+    assert out["cycle"] == 100 and out["out"] == {k: s.to for s in sends for k in s.keys}
+    successor = member("b", others=("a", "c"))
+    received(successor, ("r1",))
+    successor.handle(KeysUnreachable("src", 100, NOW, 10.0, ("r1",), ("a",), at(NOW + 2)))
+    record = successor.record["handoffs"]["src"]
+    assert record["in"] == {"r1": "a"} and list(record["gave_up"]) == ["r1"]
+    received(successor, ("r2",), index=101, now=NOW + 11)
+    assert successor.record["handoffs"]["src"]["cycle"] == 101, "the newest cycle only"
+
+
+def test_failover_hops_default_depends_on_the_backend_and_is_refused_where_unsupported(
+        ) -> None:
+    import pytest
+    from oslo_config import cfg
+
+    from zkpoll.coordination.standalone import StandaloneCoordinator
+    from zkpoll.exceptions import ConfigError
+    from zkpoll.polling import options
+
+    conf = cfg.ConfigOpts()
+    options.register_opts(conf)
+    conf([], default_config_files=[])
+    standalone = StandaloneCoordinator("me")
+    assert not standalone.supports_handoffs
+    assert options.failover_hops(conf, standalone) == 0, "unset: off without inboxes"
+    conf.set_override("failover_hops", 2, "polling")
+    with pytest.raises(ConfigError, match=r"failover_hops = 2: .* no handoff inboxes"):
+        options.failover_hops(conf, standalone)
+    conf.set_override("failover_hops", 0, "polling")
+    assert options.failover_hops(conf, standalone) == 0

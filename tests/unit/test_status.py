@@ -190,6 +190,35 @@ def test_owner_now_next_and_successor() -> None:
     assert (nobody.owner, nobody.successor) == (None, None)
 
 
+def _with_handoffs(m: Member, handoffs: dict[str, Any]) -> Member:
+    return Member(m.member_id, {**m.data, "handoffs": {"s": handoffs}})
+
+
+def test_owner_says_who_polled_the_last_cycle_and_whether_by_a_handoff() -> None:
+    ring = HashRing(["a", "b", "c"])
+    key = "r-3"
+    owner = ring.owner(key)
+    successor = HashRing({"a", "b", "c"} - {owner}).owner(key)
+    plain = find_owner(group(member("a"), member("b"), member("c")), key, "s", INTERVAL, NOW)
+    assert (plain.last_cycle, plain.last_polled_by, plain.last_how) == (CYCLE - 1, owner,
+                                                                       "owner")
+    members = {m: member(m) for m in "abc"}
+    members[owner] = _with_handoffs(members[owner], {"cycle": CYCLE - 1,
+                                                     "out": {key: successor}})
+    handed = find_owner(group(*members.values()), key, "s", INTERVAL, NOW)
+    assert handed.last_polled_by == successor
+    assert handed.last_how == f"handoff from {owner} (it could not reach it)"
+    members[successor] = _with_handoffs(members[successor], {
+        "cycle": CYCLE - 1, "in": {key: owner}, "gave_up": {key: "unreachable from 2"}})
+    gave_up = find_owner(group(*members.values()), key, "s", INTERVAL, NOW)
+    assert gave_up.last_polled_by == successor and "unreachable from every member" in \
+        gave_up.last_how
+    stale = _with_handoffs(member(owner), {"cycle": CYCLE - 5, "out": {key: successor}})
+    old = find_owner(group(stale, *(members[m] for m in "abc" if m != owner)), key, "s",
+                     INTERVAL, NOW)
+    assert old.last_polled_by == owner, "a record of an older cycle says nothing of the last"
+
+
 def test_table_aligns_columns() -> None:
     lines = cli.table(("A", "LONGER"), [("wide-cell", None), ("x", 3)])
     assert lines == ["  A          LONGER", "  wide-cell  -", "  x          3"]

@@ -1,8 +1,8 @@
 """Unreachable from both sides: the runner that consumes it, the kit that checks it.
 
-The runner sets Unreachable results apart, counts them and (until the
-hand-off of issue 21) publishes each one's sample exactly as the pollster
-published it before.  The pollsters here are fakes of pure logic; one test
+The runner sets Unreachable results apart, counts them, hands off the
+resources nothing reached (when the agent has failover) and publishes the
+samples of the rest exactly as the pollster published them before.  The pollsters here are fakes of pure logic; one test
 runs the real HTTP pollsters on real loopback sockets.
 """
 
@@ -148,20 +148,45 @@ def test_a_bad_sample_in_a_valid_unreachable_is_garbage(
     assert "returned 1 invalid sample(s)" in caplog.text
 
 
-def test_the_settle_step_is_one_method(executor: futures.ThreadPoolExecutor) -> None:
-    seen: list[tuple[int, str, list[str]]] = []
+def test_keys_nothing_reached_are_handed_off_and_only_the_given_up_published(
+        executor: futures.ThreadPoolExecutor) -> None:
+    calls: list[tuple[str, list[str], int, tuple[str, ...]]] = []
 
-    class HandsOff(SourceRunner):
-        def _settle_unreachable(self, stats: CycleStats, namespace: str,
-                                results: list[Unreachable]) -> list[Sample]:
-            seen.append((stats.index, namespace, [r.resource_id for r in results]))
-            return []
+    def hand_off(source: str, namespace: str, keys: Sequence[str], index: int, start: float,
+                 tried: tuple[str, ...]) -> list[str]:
+        calls.append((namespace, sorted(keys), index, tried))
+        return ["r2"]  # r1 handed to another member, r2 unreachable from every member
 
-    runner, recorder = _runner([Fixed(down=["r1"], gone=["r2"])], executor, kind=HandsOff)
+    runner, recorder = _runner([Fixed(down=["r1", "r2"])], executor)
+    runner.hand_off = hand_off
     stats = runner.run_cycle(4, 240.0)
-    assert seen == [(4, "central", ["r1", "r2"])]
-    assert sorted(s.resource_id for s in recorder.samples) == ["r0", "r3", "r4", "r5"]
-    assert stats.unreachable == 2 and stats.samples == 4
+    assert calls == [("central", ["r1", "r2"], 4, ())]
+    assert sorted(s.resource_id for s in recorder.samples) == ["r0", "r2", "r3", "r4", "r5"]
+    assert (stats.unreachable, stats.handed_off, stats.gave_up) == (2, 1, 1)
+
+
+def test_a_key_one_meter_reached_is_not_handed_off(executor: futures.ThreadPoolExecutor) -> None:
+    """Handing it off would poll the meter that reached it twice."""
+    class Other(Fixed):
+        meter = "m2"
+
+    handed: list[Sequence[str]] = []
+    runner, recorder = _runner([Fixed(down=["r1"]), Other()], executor)
+    runner.hand_off = lambda *args: handed.append(args[2]) or []
+    runner.run_cycle(4, 240.0)
+    assert handed == []
+    assert [s.resource_metadata for s in recorder.samples if s.resource_id == "r1"
+            and s.volume == 0] == [{"error": "refused"}], "its Unreachable's sample, once"
+
+
+def test_a_handoff_poll_hands_on_with_its_chain(executor: futures.ThreadPoolExecutor) -> None:
+    seen: list[tuple[str, ...]] = []
+    runner, recorder = _runner([Fixed(down=["r1"])], executor)
+    runner.hand_off = lambda *args: seen.append(args[5]) or list(args[2])
+    stats = runner.catch_up(4, 240.0, "central", ["r1", "r3"], tried=("owner",))
+    assert seen == [("owner",)], "its chain goes on"
+    assert stats.handoff and stats.handed_in == 2 and stats.gave_up == 1
+    assert sorted(s.resource_id for s in recorder.samples) == ["r1", "r3"]
 
 
 def test_a_catch_up_counts_its_unreachables(executor: futures.ThreadPoolExecutor) -> None:

@@ -309,6 +309,9 @@ def _owner(conf: cfg.ConfigOpts, memberships: list[Membership], now: float) -> i
                    [(r.group, r.source, r.cycle, _clock(r.cycle_start), r.owner or "NOBODY",
                      _clock(r.next_start), r.next_owner or "NOBODY", r.successor)
                     for r in rows])
+    lines += table(("GROUP", "SOURCE", "LAST CYCLE", "POLLED BY", "HOW"),
+                   [(r.group, r.source, r.last_cycle, r.last_polled_by or "NOBODY", r.last_how)
+                    for r in rows])
     return _emit(conf, doc, lines, code)
 
 

@@ -102,6 +102,8 @@ class MemberData:
     PUBLISHERS: ClassVar[str] = "publishers"
     #: ``{"offset", "error", "bound", "watch_delay"}`` in seconds (claims record)
     CLOCK: ClassVar[str] = "clock"
+    #: the newest cycle's handoffs per source (claims record; see ownership.record)
+    HANDOFFS: ClassVar[str] = "handoffs"
 
     host: str | None = None
     pid: int | None = None
@@ -129,6 +131,7 @@ class MemberData:
         "meters": _is_mapping, "intervals": _is_mapping, "fenced": _is_str,
         "polling_cycle": _is_mapping, "last_completed_cycle": _is_mapping,
         "owned": _is_mapping, "publishers": _is_mapping, "clock": _is_mapping,
+        "handoffs": _is_mapping,
     })
 
     @classmethod

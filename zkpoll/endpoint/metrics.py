@@ -51,6 +51,15 @@ class AgentCollector:
             "timeouts": CounterMetricFamily("zkpoll_pollster_timeouts",
                                             "Pollsters that missed their deadline.",
                                             labels=["source"]),
+            "handoffs_out": CounterMetricFamily(
+                "zkpoll_handoffs_out", "Resources this agent could not reach, handed to "
+                "another member in the same cycle.", labels=["source"]),
+            "handoffs_in": CounterMetricFamily(
+                "zkpoll_handoffs_in", "Resources another member could not reach, handed to "
+                "this agent.", labels=["source"]),
+            "unreachable_everywhere": CounterMetricFamily(
+                "zkpoll_unreachable_everywhere", "Resources no member tried could reach "
+                "(their unreachable sample published once).", labels=["source"]),
         }
         duration = GaugeMetricFamily("zkpoll_cycle_duration_seconds",
                                      "Duration of the latest cycle.", labels=["source"])

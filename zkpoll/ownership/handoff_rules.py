@@ -48,6 +48,8 @@ __all__ = ["HandoffRules"]
 
 #: Handed-in keys are remembered for this many cycles per source (redeliveries).
 _REMEMBERED_CYCLES = 2
+#: Keys per kind and source the claims record names (zkpoll-status owner reads them).
+RECORDED_KEYS = 100
 
 
 class HandoffRules:
@@ -57,6 +59,7 @@ class HandoffRules:
     config: Any
     member_id: str | None
     plans: dict[str, Any]
+    record: dict[str, Any]
     handed_in: dict[tuple[str, int], set[str]]
     log: deque[tuple[int, str, str]]
     _rings: RingCache
@@ -72,6 +75,14 @@ class HandoffRules:
 
     # --- handoff out ---------------------------------------------------------------
     def _keys_unreachable(self, ev: KeysUnreachable, cause: str) -> list[Action]:
+        actions = self._hand_on(ev, cause)
+        for action in actions:
+            if isinstance(action, GiveUp) and self.config.failover_hops > 0:
+                self._record_handoffs(ev.source, ev.index, "gave_up",
+                                      dict.fromkeys(action.keys, action.reason))
+        return actions
+
+    def _hand_on(self, ev: KeysUnreachable, cause: str) -> list[Action]:
         tried = (*ev.tried, self.member_id or "")
         hops = self.config.failover_hops
         reason = self.fence_reason(ev.contact)
@@ -96,6 +107,8 @@ class HandoffRules:
             SendHandoff(to, ev.source, ev.index, ev.start, ev.interval, tuple(keys), tried,
                         self.config.claim_timeout, cause=cause)
             for to, keys in sorted(by_successor.items())]
+        for to, keys in by_successor.items():
+            self._record_handoffs(ev.source, ev.index, "out", dict.fromkeys(keys, to))
         if alone:
             actions.append(GiveUp(ev.source, ev.index, tuple(alone), "no other member in the "
                                   "ring to hand them to", cause=cause))
@@ -110,8 +123,8 @@ class HandoffRules:
         return self._rings.get(rest)
 
     def _handoff_sent(self, ev: HandoffSent, cause: str) -> list[Action]:
-        if ev.confirmed:
-            self._note(logging.INFO, cause, f"handoff: source {ev.source} cycle {ev.index}: "
+        if ev.confirmed:  # DEBUG: the runner says it once per streak
+            self._note(logging.DEBUG, cause, f"handoff: source {ev.source} cycle {ev.index}: "
                        f"{len(ev.keys)} unreachable resource(s) handed to {ev.to}")
         else:
             self._note(logging.WARNING, cause, f"handoff: source {ev.source} cycle "
@@ -137,8 +150,26 @@ class HandoffRules:
                        f" {len(fresh)} resource(s) from {ev.sender} not polled: {why} (a gap, "
                        "never a duplicate)")
             return actions
+        self._record_handoffs(ev.source, ev.index, "in", dict.fromkeys(fresh, ev.sender))
         return [*actions, Poll(ev.source, ev.index, ev.start, fresh, PollKind.HANDOFF,
                                tried=ev.tried, cause=cause)]
+
+    def _record_handoffs(self, source: str, index: int, kind: str,
+                         entries: dict[str, str]) -> None:
+        """Name handoffs of ``source``'s cycle ``index`` in the claims record (its
+        newest cycle only, at most :data:`RECORDED_KEYS` keys per kind)."""
+        handoffs = self.record.setdefault("handoffs", {})
+        mine = handoffs.get(source)
+        if mine is None or mine.get("cycle", -1) < index:
+            mine = handoffs[source] = {"cycle": index, "out": {}, "in": {}, "gave_up": {}}
+        elif mine["cycle"] > index:
+            return
+        kept = mine[kind]
+        for key, value in entries.items():
+            if len(kept) >= RECORDED_KEYS:
+                mine["truncated"] = True
+                break
+            kept[key] = value
 
     def _forget_old_handoffs(self, source: str, index: int) -> None:
         for key in [k for k in self.handed_in if k[0] == source

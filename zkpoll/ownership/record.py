@@ -2,7 +2,10 @@
 
 ``{"cycles": {source: newest cycle claimed}, "completed": {source: cycle},
 "owned": {source: count}, "fenced": reason or None, "report": {...},
-"protocol": PROTOCOL}`` (docs/design.md, section 3).  Pure helpers.
+"protocol": PROTOCOL}`` (docs/design.md, section 3), plus ``"clock"`` (the
+offset measured) and ``"handoffs"`` ({source: {"cycle", "out": {key: to},
+"in": {key: from}, "gave_up": {key: reason}}}, the newest cycle with
+handoffs).  Pure helpers.
 """
 
 from __future__ import annotations
@@ -28,5 +31,6 @@ def empty_record() -> dict[str, Any]:
 
 
 def copy_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A copy to hand to a writer (the state keeps changing its own)."""
-    return {k: dict(v) if isinstance(v, dict) else v for k, v in record.items()}
+    """A copy to hand to a writer (the state keeps changing its own): nested
+    mappings are copied too, lists and scalars are never changed in place."""
+    return {k: copy_record(v) if isinstance(v, dict) else v for k, v in record.items()}

@@ -97,10 +97,11 @@ class Agent:
         self._executor = futures.ThreadPoolExecutor(pconf.max_parallel_pollsters,
                                                     thread_name_prefix="zkpoll-poll")
         planned = self.plan(self.polling, self.plugins)
+        hops = options.failover_hops(self.conf, self.coordinator)
         # Ownership first: the runners are built with it as their filter.
         for ns in self.partitioned_namespaces(planned):
             self.partitions[ns] = new_partition(self.coordinator, self.group_name(ns),
-                                                self.conf.coordination)
+                                                self.conf.coordination, hops)
         self.ownership.attach(self.partitions)
         self.runners = [self.build_runner(source, pollsters, self.plugins)
                         for source, pollsters in planned]
@@ -137,7 +138,8 @@ class Agent:
         return SourceRunner(source, pollsters, plugins, publishers, self._executor,
                             self.ownership, self.conf, self._member_id,
                             timeout=min(pconf.pollster_timeout, source.interval),
-                            batch_size=pconf.batch_size, latest=self.latest)
+                            batch_size=pconf.batch_size, latest=self.latest,
+                            hand_off=self.ownership.hand_off)
 
     def publisher(self, url: str) -> Publisher:
         """The publisher of ``url``, loaded once and shared by every source naming it."""
@@ -234,7 +236,9 @@ class Agent:
     def _log_cycle(self, stats: CycleStats) -> None:
         level = logging.WARNING if stats.errors or stats.timeouts or stats.fenced \
             or stats.publish_errors else logging.INFO
-        if stats.catch_up:
+        if stats.handoff:
+            polled = f"handoff: polled {stats.owned} resource(s) another member could not reach"
+        elif stats.catch_up:
             what = ("resumed: polled our %d resource(s) skipped while fenced" if stats.resumed
                     else "catch-up: polled %d resource(s) inherited from a vanished member")
             polled = what % stats.owned
@@ -243,6 +247,9 @@ class Agent:
         else:
             polled = f"polled {stats.owned} of {stats.resources} resource(s)"
         unreachable = f", {stats.unreachable} unreachable" if stats.unreachable else ""
+        if stats.handed_off or stats.gave_up:
+            unreachable += (f" ({stats.handed_off} handed off, {stats.gave_up} unreachable from "
+                            "every member tried)")
         LOG.log(level, "source %s cycle %d: %s, %d samples in %.3fs, %d errors, %d timeouts, "
                 "%d publish errors%s; %s", stats.source, stats.index, polled, stats.samples,
                 stats.duration, stats.errors, stats.timeouts, stats.publish_errors,

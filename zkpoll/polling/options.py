@@ -16,10 +16,10 @@ from zkpoll.service.options import AGENT_COORDINATION_OPTS, DEFAULT_OPTS
 
 __all__ = [
     "COMPUTE_OPTS",
-    "failover_hops",
     "DEFAULT_POLLING_FILE",
     "POLLING_OPTS",
     "PUBLISHER_OPTS",
+    "failover_hops",
     "load_sources",
     "register_opts",
 ]

@@ -3,8 +3,9 @@
 For a namespace that is not partitioned the agent owns everything.  For a
 partitioned one, each cycle start goes to that group's
 :class:`~zkpoll.ownership.Partition`, whose state machine decides
-(fencing, write-ahead claim, ring of the cycle); catch-up and resume polls
-it asks for are run here through the source's runner.  The ownership core
+(fencing, write-ahead claim, ring of the cycle); catch-up, resume and
+handoff polls it asks for are run here through the source's runner, and the
+resources a runner could not reach are handed off through it.  The ownership core
 itself is :mod:`zkpoll.ownership`; this is only the polling agent's view of it.
 """
 
@@ -60,12 +61,23 @@ class OwnershipFilter:
             if partition is not None and not stats.fenced:
                 partition.cycle_done(stats.source, stats.index, stats.owned)
 
+    def hand_off(self, source: str, namespace: str, keys: Sequence[str], index: int,
+                 start: float, tried: tuple[str, ...]) -> Sequence[str] | None:
+        """Hand ``keys`` this agent could not reach to other members (see
+        :meth:`Partition.hand_off`); the keys given up on here, or None when
+        ``namespace`` has no failover."""
+        partition = self.partitions.get(namespace)
+        runner = self.runners.get(source)
+        if partition is None or runner is None or partition.state.config.failover_hops <= 0:
+            return None
+        return partition.hand_off(source, index, start, runner.source.interval, keys, tried)
+
     def _poll(self, namespace: str, poll: Poll) -> None:
-        """Run a catch-up or resume poll the state machine asked for."""
+        """Run a catch-up, resume or handoff poll the state machine asked for."""
         runner = self.runners.get(poll.source)
         if runner is None:
             return
-        stats = runner.catch_up(poll.index, poll.start, namespace, poll.keys)
+        stats = runner.catch_up(poll.index, poll.start, namespace, poll.keys, poll.tried)
         stats.resumed = poll.kind is PollKind.RESUME
         self.on_catch_up(stats)
 

@@ -8,8 +8,11 @@ returns, so hung plugins cannot exhaust the pool.
 
 A pollster's :class:`~zkpoll.plugin.Unreachable` results are set apart from
 its samples, counted (``CycleStats.unreachable``, ``unreachable_keys``) and
-settled in one step, :meth:`SourceRunner._settle_unreachable`, which turns
-them into the samples to publish now (each one's ``sample``).
+settled in one step once every call is in,
+:meth:`SourceRunner._settle_unreachable`: the resources nothing reached are
+handed to another member in the same cycle (``hand_off``, per-resource
+failover), the rest publish each one's ``sample``
+(:mod:`zkpoll.polling.unreachable`).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from zkpoll.plugin import PollingContext, Unreachable, resource_key
 from zkpoll.polling.latest import LatestSamples
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
 from zkpoll.polling.sources import Source
+from zkpoll.polling.unreachable import Settled, UnreachableBook
 from zkpoll.publisher.base import Publisher
 from zkpoll.sample import TYPES, Sample
 
-__all__ = ["CycleStats", "OwnedKeys", "SourceRunner"]
+__all__ = ["CycleStats", "HandOffKeys", "OwnedKeys", "SourceRunner"]
 
 LOG = logging.getLogger(__name__)
 
@@ -37,6 +41,11 @@ LOG = logging.getLogger(__name__)
 #: None when the agent must not poll that namespace's partitioned work this cycle
 #: (:class:`zkpoll.polling.ownership_filter.OwnershipFilter` in the agent).
 OwnedKeys = Callable[[str, str, Sequence[str], int, float], "Sequence[str] | None"]
+#: (source, namespace, unreachable keys, cycle index, cycle start, members tried before
+#: us) -> the keys given up on here, or None when that namespace has no failover
+#: (:meth:`zkpoll.polling.ownership_filter.OwnershipFilter.hand_off` in the agent).
+HandOffKeys = Callable[[str, str, Sequence[str], int, float, tuple[str, ...]],
+                       "Sequence[str] | None"]
 
 
 @dataclass
@@ -62,6 +71,12 @@ class CycleStats:
     #: valid Unreachable results (one per meter and resource) and their resource keys
     unreachable: int = 0
     unreachable_keys: set[str] = field(default_factory=set)
+    #: keys handed to another member, keys given up on (unreachable from every member
+    #: tried), and keys a handoff gave us (``handoff``: this is such a poll)
+    handed_off: int = 0
+    gave_up: int = 0
+    handed_in: int = 0
+    handoff: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,7 +94,8 @@ class SourceRunner:
                  plugins: LoadedPlugins, publishers: Sequence[Publisher],
                  executor: futures.ThreadPoolExecutor, ownership: OwnedKeys,
                  conf: Any, member_id: Callable[[], str], timeout: float,
-                 batch_size: int, latest: LatestSamples | None = None) -> None:
+                 batch_size: int, latest: LatestSamples | None = None,
+                 hand_off: HandOffKeys | None = None) -> None:
         self.source = source
         self.pollsters = list(pollsters)
         self.plugins = plugins
@@ -91,6 +107,8 @@ class SourceRunner:
         self.timeout = timeout
         self.batch_size = batch_size
         self.latest = latest  # served on /samples for alarm evaluators
+        self.hand_off: HandOffKeys = hand_off or (lambda *args: None)
+        self._handing: set[str] = set()  # keys handed off in our latest own cycle
         self._busy: dict[str, float] = {}  # meter -> start of a call still running
         self._busy_lock = threading.Lock()
         #: meters not to poll (another sub-group polls them; overlap_fatal)
@@ -146,6 +164,7 @@ class SourceRunner:
         stats = CycleStats(self.source.name, index, start)
         context = PollingContext(self.conf, {}, self.source.name, start, self.timeout)
         calls: dict[futures.Future[list[Any]], _Call] = {}
+        book = UnreachableBook()
         owned_cache: dict[tuple[str, tuple[str, ...]], Sequence[str] | None] = {}
         for info in self.pollsters:
             if info.meter in self.refused_meters:
@@ -168,10 +187,26 @@ class SourceRunner:
                 batch = [keyed[k] for k in owned]
                 calls[self.executor.submit(self._call, info, context, batch)] = \
                     _Call(info, frozenset(owned))
-        self._collect(calls, stats, began)
+                book.given(info.namespace, owned)
+        self._collect(calls, stats, began, book)
+        self._note_streak(self._settle_unreachable(book, stats, ()).handed)
         stats.duration = time.monotonic() - began
         stats.publish_errors += self._publish_problems()
         return stats
+
+    def _note_streak(self, handed: Sequence[str]) -> None:
+        """Say once when resources start being handed off from here, and once when
+        they stop (a streak, not every cycle)."""
+        now, before = set(handed), self._handing
+        started, ended = sorted(now - before), sorted(before - now)
+        if started:
+            LOG.warning("source %s: %d resource(s) unreachable from here, handed to other "
+                        "members each cycle until reachable again: %s", self.source.name,
+                        len(started), _some(started))
+        if ended:
+            LOG.info("source %s: %d resource(s) no longer handed off from here: %s",
+                     self.source.name, len(ended), _some(ended))
+        self._handing = now
 
     def _publish_problems(self) -> int:
         """Publishers failing now plus samples dropped since the previous call."""
@@ -188,27 +223,43 @@ class SourceRunner:
                 keys.update(dict.fromkeys(planned[1]))
         return list(keys)
 
-    def catch_up(self, index: int, start: float, namespace: str, keys: Sequence[str]) -> CycleStats:
-        """Poll ``keys`` of ``namespace`` for cycle ``index`` now (inherited orphans).
+    def catch_up(self, index: int, start: float, namespace: str, keys: Sequence[str],
+                 tried: tuple[str, ...] = ()) -> CycleStats:
+        """Poll ``keys`` of ``namespace`` for cycle ``index`` now: inherited orphans,
+        our share resumed, or (``tried``: the members that could not reach them)
+        keys handed to us.
 
         Uses the resources discovered when the cycle was planned; keys not
-        planned for that cycle are ignored.
+        planned for that cycle are ignored.  A handoff may arrive before we
+        planned its cycle (clocks differ a little): its resources are
+        discovered now.
         """
         began = time.monotonic()
-        stats = CycleStats(self.source.name, index, start, catch_up=True)
+        stats = CycleStats(self.source.name, index, start, catch_up=True, handoff=bool(tried))
         context = PollingContext(self.conf, {}, self.source.name, start, self.timeout)
         calls: dict[futures.Future[list[Any]], _Call] = {}
+        book = UnreachableBook()
         for info in self.pollsters:
-            planned = self._planned.get(info.meter)
-            if info.namespace != namespace or planned is None or planned[0] != start:
+            if info.namespace != namespace or info.meter in self.refused_meters:
                 continue
-            given = [k for k in keys if k in planned[1]]
+            planned = self._planned.get(info.meter)
+            if planned is not None and planned[0] == start:
+                keyed = planned[1]
+            elif tried:
+                keyed = self._resources(info, context, stats)
+            else:
+                continue
+            given = [k for k in keys if k in keyed]
             stats.owned = max(stats.owned, len(given))
             if given:
-                batch = [planned[1][k] for k in given]
+                batch = [keyed[k] for k in given]
                 calls[self.executor.submit(self._call, info, context, batch, False)] = \
                     _Call(info, frozenset(given))
-        self._collect(calls, stats, began)
+                book.given(namespace, given)
+        if tried:
+            stats.handed_in = stats.owned
+        self._collect(calls, stats, began, book)
+        self._settle_unreachable(book, stats, tried)
         stats.duration = time.monotonic() - began
         return stats
 
@@ -232,7 +283,7 @@ class SourceRunner:
                     self._busy.pop(info.meter, None)
 
     def _collect(self, calls: dict[futures.Future[list[Any]], _Call], stats: CycleStats,
-                 began: float) -> None:
+                 began: float, book: UnreachableBook) -> None:
         deadline = began + self.timeout
         pending = set(calls)
         while pending:
@@ -254,9 +305,11 @@ class SourceRunner:
                     LOG.error("source %s: pollster %s failed: %s: %s", self.source.name,
                               info.meter, type(exc).__name__, exc)
                     continue
-                # The pollster's own samples first, then what its Unreachables settle to.
+                # Its samples now; its Unreachables once every call is in.
                 samples, unreachable = self._separate(calls[call], results, stats)
-                samples += self._settle_unreachable(stats, info.namespace, unreachable)
+                book.answered(info.namespace, info.meter,
+                              (s.resource_id for s in samples if isinstance(s, Sample)),
+                              unreachable)
                 self._publish(info.meter, self._stamp(info.meter, samples, stats), stats)
 
     def _separate(self, call: _Call, results: list[Any],
@@ -289,17 +342,20 @@ class SourceRunner:
         stats.unreachable_keys.update(kept)
         return rest, list(kept.values())
 
-    def _settle_unreachable(self, stats: CycleStats, namespace: str,
-                            results: list[Unreachable]) -> list[Sample]:
-        """Turn one call's Unreachable results into the samples to publish now.
-
-        The one place where the fate of a resource this member cannot reach
-        is decided (``stats`` says which cycle, and whether it is a
-        catch-up).  For now: each one's ``sample``, if any, published as the
-        pollster's other samples are, so nothing changes; handing the
-        resource to another member in the same cycle (issue 21) replaces it.
-        """
-        return [r.sample for r in results if r.sample is not None]
+    def _settle_unreachable(self, book: UnreachableBook, stats: CycleStats,
+                            tried: tuple[str, ...]) -> Settled:
+        """The one place where the fate of resources this member cannot reach is
+        decided: handed to another member in the same cycle (failover), or their
+        Unreachables' samples published now (no failover, or given up)."""
+        def hand_off(namespace: str, keys: Sequence[str]) -> Sequence[str] | None:
+            return self.hand_off(self.source.name, namespace, keys, stats.index,
+                                 stats.start, tried)
+        settled = book.settle(hand_off)
+        for meter, samples in settled.samples:
+            self._publish(meter, self._stamp(meter, samples, stats), stats)
+        stats.handed_off += len(settled.handed)
+        stats.gave_up += len(settled.gave_up)
+        return settled
 
     def _stamp(self, meter: str, samples: list[Any], stats: CycleStats) -> list[Sample]:
         """Keep valid samples and fill in the cycle fields."""
@@ -336,3 +392,8 @@ class SourceRunner:
                     LOG.error("publisher %r raised %s: %s (samples of %s counted lost)",
                               publisher, type(exc).__name__, exc, meter)
                     break
+
+
+def _some(keys: Sequence[str], shown: int = 5) -> str:
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more

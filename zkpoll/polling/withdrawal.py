@@ -47,6 +47,9 @@ class SourceTotals:
     cycles: int = 0
     samples: int = 0
     catch_up_samples: int = 0
+    handoffs_out: int = 0   #: resources handed to another member (per-resource failover)
+    handoffs_in: int = 0    #: resources another member handed to us
+    unreachable_everywhere: int = 0  #: resources no member tried could reach
     errors: int = 0
     timeouts: int = 0
     last: CycleStats | None = None
@@ -77,6 +80,9 @@ class Health:
             totals = self.totals.setdefault(stats.source, SourceTotals())
             totals.errors += stats.errors
             totals.timeouts += stats.timeouts
+            totals.handoffs_out += stats.handed_off
+            totals.handoffs_in += stats.handed_in
+            totals.unreachable_everywhere += stats.gave_up
             if stats.catch_up:
                 totals.catch_up_samples += stats.samples
                 return

@@ -198,6 +198,7 @@ def with_claims(membership: Membership,
                  MemberData.OWNED: _dict(record.get("owned")),
                  MemberData.FENCED: record.get("fenced"),
                  MemberData.CLOCK: record.get("clock"),
+                 MemberData.HANDOFFS: record.get("handoffs"),
                  **_dict(record.get("report"))}
         members.append(Member(member.member_id, {**member.data, **extra}))
     return Membership(membership.group, tuple(members), membership.version)
