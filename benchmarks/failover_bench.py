@@ -88,8 +88,9 @@ targets in a targets namespace every ``--rf-interval`` seconds, with
 ``[polling] failover_hops = 1`` and ``pollster_timeout =`` :data:`RF_TIMEOUT`.
 Once every agent polled two steady cycles, ``--rf-blocked`` targets of the
 agent that owns the most are blackholed from its namespace only (``connect()``
-fails at once there), for the ``--rf-cycles`` cycles that start after the
-routes were added (the blocked cycles):
+fails at once there, EINVAL; ``--rf-route unreachable``: EHOSTUNREACH), for
+the ``--rf-cycles`` cycles that start after the routes were added (the blocked
+cycles):
 
 * ``polled_same_cycle``: blocked (target, cycle) pairs polled with status 200
   by another member, with that cycle's ``cycle_start`` (of ``blocked`` x
@@ -510,8 +511,9 @@ def resource_failover(args: argparse.Namespace, workdir: Path) -> None:
                 fleet.member_ids(n)[-1], net.urls)))
             member = fleet.member_ids(victim)[-1]
             blocked = ring.owned_by(member, net.urls)[:args.rf_blocked]
-            net.lab.block(victim, [net.address_of(u) for u in blocked])
-            t_blocked = fleet.note(f"blackholed {len(blocked)} targets from {victim}")
+            net.lab.block(victim, [net.address_of(u) for u in blocked], kind=args.rf_route)
+            t_blocked = fleet.note(f"{args.rf_route} routes to {len(blocked)} targets in "
+                                   f"{victim}")
             fleet.wait_cycles_after(t_blocked, args.rf_cycles)
             audits = [a for a in fleet.audit(first) if a.cycle_at > t_blocked][:args.rf_cycles]
             polled, unreachable = [], 0
@@ -523,7 +525,8 @@ def resource_failover(args: argparse.Namespace, workdir: Path) -> None:
                         elif r.status == 0:
                             unreachable += 1
             emit(bench="resource_failover", agents=len(RF_AGENTS),
-                 resources=len(net.urls), blocked=len(blocked), cycles=len(audits),
+                 resources=len(net.urls), blocked=len(blocked), route=args.rf_route,
+                 cycles=len(audits),
                  interval_s=interval, polled_same_cycle=len(polled),
                  unreachable_published=unreachable,
                  max_s_after_due=round(max(polled), 3) if polled else None,
@@ -561,6 +564,10 @@ def main() -> int:
                         help="resource_failover: targets blackholed from their owner")
     parser.add_argument("--rf-cycles", type=int, default=4,
                         help="resource_failover: blocked cycles measured")
+    parser.add_argument("--rf-route", default="blackhole",
+                        choices=("blackhole", "unreachable", "prohibit"),
+                        help="resource_failover: the route that blocks a target (connect() "
+                             "fails with EINVAL, EHOSTUNREACH, EACCES)")
     args = parser.parse_args()
     if args.quick:
         args.interval = 20

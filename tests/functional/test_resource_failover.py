@@ -50,6 +50,9 @@ SETTLE = 2.0
 POLLSTER_TIMEOUT = 2.0
 POLLING = f"[polling]\nfailover_hops = 1\npollster_timeout = {POLLSTER_TIMEOUT:g}\n"
 BLOCKED = 8          # of the victim's targets, in scenario a/b
+#: The route that blocks a target: connect() fails at once with EINVAL, which the
+#: pollster must take for "unreachable" (a route "unreachable" says EHOSTUNREACH).
+ROUTE = "blackhole"
 
 
 @pytest.fixture
@@ -82,10 +85,10 @@ def test_targets_unreachable_from_their_owner_are_polled_by_the_successor(
     assert len(blocked) == BLOCKED, f"{victim} owns only {len(owned)} targets"
     successor = {url: ring.successor(url, [victim_member]) for url in blocked}
 
-    lab.block(victim, [net.address_of(u) for u in blocked])
-    t_blocked = fleet.note(f"blackholed {len(blocked)} targets from {victim}")
+    lab.block(victim, [net.address_of(u) for u in blocked], kind=ROUTE)
+    t_blocked = fleet.note(f"{ROUTE} routes to {len(blocked)} targets in {victim}")
     fleet.wait_cycles_after(t_blocked, 3)
-    t_unblocking = fleet.note(f"removing the blackhole routes of {victim}")
+    t_unblocking = fleet.note(f"removing the {ROUTE} routes of {victim}")
     lab.unblock(victim)
     t_unblocked = fleet.note("routes removed")
     fleet.wait_cycles_after(t_unblocked, 2)
@@ -143,8 +146,8 @@ def test_a_target_unreachable_from_every_agent_gets_one_unreachable_sample_per_c
     owner = ring.owner(url)
     successor = ring.successor(url, [owner])
     for name in AGENTS:
-        lab.block(name, [net.address_of(url)])
-    t_blocked = fleet.note(f"blackholed {url} from every agent")
+        lab.block(name, [net.address_of(url)], kind=ROUTE)
+    t_blocked = fleet.note(f"{ROUTE} route to {url} in every agent")
     fleet.wait_cycles_after(t_blocked, 3)
 
     audits = fleet.audit(first)
