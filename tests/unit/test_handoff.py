@@ -96,3 +96,11 @@ def test_a_backend_without_inboxes_says_so() -> None:
                  lambda: coordinator.ack_handoffs("g", ["m/h-1"])):
         with pytest.raises(CoordinationError, match="has no handoff inbox"):
             call()
+
+
+def test_inbox_notices_on_the_change_channel_are_told_from_group_names() -> None:
+    from zkpoll.coordination.kv._store import inbox_notice, parse_inbox_notice
+
+    assert parse_inbox_notice(inbox_notice("polling-g", "m.1.x")) == ("polling-g", "m.1.x")
+    for change in (None, "", "polling-g", "inbox", "inbox\ng", "inbox\ng\nm\nx"):
+        assert parse_inbox_notice(change) is None
