@@ -377,3 +377,20 @@ def recorded(call: Callable[..., Any], name: str, calls: list[str]) -> Callable[
         calls.append(name)
         return call(*args, **kwargs)
     return recording
+
+
+def test_a_redis_inbox_that_cannot_be_read_does_not_end_the_session(
+        redis_server, caplog: pytest.LogCaptureFixture) -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    b = coordinator_for(f"{redis_server.url}/{prefix}", TIMEOUT)
+    b.start(timeout=10)
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    try:
+        b.join("g", wait=5)
+        client.set(f"{prefix}/groups/g/inbox/{b.member_id}", b"not a stream")
+        b.watch_inbox("g", Inbox())
+        wait_for(lambda: "could not read the inbox" in caplog.text, 10, "the failure logged")
+        assert b.state is SessionState.CONNECTED
+    finally:
+        b.stop()
+        client.close()

@@ -23,6 +23,7 @@ from concurrent import futures
 from typing import Any
 
 from zkpoll.coordination._inbox import InboxDelivery
+from zkpoll.coordination._repeated import RepeatedFailure
 from zkpoll.coordination.base import SessionState
 from zkpoll.coordination.handoff import (
     Handoff,
@@ -50,13 +51,13 @@ class StoreInbox:
     _state: SessionState
     member_id: str
     _call_all: Callable[..., None]
-    _translated: Callable[[str], Any]
 
     def __init__(self, url: BackendURL, opts: Any, member_id: str) -> None:
         super().__init__(url, opts, member_id)  # type: ignore[call-arg]
         self._inbox = InboxDelivery()
         self._inbox_dirty: set[str] = set()  # watched inboxes to list (worker only)
         self._inbox_listed: dict[str, str] = {}  # group -> member id last listed (worker only)
+        self._inbox_failures = RepeatedFailure(LOG)  # worker only
 
     def send_handoff(self, group: str, member_id: str, payload: Mapping[str, Any],
                      timeout: float) -> bool:
@@ -113,15 +114,22 @@ class StoreInbox:
 
     def _list_inboxes(self) -> None:
         """List the watched inboxes that changed, or are new in this session, and
-        deliver; :raises CoordinationError: the store failed (listed again later)."""
+        deliver.  A failure is logged and listed again at the next pass; it does
+        not end the session (the heartbeat judges the connection)."""
         watched = self._inbox.groups()
         self._inbox_dirty &= set(watched)
         for group in watched:
             due = group in self._inbox_dirty or self._inbox_listed.get(group) != self.member_id
             if group not in self._registered or not due:
                 continue
-            with self._translated(f"read the inbox of {self.member_id} in {group!r}"):
+            what = f"read the inbox of {self.member_id} in {group}"
+            try:
                 entries = self._store.read_inbox(group, self.member_id)
+            except self._store.errors as exc:
+                self._inbox_failures.failed(what, f"{self._store.name} at "
+                                                  f"{self._store.address}: {exc!r}")
+                continue
+            self._inbox_failures.succeeded(what)
             self._inbox_dirty.discard(group)
             self._inbox_listed[group] = self.member_id
             stored = {f"{self.member_id}/{entry}": raw for entry, raw in entries}
