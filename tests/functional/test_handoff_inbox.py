@@ -266,6 +266,30 @@ def test_a_crashed_members_inbox_is_swept_on_zookeeper(
         admin.close()
 
 
+def test_forget_deletes_the_inboxes_crashed_members_left(zookeeper_server,
+                                                         zk_chroot: str) -> None:
+    from oslo_config import cfg
+
+    from zkpoll.coordination import parse_backend_url, register_opts
+    from zkpoll.coordination.zookeeper.admin import forget_group
+
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf([], default_config_files=[])
+    url = f"zookeeper://{zookeeper_server.address}{zk_chroot}"
+    admin = KazooClient(hosts=zookeeper_server.address + zk_chroot)
+    admin.start(10)
+    try:
+        admin.create("/groups/retired/members", makepath=True)
+        admin.create("/groups/retired/inbox/ghost.1.dead/h-", b"{}", sequence=True,
+                     makepath=True)
+        forget_group(parse_backend_url(url), conf.coordination, "retired", 5.0)
+        assert admin.exists("/groups/retired") is None
+    finally:
+        admin.stop()
+        admin.close()
+
+
 def test_memcached_has_no_inbox(memcached_server) -> None:
     coordinator = coordinator_for(f"{memcached_server.url}/test-{uuid.uuid4().hex}", TIMEOUT)
     assert coordinator.supports_handoffs is False
