@@ -183,3 +183,13 @@ def test_failover_hops_default_depends_on_the_backend_and_is_refused_where_unsup
         options.failover_hops(conf, standalone)
     conf.set_override("failover_hops", 0, "polling")
     assert options.failover_hops(conf, standalone) == 0
+
+
+def test_a_long_list_of_keys_goes_in_several_handoffs() -> None:
+    from zkpoll.ownership.handoff_rules import KEYS_PER_HANDOFF
+
+    state = member("a", others=("b",))
+    keys = tuple(f"k{i}" for i in range(2 * KEYS_PER_HANDOFF + 5))
+    sends = [x for x in unreachable(state, keys) if isinstance(x, SendHandoff)]
+    assert [len(s.keys) for s in sends] == [KEYS_PER_HANDOFF, KEYS_PER_HANDOFF, 5]
+    assert sorted(k for s in sends for k in s.keys) == sorted(keys)

@@ -34,6 +34,7 @@ __all__ = [
     "Handoff",
     "HandoffCallback",
     "HandoffInbox",
+    "check_inbox_name",
     "decode_handoff",
     "encode_handoff",
 ]
@@ -56,6 +57,16 @@ class Handoff:
 
 
 HandoffCallback = Callable[[list[Handoff]], None]
+
+
+def check_inbox_name(what: str, name: str) -> str:
+    """``name`` (a group or member id in an inbox's address), checked.
+
+    :raises ValueError: empty, or holding ``/`` or a newline.
+    """
+    if not isinstance(name, str) or not name or "/" in name or "\n" in name:
+        raise ValueError(f"invalid {what} {name!r}")
+    return name
 
 
 def encode_handoff(sender: str, payload: Mapping[str, Any]) -> bytes:

@@ -50,6 +50,9 @@ __all__ = ["HandoffRules"]
 _REMEMBERED_CYCLES = 2
 #: Keys per kind and source the claims record names (zkpoll-status owner reads them).
 RECORDED_KEYS = 100
+#: Keys per handoff: one handoff stays far below the backends' payload limit
+#: (512 KiB: about 10,000 keys of 50 bytes).
+KEYS_PER_HANDOFF = 2000
 
 
 class HandoffRules:
@@ -104,9 +107,11 @@ class HandoffRules:
             else:
                 alone.append(key)
         actions: list[Action] = [
-            SendHandoff(to, ev.source, ev.index, ev.start, ev.interval, tuple(keys), tried,
+            SendHandoff(to, ev.source, ev.index, ev.start, ev.interval,
+                        tuple(keys[i:i + KEYS_PER_HANDOFF]), tried,
                         self.config.claim_timeout, cause=cause)
-            for to, keys in sorted(by_successor.items())]
+            for to, keys in sorted(by_successor.items())
+            for i in range(0, len(keys), KEYS_PER_HANDOFF)]
         for to, keys in by_successor.items():
             self._record_handoffs(ev.source, ev.index, "out", dict.fromkeys(keys, to))
         if alone:

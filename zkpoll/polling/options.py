@@ -59,15 +59,16 @@ POLLING_OPTS = [
                     "intervals). It never withdraws as the last active member. 0 "
                     "disables it."),
     cfg.IntOpt("failover_hops", min=0, max=8,
-               sample_default="1 on ZooKeeper, 0 on backends without handoff inboxes",
+               sample_default="1 on ZooKeeper and Redis, 0 on backends without handoff "
+                              "inboxes (Memcached, standalone)",
                help="Per-resource failover: when the member that owns a resource "
                     "cannot reach it (connection refused, connect timeout, no route: "
                     "the pollster says Unreachable), it hands the resource to the next "
                     "member of its ring, which polls it in the same cycle; up to this "
                     "many members are tried after the owner, and the last one "
                     "publishes the unreachable sample once. 0 turns it off. Unset: 1 "
-                    "where the coordination backend has handoff inboxes (ZooKeeper), "
-                    "0 elsewhere; set above 0 on a backend without them, the agent "
+                    "where the coordination backend has handoff inboxes (ZooKeeper, "
+                    "Redis), 0 elsewhere; set above 0 on a backend without them, the agent "
                     "refuses to start (docs/design.md, Per-resource failover)."),
     cfg.IntOpt("max_parallel_pollsters", default=8, min=1, max=256,
                help="Pollsters run at once, across all sources."),

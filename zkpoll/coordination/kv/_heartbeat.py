@@ -37,7 +37,11 @@ from typing import Any
 from zkpoll.coordination._desired import DesiredStateCoordinator
 from zkpoll.coordination.base import Member, Membership, SessionState, log_change
 from zkpoll.coordination.clock import ClockEstimate
-from zkpoll.coordination.kv._store import MemberStore, member_timeouts
+from zkpoll.coordination.kv._store import (
+    MemberStore,
+    member_timeouts,
+    parse_inbox_notice,
+)
 from zkpoll.coordination.loader import make_member_id
 from zkpoll.coordination.member_data import decode_member_data, decode_object
 from zkpoll.coordination.url import BackendURL
@@ -183,8 +187,12 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
         delay = self._backoff[0]
         while not self._stop.is_set():
             try:
-                for group in self._store.changes(self._stop):
-                    self._events.put(("changed", group))
+                for change in self._store.changes(self._stop):
+                    notice = parse_inbox_notice(change)
+                    if notice is None:
+                        self._events.put(("changed", change))
+                    if change is None or notice is not None and notice[1] == self.member_id:
+                        self._events.put(("inbox", None if notice is None else notice[0]))
                     delay = self._backoff[0]
             except self._store.errors as exc:
                 LOG.debug("change notifications from %s interrupted: %r", self._store.name, exc)
@@ -203,6 +211,8 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
                     self._dirty |= watched if event[1] is None else {event[1]} & watched
                 elif event[0] == "replay" and event[1] in self._snapshots:
                     self._call_all([event[2]], self._snapshots[event[1]])
+                elif event[0] == "inbox":
+                    self._inbox_event(event[1])
             try:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + self._interval
@@ -228,6 +238,8 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
         self._last_contact = started
         self._retry_delay = self._backoff[0]
         self._dirty |= set(self.watched_groups)
+        if self._state is not SessionState.CONNECTED:
+            self._inbox_event(None)  # handoffs may have arrived meanwhile
         self._set_state(SessionState.CONNECTED)
 
     def _failed(self, exc: CoordinationError) -> float:
@@ -302,6 +314,14 @@ class HeartbeatCoordinator(DesiredStateCoordinator):
         for group in sorted(self._dirty):
             self._refresh(group)
             self._dirty.discard(group)
+        self._list_inboxes()
+
+    # handoff inboxes: a store with inboxes gets them from kv.inbox.StoreInbox
+    def _inbox_event(self, group: str | None) -> None:
+        """List ``group``'s inbox (None: every watched one) at the next pass."""
+
+    def _list_inboxes(self) -> None:
+        """List the inboxes to list and deliver what is new in them."""
 
     def _refresh(self, group: str) -> None:
         with self._translated(f"read {group!r}"):

@@ -20,12 +20,28 @@ from zkpoll.coordination.clock import ClockSample
 from zkpoll.coordination.url import OPTION, BackendURL, redact
 from zkpoll.exceptions import ConfigError
 
-__all__ = ["CLAIMS_RETENTION", "MemberStore", "host_port", "member_timeouts"]
+__all__ = ["CLAIMS_RETENTION", "MemberStore", "host_port", "inbox_notice", "member_timeouts",
+           "parse_inbox_notice"]
 
 LOG = logging.getLogger(__name__)
 #: Seconds a claims record outlives its last write (peers read a vanished
 #: member's record within a cycle; the rest is for ``zkpoll-status``).
 CLAIMS_RETENTION = 3600.0
+#: First line of a change notification that names an inbox, not a group (a
+#: group name never holds a newline; members of older versions, which read it
+#: as a group name, watch no such group and ignore it).
+_INBOX_NOTICE = "inbox"
+
+
+def inbox_notice(group: str, member_id: str) -> str:
+    """The change notification "a handoff arrived in ``member_id``'s inbox in ``group``"."""
+    return f"{_INBOX_NOTICE}\n{group}\n{member_id}"
+
+
+def parse_inbox_notice(change: str | None) -> tuple[str, str] | None:
+    """``(group, member id)`` of an inbox notification; None for anything else."""
+    parts = change.split("\n") if change else []
+    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == _INBOX_NOTICE else None
 
 
 def host_port(url: BackendURL, default_port: int) -> tuple[str, int]:
@@ -127,8 +143,25 @@ class MemberStore(abc.ABC):
         """Names of every group ever joined under this prefix."""
 
     def changes(self, stop: threading.Event) -> Iterator[str | None]:
-        """Yield a changed group's name (None: anything may have changed) until ``stop``."""
+        """Yield a changed group's name or an :func:`inbox_notice` (None: anything
+        may have changed) until ``stop``."""
         return iter(())
+
+    # --- handoff inboxes (stores with ``inboxes``) -----------------------------
+    inboxes = False  #: True when the store implements the three calls below
+
+    def send_handoff(self, group: str, member_id: str, raw: bytes) -> bool:
+        """Append ``raw`` to ``member_id``'s inbox and notify it, only if its
+        member key exists (one atomic exchange); False when it does not."""
+        raise NotImplementedError
+
+    def read_inbox(self, group: str, member_id: str) -> list[tuple[str, bytes | None]]:
+        """``(entry id, stored handoff)`` of every entry in the inbox, in order."""
+        raise NotImplementedError
+
+    def ack_handoffs(self, group: str, member_id: str, entry_ids: Sequence[str]) -> None:
+        """Delete these entries of the inbox (no error for missing ones)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release connections."""

@@ -8,6 +8,7 @@ rest of the path is the key prefix (default ``zkpoll``).  Keys::
     <prefix>/groups/<group>/index          SET of member ids (readers drop dead ones)
     <prefix>/groups                        SET of group names
     <prefix>/groups/<group>/claims/<id>    claims record (JSON), not watched, 1 h TTL
+    <prefix>/groups/<group>/inbox/<id>     STREAM of handoffs (field ``h``: JSON), 1 h TTL
     <prefix>/changes                       pub/sub channel: a group name per change
     <prefix>/records/<kind>/<key>          coordination record (HASH), see redis_records
 
@@ -16,6 +17,12 @@ transaction, and every join, update and leave publishes the group on the
 channel, so peers re-list at once; expiries are caught by the heartbeat's
 re-listing.  No server configuration is needed (no keyspace notifications).
 A claims write publishes nothing: per-cycle claims cost peers nothing.
+A handoff is one script (:data:`SEND_HANDOFF`): if the recipient's member key
+exists, XADD to its inbox, renew the inbox's TTL and publish an inbox notice
+on the channel (peers other than the recipient ignore it); the recipient
+reads its whole inbox (XRANGE) and acknowledges with XDEL.  Removing a
+member key (leave, a stale session) deletes its inbox; a crashed member's
+inbox expires an hour after its last handoff.
 Each heartbeat reads the server's clock (``TIME``, microseconds) in the
 pipeline that renews the keys: the clock offset costs no round trip.
 """
@@ -39,13 +46,28 @@ from zkpoll.coordination.admin import (
 )
 from zkpoll.coordination.clock import ClockSample
 from zkpoll.coordination.kv._heartbeat import HeartbeatCoordinator
-from zkpoll.coordination.kv._store import CLAIMS_RETENTION, MemberStore, host_port
+from zkpoll.coordination.kv._store import (
+    CLAIMS_RETENTION,
+    MemberStore,
+    host_port,
+    inbox_notice,
+)
+from zkpoll.coordination.kv.inbox import StoreInbox
 from zkpoll.coordination.kv.records import StoreRecords
 from zkpoll.coordination.kv.redis_records import RedisRecords
 from zkpoll.coordination.url import OPTION, BackendURL, redact
 from zkpoll.exceptions import ConfigError, CoordinationError, CoordinatorUnreachable
 
-__all__ = ["RedisCoordinator", "RedisStore", "forget_group"]
+__all__ = ["SEND_HANDOFF", "RedisCoordinator", "RedisStore", "forget_group"]
+
+#: KEYS: member key, inbox; ARGV: handoff, inbox TTL (ms), channel, notice.
+SEND_HANDOFF = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local id = redis.call('XADD', KEYS[2], '*', 'h', ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return id
+"""
 
 
 def _ms(seconds: float) -> int:
@@ -65,6 +87,7 @@ class RedisStore(MemberStore):
     errors = (redis.RedisError, OSError)
     unreachable = (redis.ConnectionError, redis.TimeoutError, OSError)
     pushes = True
+    inboxes = True
 
     def __init__(self, url: BackendURL, op_timeout: float) -> None:
         host, port = host_port(url, 6379)
@@ -82,6 +105,7 @@ class RedisStore(MemberStore):
             host=host, port=port, db=db, username=url.username, password=url.password,
             socket_timeout=op_timeout, socket_connect_timeout=op_timeout,
             retry=Retry(NoBackoff(), 0))  # the coordinator retries, with its own backoff
+        self._send_handoff = self._client.register_script(SEND_HANDOFF)
 
     def _key(self, group: str, member_id: str) -> str:
         return f"{self._prefix}/groups/{group}/members/{member_id}"
@@ -91,6 +115,9 @@ class RedisStore(MemberStore):
 
     def _claims(self, group: str, member_id: str) -> str:
         return f"{self._prefix}/groups/{group}/claims/{member_id}"
+
+    def _inbox(self, group: str, member_id: str) -> str:
+        return f"{self._prefix}/groups/{group}/inbox/{member_id}"
 
     def ping(self) -> None:
         self._client.ping()
@@ -141,7 +168,7 @@ class RedisStore(MemberStore):
 
     def remove(self, group: str, member_id: str) -> None:
         pipe = self._client.pipeline(transaction=True)
-        pipe.delete(self._key(group, member_id))
+        pipe.delete(self._key(group, member_id), self._inbox(group, member_id))
         pipe.srem(self._index(group), member_id)
         pipe.publish(self._channel, group)
         pipe.execute()
@@ -171,6 +198,20 @@ class RedisStore(MemberStore):
         finally:
             pubsub.close()
 
+    def send_handoff(self, group: str, member_id: str, raw: bytes) -> bool:
+        sent = self._send_handoff(
+            keys=[self._key(group, member_id), self._inbox(group, member_id)],
+            args=[raw, _ms(CLAIMS_RETENTION), self._channel, inbox_notice(group, member_id)])
+        return sent is not None
+
+    def read_inbox(self, group: str, member_id: str) -> list[tuple[str, bytes | None]]:
+        return [(entry.decode(), fields.get(b"h"))
+                for entry, fields in self._client.xrange(self._inbox(group, member_id))]
+
+    def ack_handoffs(self, group: str, member_id: str, entry_ids: Sequence[str]) -> None:
+        if entry_ids:
+            self._client.xdel(self._inbox(group, member_id), *entry_ids)
+
     def close(self) -> None:
         self._client.close()
 
@@ -180,8 +221,10 @@ class RedisStore(MemberStore):
         return RedisRecords(self._client, self._prefix, self._key)
 
 
-class RedisCoordinator(StoreRecords, HeartbeatCoordinator):
+class RedisCoordinator(StoreRecords, StoreInbox, HeartbeatCoordinator):
     """Membership in Redis; see :mod:`zkpoll.coordination.kv._heartbeat` for the semantics."""
+
+    supports_handoffs = True
 
     store_class = RedisStore
 

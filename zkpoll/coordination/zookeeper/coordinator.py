@@ -14,11 +14,13 @@ callback thread; they only put an event on our queue.  One worker thread
 member's znodes with what the caller asked for (join/update/leave, and again
 after a new session), re-lists watched groups level-triggered (on every
 event and on every reconnect), builds immutable :class:`Membership`
-snapshots and calls the watchers, and sends the heartbeats that renew the
+snapshots and calls the watchers, lists watched handoff inboxes and
+delivers what is new in them, and sends the heartbeats that renew the
 lease (:attr:`last_contact`), unless an answered claims write renewed it
 within the heartbeat interval.  Claims records are the exception to "one
 thread makes every call": the caller's thread sends them (``_claims_writer``);
-so are coordination records (``records``).
+so are coordination records (``records``), handoffs and their
+acknowledgements (``inbox``).
 
 A change of member data replaces the member znode by a newly named one
 (see ``_names``) in one multi-op transaction (create new, delete old).

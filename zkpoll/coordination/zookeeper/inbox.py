@@ -41,6 +41,7 @@ from zkpoll.coordination.base import Membership, SessionState
 from zkpoll.coordination.handoff import (
     Handoff,
     HandoffCallback,
+    check_inbox_name,
     decode_handoff,
     encode_handoff,
 )
@@ -56,12 +57,6 @@ HANDOFF_PREFIX = "h-"
 #: Seconds after its creation an inbox whose member is not in the group may be
 #: swept (far above the moments between creating it and the member znode).
 INBOX_GRACE = 600.0
-
-
-def _check_part(what: str, name: str) -> str:
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ValueError(f"invalid {what} {name!r}")
-    return name
 
 
 class ZooKeeperInbox(ZooKeeperClaims):
@@ -83,8 +78,8 @@ class ZooKeeperInbox(ZooKeeperClaims):
     # --- the sender: the caller's thread ----------------------------------------
     def send_handoff(self, group: str, member_id: str, payload: Mapping[str, Any],
                      timeout: float) -> bool:
-        _check_part("group", group)
-        path = f"{self._inbox_path(group, _check_part('member id', member_id))}/"
+        check_inbox_name("group", group)
+        path = f"{self._inbox_path(group, check_inbox_name('member id', member_id))}/"
         raw = encode_handoff(self.member_id, payload)
         if self._state is not SessionState.CONNECTED:  # sent later, it could land late
             LOG.debug("handoff to %s in %s not sent: %s", member_id, group, self._state.value)
@@ -121,7 +116,7 @@ class ZooKeeperInbox(ZooKeeperClaims):
 
     # --- the recipient ------------------------------------------------------------
     def watch_inbox(self, group: str, callback: HandoffCallback) -> Callable[[], None]:
-        cancel = self._inbox.add(_check_part("group", group), callback)
+        cancel = self._inbox.add(check_inbox_name("group", group), callback)
         self._events.put(("inbox", group))
         return cancel
 
