@@ -147,6 +147,8 @@ def test_a_tls_handshake_timeout_is_an_answer(silent_server: SilentServer) -> No
     OSError(errno.ENETUNREACH, "Network is unreachable"),
     OSError(errno.EHOSTDOWN, "Host is down"),
     OSError(errno.ENETDOWN, "Network is down"),
+    OSError(errno.EINVAL, "Invalid argument"),  # a blackhole route
+    OSError(errno.EACCES, "Permission denied"),  # a prohibit route
 ], ids=repr)
 def test_connect_failures(exc: BaseException) -> None:
     assert connect_failed(exc)
@@ -155,7 +157,6 @@ def test_connect_failures(exc: BaseException) -> None:
 @pytest.mark.parametrize("exc", [
     ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
     ssl.SSLError(1, "wrong version number"),
-    OSError(errno.EACCES, "Permission denied"),
     OSError("no address for example.org"),
     ValueError("port out of range"),
 ], ids=repr)

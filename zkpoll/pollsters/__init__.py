@@ -25,8 +25,12 @@ __all__ = ["connect_failed", "cycle_cached"]
 
 T = TypeVar("T")
 
-#: errno values of a connect that found no way to the peer.
-_NO_ROUTE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
+#: errno values of a connect that found no way to the peer: no route or host down,
+#: and what Linux's route types that drop traffic make connect() fail with at once
+#: (``blackhole``: EINVAL, ``prohibit``: EACCES; ``unreachable``: EHOSTUNREACH).  Only
+#: a connect's errors are classified: an EINVAL or EACCES later is an answer.
+_NO_ROUTE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN,
+                       errno.EINVAL, errno.EACCES})
 
 
 class _Slot:
