@@ -131,6 +131,15 @@ def test_targets_unreachable_from_their_owner_are_polled_by_the_successor(
     require(failures, polls == len(blocked) * len(blocked_cycles),
             f"{polls} polls of blocked targets by their successors, expected "
             f"{len(blocked)} x {len(blocked_cycles)}")
+    logs = {p.name: p.log() for p in fleet.agents}
+    streak = logs[victim].count("unreachable from here, handed to other members")
+    require(failures, streak == 1, f"{victim} says once per streak that it hands targets "
+            f"off, not {streak} times")
+    require(failures, logs[victim].count("no longer handed off from here") == 1,
+            f"{victim} says once that the streak ended")
+    require(failures, all("handoff: polled" in logs[net.agent_of(successor[u])]
+                          for u in blocked), "each successor's cycle line says it polled a "
+            "handoff")
     if failures:
         failures.append(describe_cycles(audits, fleet.t0))
     fleet.finish(failures)
