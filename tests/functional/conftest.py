@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from zkpoll.coordination import Coordinator
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,3 +53,22 @@ def stats_api() -> Iterator[str]:
     yield f"http://127.0.0.1:{httpd.server_address[1]}/stats"
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def started() -> Iterator[Callable[[str], Coordinator]]:
+    """``started(url)``: a coordinator on ``url`` (10 s session), started; every one
+    made is stopped at the end of the test."""
+    from tests.functional.test_coordinator_contract import coordinator_for
+
+    made: list[Coordinator] = []
+
+    def make(url: str) -> Coordinator:
+        coordinator = coordinator_for(url, 10.0)
+        made.append(coordinator)
+        coordinator.start(timeout=10)
+        return coordinator
+
+    yield make
+    for coordinator in made:
+        coordinator.stop()

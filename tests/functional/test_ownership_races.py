@@ -16,34 +16,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.functional.test_coordinator_contract import coordinator_for
-from zkpoll.coordination import Coordinator
 from zkpoll.ownership import Partition, claimed_cycle
 from zkpoll.polling.agent import Agent
 from zkpoll.testing.waiting import wait_for
 
 pytestmark = pytest.mark.functional
-
-
-@pytest.fixture
-def started() -> Iterator[Callable[[str], Coordinator]]:
-    made: list[Coordinator] = []
-
-    def make(url: str) -> Coordinator:
-        coordinator = coordinator_for(url, 10.0)
-        made.append(coordinator)
-        coordinator.start(timeout=10)
-        return coordinator
-
-    yield make
-    for coordinator in made:
-        coordinator.stop()
 
 
 def test_concurrent_claims_of_two_sources_are_never_lost(backend_url: str, started) -> None:

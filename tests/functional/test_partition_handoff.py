@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.functional.test_coordinator_contract import coordinator_for
-from zkpoll.coordination import Coordinator
 from zkpoll.ownership import Partition, Poll, PollKind
 from zkpoll.service.cycles import cycle_index, cycle_start
 from zkpoll.testing.waiting import wait_for
@@ -20,21 +17,6 @@ pytestmark = pytest.mark.functional
 
 KEYS = [f"r{i}" for i in range(40)]
 INTERVAL = 6.0  # the test runs inside one cycle after both members are active
-
-
-@pytest.fixture
-def started() -> Iterator[Callable[[str], Coordinator]]:
-    made: list[Coordinator] = []
-
-    def make(url: str) -> Coordinator:
-        coordinator = coordinator_for(url, 10.0)
-        made.append(coordinator)
-        coordinator.start(timeout=10)
-        return coordinator
-
-    yield make
-    for coordinator in made:
-        coordinator.stop()
 
 
 def test_an_unreachable_key_is_polled_by_its_successor_then_given_up_once(
