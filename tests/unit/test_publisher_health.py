@@ -197,3 +197,17 @@ def test_withdrawal_keeps_its_cycle_rule_for_a_publisher_without_a_spool(tmp_pat
     assert health.unhealthy() is None  # ... but withdrawn only after withdraw_after cycles
     failed_cycle()
     assert health.unhealthy() == "every publisher failing for 2 consecutive cycles"
+
+
+def test_metrics_count_handoffs_out_in_and_resources_unreachable_everywhere() -> None:
+    conf = cfg.ConfigOpts()
+    options.register_opts(conf)
+    conf([])
+    agent = View(conf, Health([], 3), {})
+    agent.health.record(CycleStats("web", 1, 10.0, handed_off=3, gave_up=1), 10.0)
+    agent.health.record(CycleStats("web", 1, 10.0, catch_up=True, handoff=True, handed_in=2,
+                                   gave_up=2), float("inf"))
+    text = metrics.render(agent)[0].decode()
+    assert 'zkpoll_handoffs_out_total{source="web"} 3.0' in text
+    assert 'zkpoll_handoffs_in_total{source="web"} 2.0' in text
+    assert 'zkpoll_unreachable_everywhere_total{source="web"} 3.0' in text
