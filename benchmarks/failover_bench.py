@@ -497,7 +497,7 @@ class Run:
 # --- per-resource failover (issue 21) ------------------------------------------
 def resource_failover(args: argparse.Namespace, workdir: Path) -> None:
     """The ``resource_failover`` line (see the module docstring)."""
-    from tests.functional.netns import netns_fleet
+    from tests.functional.netns_fleet import netns_fleet
 
     interval = args.rf_interval
     polling = f"[polling]\nfailover_hops = 1\npollster_timeout = {RF_TIMEOUT:g}\n"

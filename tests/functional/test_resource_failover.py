@@ -38,7 +38,7 @@ from tests.functional.audit import (
     exactly_once,
     require,
 )
-from tests.functional.netns import HttpPoll, NetnsFleet, netns_fleet
+from tests.functional.netns_fleet import HttpPoll, NetnsFleet, netns_fleet
 from zkpoll.testing.plugins import require_zookeeper
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
