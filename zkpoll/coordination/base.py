@@ -18,9 +18,9 @@ the caller who else is there.  It knows nothing of polling.  The contract:
   small JSON objects written by compare-and-set, fenced by this member's
   registration in a group: only a live member wins a write.
 * :meth:`Coordinator.clock` is this member's clock offset against the
-  backend's clock, measured from answers that carry the backend's time
-  (:mod:`zkpoll.coordination.clock`); :meth:`Coordinator.watch_delay` how
-  late a membership change may reach this member.
+  backend's clock, measured from answers that carry the backend's time;
+  :meth:`Coordinator.watch_delay` how late a membership change may reach
+  this member (:mod:`zkpoll.coordination.backend_clock`).
 * Handoff inboxes (:mod:`zkpoll.coordination.handoff`, where backends that
   have them say ``supports_handoffs``).
 """
@@ -43,7 +43,8 @@ from zkpoll.coordination._records import (
     decode_value,
     encode_value,
 )
-from zkpoll.coordination.clock import ClockEstimate, ClockEstimator, ClockSample
+from zkpoll.coordination.backend_clock import BackendClock
+from zkpoll.coordination.clock import ClockEstimator
 from zkpoll.coordination.handoff import HandoffInbox
 from zkpoll.coordination.membership import Member, Membership, log_change
 from zkpoll.coordination.url import BackendURL
@@ -116,7 +117,7 @@ StateCallback = Callable[[SessionState], None]
 RegistrationHook = Callable[[str, dict[str, Any]], Mapping[str, Any]]
 
 
-class Coordinator(HandoffInbox, abc.ABC):
+class Coordinator(BackendClock, HandoffInbox, abc.ABC):
     """Base class of membership backends (one module per backend).
 
     Subclasses implement the abstract methods; listener bookkeeping and
@@ -210,38 +211,6 @@ class Coordinator(HandoffInbox, abc.ABC):
     def lease_remaining(self, margin: float = 0.0) -> float:
         """Seconds left before the server may consider this member dead, less ``margin``."""
         return self.last_contact + self.session_timeout - margin - time.monotonic()
-
-    # --- the backend's clock ----------------------------------------------------
-    #: False when the backend's clock is not its host's wall clock (Memcached's
-    #: is its start time plus its uptime, in 1 s ticks): offsets are measured and
-    #: shown, but the ownership clock rule does not judge members by them.
-    clock_is_wall_clock: ClassVar[bool] = True
-
-    def clock(self) -> ClockEstimate | None:
-        """The current estimate of this member's clock offset against the
-        backend's (None until an answer carried the backend's time)."""
-        return self._clock.estimate()
-
-    @abc.abstractmethod
-    def measure_clock(self, timeout: float = 5.0) -> ClockEstimate:
-        """Take one fresh sample of the backend's clock now (one probe request)
-        and return the estimate that includes it.
-
-        :raises CoordinationError: no usable answer within ``timeout`` s.
-        """
-
-    @abc.abstractmethod
-    def watch_delay(self) -> float:
-        """The measured worst delay, in seconds, with which a membership change
-        reaches this member's watchers (from the recent round trips)."""
-
-    def _add_clock_sample(self, sample: ClockSample | None) -> None:
-        """Feed a sample taken by the backend (None or unusable: ignored; never raises)."""
-        if sample is not None:
-            try:
-                self._clock.add(sample)
-            except ValueError as exc:
-                LOG.debug("clock sample ignored: %s", exc)
 
     def set_registration_hook(self, group: str, hook: RegistrationHook | None) -> None:
         """Let ``hook(group, data)`` rewrite this member's data before every
