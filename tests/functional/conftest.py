@@ -56,15 +56,15 @@ def stats_api() -> Iterator[str]:
 
 
 @pytest.fixture
-def started() -> Iterator[Callable[[str], Coordinator]]:
-    """``started(url)``: a coordinator on ``url`` (10 s session), started; every one
-    made is stopped at the end of the test."""
-    from tests.functional.test_coordinator_contract import coordinator_for
+def coordinators() -> Iterator[Callable[..., Coordinator]]:
+    """Factory ``make(url, timeout=2.0)``: a started coordinator on ``url`` (session
+    ``timeout``); every one made is stopped after the test."""
+    from tests.functional.test_coordinator_contract import TIMEOUT, coordinator_for
 
     made: list[Coordinator] = []
 
-    def make(url: str) -> Coordinator:
-        coordinator = coordinator_for(url, 10.0)
+    def make(url: str, timeout: float = TIMEOUT) -> Coordinator:
+        coordinator = coordinator_for(url, timeout)
         made.append(coordinator)
         coordinator.start(timeout=10)
         return coordinator

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +58,6 @@ def coordinator_for(url: str, timeout: float = TIMEOUT) -> Coordinator:
     conf.set_override("retry_backoff", 0.1, "coordination")
     conf.set_override("max_retry_interval", 1.0, "coordination")
     return get_coordinator(conf)
-
-
-@pytest.fixture
-def coordinators() -> Iterator[Callable[..., Coordinator]]:
-    """Factory: a started coordinator on a URL; all are stopped after the test."""
-    made: list[Coordinator] = []
-
-    def make(url: str, timeout: float = TIMEOUT) -> Coordinator:
-        coordinator = coordinator_for(url, timeout)
-        made.append(coordinator)
-        coordinator.start(timeout=10)
-        return coordinator
-
-    yield make
-    for coordinator in made:
-        coordinator.stop()
 
 
 @pytest.fixture

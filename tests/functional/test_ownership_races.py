@@ -29,8 +29,8 @@ from zkpoll.testing.waiting import wait_for
 pytestmark = pytest.mark.functional
 
 
-def test_concurrent_claims_of_two_sources_are_never_lost(backend_url: str, started) -> None:
-    coordinator = started(backend_url)
+def test_concurrent_claims_of_two_sources_are_never_lost(backend_url: str, coordinators) -> None:
+    coordinator = coordinators(backend_url, 10.0)
     partition = Partition(coordinator, "g", settle_time=0.5)
     partition.join({"weight": 1}, wait=5)
     wait_for(partition.registered, 10, "our own registration in the snapshot")
@@ -102,8 +102,8 @@ def test_an_agent_holds_no_ownership_thread_before_start_or_after_stop(
 
 
 def test_an_update_during_the_registration_hook_is_published(backend_url: str,
-                                                             started) -> None:
-    coordinator = started(backend_url)
+                                                             coordinators) -> None:
+    coordinator = coordinators(backend_url, 10.0)
     in_hook, release = threading.Event(), threading.Event()
 
     def slow_hook(group: str, data: dict[str, Any]) -> dict[str, Any]:

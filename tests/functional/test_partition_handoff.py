@@ -20,15 +20,15 @@ INTERVAL = 6.0  # the test runs inside one cycle after both members are active
 
 
 def test_an_unreachable_key_is_polled_by_its_successor_then_given_up_once(
-        backend_url: str, started) -> None:
+        backend_url: str, coordinators) -> None:
     if backend_url.startswith("memcached"):  # no inboxes: failover_hops is refused there
-        assert started(backend_url).supports_handoffs is False
+        assert coordinators(backend_url, 10.0).supports_handoffs is False
         return
     partitions = {}
     polls: dict[str, list[Poll]] = {"a": [], "b": []}
     lock = threading.Lock()
     for name in ("a", "b"):
-        partition = Partition(started(backend_url), "g", settle_time=0.5, failover_hops=1)
+        partition = Partition(coordinators(backend_url, 10.0), "g", settle_time=0.5, failover_hops=1)
 
         def record(poll: Poll, name: str = name) -> None:
             with lock:
