@@ -307,9 +307,7 @@ class SourceRunner:
                     continue
                 # Its samples now; its Unreachables once every call is in.
                 samples, unreachable = self._separate(calls[call], results, stats)
-                book.answered(info.namespace, info.meter,
-                              (s.resource_id for s in samples if isinstance(s, Sample)),
-                              unreachable)
+                book.answered(info.namespace, info.meter, samples, unreachable)
                 self._publish(info.meter, self._stamp(info.meter, samples, stats), stats)
 
     def _separate(self, call: _Call, results: list[Any],

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from zkpoll.plugin import Unreachable
 from zkpoll.sample import Sample
@@ -40,17 +41,19 @@ class UnreachableBook:
 
     def __init__(self) -> None:
         self._given: Counter[tuple[str, str]] = Counter()
-        self._sampled: set[tuple[str, str]] = set()
+        self._answers: list[tuple[str, Sequence[Any]]] = []  # (namespace, results)
         self._results: dict[tuple[str, str], list[tuple[str, Unreachable]]] = {}
 
     def given(self, namespace: str, keys: Iterable[str]) -> None:
         """A call of ``namespace`` was given ``keys``."""
         self._given.update((namespace, key) for key in keys)
 
-    def answered(self, namespace: str, meter: str, sampled: Iterable[str],
+    def answered(self, namespace: str, meter: str, samples: Sequence[Any],
                  unreachable: Iterable[Unreachable]) -> None:
-        """A call of ``meter`` answered: samples for ``sampled``, and ``unreachable``."""
-        self._sampled.update((namespace, key) for key in sampled)
+        """A call of ``meter`` answered ``samples`` and ``unreachable`` (the samples
+        are only looked at when some resource was unreachable: no per-sample cost
+        in a poll where every resource answered)."""
+        self._answers.append((namespace, samples))
         for result in unreachable:
             self._results.setdefault((namespace, result.resource_id), []).append(
                 (meter, result))
@@ -58,11 +61,15 @@ class UnreachableBook:
     def settle(self, hand_off: HandOff) -> Settled:
         """Hand off what nothing reached here; return what to publish now."""
         settled = Settled()
+        if not self._results:
+            return settled
+        sampled = {(namespace, s.resource_id) for namespace, samples in self._answers
+                   for s in samples if isinstance(s, Sample)}
         publish: list[tuple[str, Unreachable]] = []
         candidates: dict[str, list[str]] = {}
         for (namespace, key), results in sorted(self._results.items()):
             whole = (len(results) == self._given[(namespace, key)]
-                     and (namespace, key) not in self._sampled)
+                     and (namespace, key) not in sampled)
             if whole:
                 candidates.setdefault(namespace, []).append(key)
             else:
