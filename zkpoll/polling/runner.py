@@ -318,14 +318,15 @@ class SourceRunner:
         the same resource, or one beside a sample with its resource_id, breaks
         the contract: it is dropped, logged and counted as an error.
         """
+        found = [r for r in results if isinstance(r, Unreachable)]  # the hot path: one pass
+        if not found:
+            return results, []
         rest = [r for r in results if not isinstance(r, Unreachable)]
         sampled = {r.resource_id for r in rest
                    if isinstance(r, Sample) and isinstance(r.resource_id, str)}
         kept: dict[str, Unreachable] = {}
         bad = 0
-        for result in results:
-            if not isinstance(result, Unreachable):
-                continue
+        for result in found:
             rid = result.resource_id
             if not isinstance(rid, str) or rid not in call.keys or rid in kept or rid in sampled:
                 bad += 1

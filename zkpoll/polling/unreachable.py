@@ -40,13 +40,13 @@ class UnreachableBook:
     the collecting thread only)."""
 
     def __init__(self) -> None:
-        self._given: Counter[tuple[str, str]] = Counter()
+        self._given: list[tuple[str, Iterable[str]]] = []  # (namespace, keys) per call
         self._answers: list[tuple[str, Sequence[Any]]] = []  # (namespace, results)
         self._results: dict[tuple[str, str], list[tuple[str, Unreachable]]] = {}
 
     def given(self, namespace: str, keys: Iterable[str]) -> None:
-        """A call of ``namespace`` was given ``keys``."""
-        self._given.update((namespace, key) for key in keys)
+        """A call of ``namespace`` was given ``keys`` (counted only when needed)."""
+        self._given.append((namespace, keys))
 
     def answered(self, namespace: str, meter: str, samples: Sequence[Any],
                  unreachable: Iterable[Unreachable]) -> None:
@@ -63,12 +63,15 @@ class UnreachableBook:
         settled = Settled()
         if not self._results:
             return settled
+        wanted = self._results.keys()
+        given = Counter(pair for namespace, keys in self._given for key in keys
+                        if (pair := (namespace, key)) in wanted)
         sampled = {(namespace, s.resource_id) for namespace, samples in self._answers
                    for s in samples if isinstance(s, Sample)}
         publish: list[tuple[str, Unreachable]] = []
         candidates: dict[str, list[str]] = {}
         for (namespace, key), results in sorted(self._results.items()):
-            whole = (len(results) == self._given[(namespace, key)]
+            whole = (len(results) == given[(namespace, key)]
                      and (namespace, key) not in sampled)
             if whole:
                 candidates.setdefault(namespace, []).append(key)
