@@ -75,17 +75,24 @@ def test_each_cycle_is_yielded_once_in_order_at_its_start(clock: SteppedClock) -
         assert start <= wall, "never before its start"
 
 
-def test_a_clock_stepped_back_never_runs_a_cycle_twice(
-        clock: SteppedClock, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger=cycles.__name__)
+def run_with_step(clock: SteppedClock, step: float) -> Loop:
+    """A loop that ran two cycles, had its wall clock stepped by ``step`` seconds,
+    then ran two more."""
     loop = Loop()
     try:
         wait_for(lambda: len(loop.seen) >= 2, 10, "two cycles")
         stepped_after = len(loop.seen)
-        clock.offset -= 4 * INTERVAL
+        clock.offset += step
         wait_for(lambda: len(loop.seen) >= stepped_after + 2, 15, "two cycles after the step")
     finally:
         loop.close()
+    return loop
+
+
+def test_a_clock_stepped_back_never_runs_a_cycle_twice(
+        clock: SteppedClock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger=cycles.__name__)
+    loop = run_with_step(clock, -4 * INTERVAL)
     indexes = loop.indexes()
     assert indexes == sorted(set(indexes)), f"a cycle ran twice or out of order: {indexes}"
     assert indexes == list(range(indexes[0], indexes[0] + len(indexes))), "none skipped"
@@ -95,14 +102,7 @@ def test_a_clock_stepped_back_never_runs_a_cycle_twice(
 def test_a_clock_jumping_forward_skips_the_cycles_that_ended_and_says_so(
         clock: SteppedClock, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger=cycles.__name__)
-    loop = Loop()
-    try:
-        wait_for(lambda: len(loop.seen) >= 2, 10, "two cycles")
-        stepped_after = len(loop.seen)
-        clock.offset += 10 * INTERVAL
-        wait_for(lambda: len(loop.seen) >= stepped_after + 2, 15, "two cycles after the jump")
-    finally:
-        loop.close()
+    loop = run_with_step(clock, 10 * INTERVAL)
     indexes = loop.indexes()
     assert indexes == sorted(set(indexes))
     gaps = [b - a for a, b in itertools.pairwise(indexes)]
