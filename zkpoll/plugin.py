@@ -18,12 +18,23 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from zkpoll.sample import Sample
 
-__all__ = ["Discovery", "PollingContext", "Pollster", "Unreachable", "resource_key"]
+__all__ = ["CREDENTIAL_SCHEMES", "Discovery", "PollingContext", "Pollster", "PollsterSet",
+           "Unreachable", "resource_key"]
+
+#: URL schemes whose user part and password-like query parameters are
+#: credentials, never part of a resource's identity: ``snmp://public@h?priv_password=x``
+#: has the key ``snmp://h`` (Ceilometer's hardware URLs carry the community
+#: or the SNMPv3 user and keys there).  Keys are shown in logs, claims and
+#: ``zkpoll-status``; credentials must not be.
+CREDENTIAL_SCHEMES = frozenset({"snmp"})
+_SECRET_QUERY = ("password", "passphrase", "community", "secret", "key", "token")
+
 
 
 class PollingContext:
@@ -35,17 +46,23 @@ class PollingContext:
     :param source: the name of the polling source being run
     :param cycle_start: wall-clock start of the cycle (seconds since the epoch)
     :param timeout: seconds the plugin has before the agent gives up on it
+    :param meters: every meter this source polls in this call (so a plugin
+        that reads several meters from one conversation, like SNMP, can
+        fetch all of them at the first call and serve the rest from
+        ``cache``); empty when unknown
     """
 
-    __slots__ = ("cache", "conf", "cycle_start", "source", "timeout")
+    __slots__ = ("cache", "conf", "cycle_start", "meters", "source", "timeout")
 
     def __init__(self, conf: Any, cache: dict[str, Any] | None = None, source: str = "",
-                 cycle_start: float = 0.0, timeout: float = 0.0) -> None:
+                 cycle_start: float = 0.0, timeout: float = 0.0,
+                 meters: tuple[str, ...] = ()) -> None:
         self.conf = conf
         self.cache = {} if cache is None else cache
         self.source = source
         self.cycle_start = cycle_start
         self.timeout = timeout
+        self.meters = meters
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,22 @@ class Pollster(abc.ABC):
         """
 
 
+@dataclass
+class PollsterSet:
+    """What a ``zkpoll.pollster_sets`` entry point builds from configuration.
+
+    Such an entry point is a callable ``(conf, namespaces) -> PollsterSet``
+    for plugins whose meters are named by the operator (e.g. SNMP OIDs
+    defined in YAML): ``pollsters`` holds ``(namespace, meter, pollster)``
+    for the loaded ``namespaces`` only, ``discoveries`` the discoveries
+    they need, ``failures`` an invalid definition's key and reason.
+    """
+
+    pollsters: list[tuple[str, str, Pollster]] = field(default_factory=list)
+    discoveries: dict[str, Discovery] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
 class Discovery(abc.ABC):
     """A plugin that finds the resources a source polls."""
 
@@ -124,7 +157,9 @@ def resource_key(resource: Any) -> str:
     use ``resource.id``.  Raise ``ValueError`` when there is none.
     """
     if isinstance(resource, str):
-        return resource
+        scheme = resource[:resource.find("://")] if "://" in resource else ""
+        return _without_credentials(resource) if scheme.lower() in CREDENTIAL_SCHEMES \
+            else resource
     if isinstance(resource, Mapping):
         rid = resource.get("id")
     else:
@@ -132,3 +167,13 @@ def resource_key(resource: Any) -> str:
     if rid is None or rid == "":
         raise ValueError(f"resource {resource!r} has no id")
     return str(rid)
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` (of a :data:`CREDENTIAL_SCHEMES` scheme) without its user part
+    and secret query values."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if not any(word in k.lower() for word in _SECRET_QUERY)]
+    return urlunsplit((parts.scheme, host, parts.path, urlencode(query), parts.fragment))

@@ -6,8 +6,10 @@ a decision, not an accident: a plugin that raises
 :class:`~zkpoll.exceptions.PluginOptOut` is skipped quietly (DEBUG); any
 other failure is logged at ERROR with the entry point and counted in
 :attr:`LoadedPlugins.failures`.  Dynamic pollsters (:mod:`zkpoll.polling.dynamic`)
-are added after the entry points; an invalid definition is a failure too,
-keyed ``dynamic:<file>:<name>``.
+are added after the entry points, then what ``zkpoll.pollster_sets`` entry
+points build from configuration (e.g. the SNMP plugin's OID definitions);
+an invalid definition is a failure too, keyed ``dynamic:<file>:<name>``
+(or as the set says).
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from typing import Any
 import stevedore
 
 from zkpoll.exceptions import PluginOptOut
-from zkpoll.plugin import Discovery, Pollster
+from zkpoll.plugin import Discovery, Pollster, PollsterSet
 from zkpoll.polling import dynamic
 
-__all__ = ["LoadedPlugins", "PollsterInfo", "load_plugins", "register_extensions"]
+__all__ = ["POLLSTER_SETS", "LoadedPlugins", "PollsterInfo", "load_plugins",
+           "register_extensions"]
 
 LOG = logging.getLogger(__name__)
+
+#: Entry points building pollsters from configuration (:class:`zkpoll.plugin.PollsterSet`).
+POLLSTER_SETS = "zkpoll.pollster_sets"
 
 
 @dataclass(frozen=True)
@@ -89,22 +95,55 @@ def register_extensions(plugins: LoadedPlugins, namespace: str, pollsters: Itera
             plugins.discoveries.setdefault(ext.name, ext.obj)
 
 
+def _add_built(plugins: LoadedPlugins, origin: str,
+               built: Iterable[tuple[str, str, Pollster]]) -> None:
+    """Add pollsters built from configuration (``origin`` names where, for
+    the logs); a meter an earlier provider has is refused and counted."""
+    for namespace, meter, pollster in built:
+        other = plugins.pollsters.get(meter)
+        if other is not None:
+            plugins.failures[f"{origin}:{meter}"] = \
+                f"meter already provided by namespace {other.namespace}"
+            LOG.error("pollster %s (%s) is DISABLED: meter %s is already provided by "
+                      "namespace %s", meter, origin, meter, other.namespace)
+            continue
+        plugins.pollsters[meter] = PollsterInfo(meter, namespace, pollster)
+
+
 def _add_dynamic(plugins: LoadedPlugins, conf: Any, namespaces: list[str]) -> None:
     """Add the dynamic (YAML-defined) pollsters of the loaded namespaces."""
     loaded = dynamic.load_dynamic_pollsters(conf, namespaces)
     plugins.failures.update(loaded.failures)
     for namespace, pollster in loaded.pollsters:
-        other = plugins.pollsters.get(pollster.meter)
-        if other is not None:
-            key = f"dynamic:{pollster.definition.path}:{pollster.meter}"
-            plugins.failures[key] = f"meter already provided by namespace {other.namespace}"
-            LOG.error("dynamic pollster %s (%s) is DISABLED: meter %s is already provided by "
-                      "namespace %s", pollster.meter, pollster.definition.path,
-                      pollster.meter, other.namespace)
-            continue
-        plugins.pollsters[pollster.meter] = PollsterInfo(pollster.meter, namespace, pollster)
+        _add_built(plugins, f"dynamic:{pollster.definition.path}",
+                   [(namespace, pollster.meter, pollster)])
     for name, discovery in loaded.discoveries.items():
         plugins.discoveries.setdefault(name, discovery)
+
+
+def _add_pollster_sets(plugins: LoadedPlugins, conf: Any, namespaces: list[str]) -> None:
+    """Add what each ``zkpoll.pollster_sets`` entry point builds from configuration."""
+    manager = stevedore.ExtensionManager(
+        POLLSTER_SETS, invoke_on_load=False,
+        on_load_failure_callback=lambda _m, ep, exc: _set_failed(plugins, ep.name, exc))
+    for ext in manager:
+        try:
+            built = ext.plugin(conf, namespaces)
+            if not isinstance(built, PollsterSet):
+                raise TypeError(f"returned {type(built).__name__}, not a PollsterSet")
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is logged and counted
+            _set_failed(plugins, ext.name, exc)
+            continue
+        plugins.failures.update(built.failures)
+        _add_built(plugins, f"{POLLSTER_SETS}:{ext.name}", built.pollsters)
+        for name, discovery in built.discoveries.items():
+            plugins.discoveries.setdefault(name, discovery)
+
+
+def _set_failed(plugins: LoadedPlugins, name: str, exc: BaseException) -> None:
+    plugins.failures[f"{POLLSTER_SETS}:{name}"] = f"{type(exc).__name__}: {exc}"
+    LOG.error("pollster set %s failed to load and is DISABLED: %s: %s", name,
+              type(exc).__name__, exc)
 
 
 def load_plugins(conf: Any, namespaces: Iterable[str]) -> LoadedPlugins:
@@ -122,6 +161,7 @@ def load_plugins(conf: Any, namespaces: Iterable[str]) -> LoadedPlugins:
                             _manager(f"zkpoll.discover.{ns}", conf, plugins))
     if conf is not None:
         _add_dynamic(plugins, conf, namespaces)
+        _add_pollster_sets(plugins, conf, namespaces)
     LOG.info("loaded %d pollster(s) and %d discovery plugin(s) from %s; %d failed, "
              "%d opted out", len(plugins.pollsters), len(plugins.discoveries),
              ", ".join(namespaces), len(plugins.failures), len(plugins.opted_out))

@@ -162,7 +162,8 @@ class SourceRunner:
         """Poll cycle ``index`` (starting at wall-clock ``start``)."""
         began = time.monotonic()
         stats = CycleStats(self.source.name, index, start)
-        context = PollingContext(self.conf, {}, self.source.name, start, self.timeout)
+        context = PollingContext(self.conf, {}, self.source.name, start, self.timeout,
+                                 self._meters())
         calls: dict[futures.Future[list[Any]], _Call] = {}
         book = UnreachableBook()
         owned_cache: dict[tuple[str, tuple[str, ...]], Sequence[str] | None] = {}
@@ -236,7 +237,8 @@ class SourceRunner:
         """
         began = time.monotonic()
         stats = CycleStats(self.source.name, index, start, catch_up=True, handoff=bool(tried))
-        context = PollingContext(self.conf, {}, self.source.name, start, self.timeout)
+        context = PollingContext(self.conf, {}, self.source.name, start, self.timeout,
+                                 self._meters(namespace))
         calls: dict[futures.Future[list[Any]], _Call] = {}
         book = UnreachableBook()
         for info in self.pollsters:
@@ -262,6 +264,12 @@ class SourceRunner:
         self._settle_unreachable(book, stats, tried)
         stats.duration = time.monotonic() - began
         return stats
+
+    def _meters(self, namespace: str | None = None) -> tuple[str, ...]:
+        """The meters a cycle (or a catch-up of ``namespace``) polls."""
+        return tuple(info.meter for info in self.pollsters
+                     if info.meter not in self.refused_meters
+                     and (namespace is None or info.namespace == namespace))
 
     def _claim(self, meter: str) -> bool:
         with self._busy_lock:
