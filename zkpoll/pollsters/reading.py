@@ -11,8 +11,11 @@ that has not answered by then counts as failed.
 A failed read (it raised, or timed out) is cached for the cycle too, so a
 dead server costs one timeout per cycle, not one per meter.  It gives no
 sample (a WARNING names the resource) unless the subclass turns it into one
-(:meth:`ReadingPollster.failure_samples`, e.g. an ``up`` meter of 0).  When
-every resource failed, :meth:`~ReadingPollster.get_samples` raises
+(:meth:`ReadingPollster.failure_samples`, e.g. an ``up`` meter of 0).  A
+subclass whose :meth:`~ReadingPollster.is_unreachable` says a failure means
+"not reachable from here" gets an :class:`~zkpoll.plugin.Unreachable`
+instead, so another member can try.  When every resource failed
+otherwise, :meth:`~ReadingPollster.get_samples` raises
 :class:`~zkpoll.exceptions.PluginError`, so the agent counts an error.
 
 :class:`FieldPollster` is the table-driven case: one sample per resource
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from zkpoll.exceptions import PluginError
-from zkpoll.plugin import PollingContext, Pollster, resource_key
+from zkpoll.plugin import PollingContext, Pollster, Unreachable, resource_key
 from zkpoll.pollsters import cycle_cached
 from zkpoll.sample import GAUGE, Sample
 
@@ -46,6 +49,7 @@ class Reading:
     timestamp: float
     value: Any = None
     error: str | None = None
+    unreachable: bool = False  #: the error means "not reachable from here"
 
 
 def _describe(exc: BaseException) -> str:
@@ -70,6 +74,9 @@ class ReadingPollster(Pollster):
     max_workers: ClassVar[int] = 8
     #: Upper bound (seconds) of a read, whatever the polling timeout.
     max_timeout: float | None = 10.0
+    #: Raise PluginError when every resource failed (False: the subclass
+    #: reports failures itself, e.g. once per resource per streak).
+    raise_when_all_failed: ClassVar[bool] = True
 
     @abc.abstractmethod
     def read(self, resource: Any, timeout: float) -> Any:
@@ -90,6 +97,16 @@ class ReadingPollster(Pollster):
         """Whether this pollster can poll ``resource`` at all (default: yes)."""
         return True
 
+    def is_unreachable(self, exc: BaseException) -> bool:
+        """Whether a failed read means the resource is not reachable from this
+        member (default: never; see :func:`zkpoll.pollsters.connect_failed`)."""
+        return False
+
+    def read_in_context(self, context: PollingContext, resource: Any, timeout: float) -> Any:
+        """:meth:`read`, for a subclass that needs the cycle (e.g. every meter
+        of the source, to fetch them in one conversation)."""
+        return self.read(resource, timeout)
+
     def sample_resource_id(self, resource: Any) -> str:
         """The ``resource_id`` of the samples of ``resource`` (default its key)."""
         return resource_key(resource)
@@ -103,14 +120,15 @@ class ReadingPollster(Pollster):
         """Cycle-cache key of the reading of ``resource``."""
         return f"{self.reading}:{resource_key(resource)}"
 
-    def _attempt(self, resource: Any, timeout: float) -> Reading:
+    def _attempt(self, context: PollingContext, resource: Any, timeout: float) -> Reading:
         started = time.time()
         try:
-            return Reading(started, value=self.read(resource, timeout))
+            return Reading(started, value=self.read_in_context(context, resource, timeout))
         except Exception as exc:  # noqa: BLE001 - a failed read is a result, cached for the cycle
-            return Reading(started, error=_describe(exc))
+            return Reading(started, error=_describe(exc), unreachable=self.is_unreachable(exc))
 
-    def get_samples(self, context: PollingContext, resources: list[Any]) -> list[Sample]:
+    def get_samples(self, context: PollingContext,
+                    resources: list[Any]) -> list[Sample | Unreachable]:
         timeout = self.timeout(context)
         chosen: dict[str, Any] = {}
         for resource in resources:
@@ -122,16 +140,19 @@ class ReadingPollster(Pollster):
         if not chosen:
             return []
         readings = self._read_all(context, list(chosen.values()), timeout)
-        samples: list[Sample] = []
+        samples: list[Sample | Unreachable] = []
         failed: list[str] = []
-        for resource, reading in zip(chosen.values(), readings):
+        for (key, resource), reading in zip(chosen.items(), readings):
             rid = self.sample_resource_id(resource)
-            if reading.error is None:
+            if reading.unreachable:
+                samples.append(Unreachable(key, reading.error or "unreachable"))
+            elif reading.error is None:
                 samples.extend(self.make_samples(rid, reading.value, reading.timestamp))
             else:
                 failed.append(f"{rid}: {reading.error}")
                 samples.extend(self.failure_samples(rid, reading.error, reading.timestamp))
-        if failed and len(failed) == len(chosen) and not samples:
+        if self.raise_when_all_failed and failed and len(failed) == len(chosen) \
+                and not samples:
             raise PluginError(f"{self.meter}: every resource failed: {'; '.join(failed)}")
         return samples
 
@@ -139,7 +160,7 @@ class ReadingPollster(Pollster):
                   timeout: float) -> list[Reading]:
         def one(resource: Any) -> Reading:
             return cycle_cached(context, self.cache_key(resource),
-                                lambda: self._attempt(resource, timeout))
+                                lambda: self._attempt(context, resource, timeout))
 
         deadline = time.monotonic() + timeout
         pool = futures.ThreadPoolExecutor(min(self.max_workers, len(resources)),
