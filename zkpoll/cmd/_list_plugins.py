@@ -4,7 +4,8 @@ Every entry point of the pollster (``zkpoll.poll.<namespace>``), discovery
 (``zkpoll.discover.<namespace>``) and publisher (``zkpoll.publisher``)
 groups is loaded the way the agent loads it (pollsters and discoveries are
 constructed with the configuration), plus the dynamic pollster definitions
-of ``[polling] pollsters_definitions_dirs``.  Exit status: 0 when everything
+of ``[polling] pollsters_definitions_dirs`` and the meters that
+``zkpoll.pollster_sets`` entry points build from configuration.  Exit status: 0 when everything
 loaded (a plugin that opts out is not a failure), 1 when anything failed.
 """
 
@@ -20,8 +21,9 @@ from oslo_config import cfg
 
 from zkpoll.coordination import register_opts as register_coordination_opts
 from zkpoll.exceptions import PluginOptOut
-from zkpoll.plugin import Discovery, Pollster
+from zkpoll.plugin import Discovery, Pollster, PollsterSet
 from zkpoll.polling import dynamic, options
+from zkpoll.polling.plugins import POLLSTER_SETS
 from zkpoll.publisher.base import Publisher
 
 __all__ = ["PluginRow", "list_plugins", "plugin_rows"]
@@ -96,7 +98,28 @@ def plugin_rows(conf: cfg.ConfigOpts) -> list[PluginRow]:
     for key, reason in failures.items():
         path, _, name = key.removeprefix("dynamic:").partition(":")
         rows.append(PluginRow("-", "dynamic pollster", name or "-", path, f"FAILED: {reason}"))
+    rows += _pollster_set_rows(conf)
     return sorted(rows, key=lambda r: (r.kind == "publisher", r.namespace, r.kind, r.name))
+
+
+def _pollster_set_rows(conf: cfg.ConfigOpts) -> list[PluginRow]:
+    """A row per meter each ``zkpoll.pollster_sets`` entry point builds, and per failure."""
+    rows = []
+    for ep in metadata.entry_points(group=POLLSTER_SETS):
+        origin = f"{ep.dist.metadata['Name']} {ep.dist.version}" if ep.dist else ep.value
+        try:
+            built = ep.load()(conf, ("central", "compute"))
+            if not isinstance(built, PollsterSet):
+                raise TypeError(f"returned {type(built).__name__}, not a PollsterSet")
+        except Exception as exc:  # noqa: BLE001 - reporting why is the whole point
+            rows.append(PluginRow("-", "pollster set", ep.name, origin,
+                                  f"FAILED: {type(exc).__name__}: {exc}"))
+            continue
+        rows += [PluginRow(ns, f"{ep.name} meter", meter, origin, "ok")
+                 for ns, meter, _ in built.pollsters]
+        rows += [PluginRow("-", f"{ep.name} meter", key.rpartition(":")[2], origin,
+                           f"FAILED: {reason}") for key, reason in built.failures.items()]
+    return rows
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
@@ -107,8 +130,11 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
 
 def list_plugins(conf: cfg.ConfigOpts, out: TextIO) -> int:
     """Print the plugin table to ``out``; return 1 if any plugin failed to load, else 0."""
-    logging.getLogger("zkpoll").setLevel(logging.CRITICAL)  # the table says it all
-    rows = plugin_rows(conf)
+    logging.disable(logging.CRITICAL)  # the table says it all, for plugins' loggers too
+    try:
+        rows = plugin_rows(conf)
+    finally:
+        logging.disable(logging.NOTSET)
     lines = _table([("NAMESPACE", "KIND", "NAME", "FROM", "STATUS")]
                    + [(r.namespace, r.kind, r.name, r.origin, r.status) for r in rows])
     failed = sum(r.failed for r in rows)
