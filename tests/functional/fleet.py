@@ -37,6 +37,8 @@ from tests.functional.audit import (
     describe_cycles,
     first_cycle_done_by_all,
     member_ids_of,
+    require,
+    rule,
 )
 from zkpoll.coordination.zookeeper._names import parse_member_name
 from zkpoll.testing.waiting import wait_for
@@ -355,3 +357,53 @@ class Fleet(Generic[R]):
             print(f"\n{describe_cycles(self.audit(None), self.t0, limit=100)}\n"
                   f"{self.diagnostics()}")
         assert not failures, "\n\n".join(failures) + "\n\n" + self.diagnostics()
+
+
+# --- scenarios shared by several fleets --------------------------------------------------
+
+
+def kill9_in_cycle_and_check(fleet: Fleet[Any], first: float, victim: ServiceProcess,
+                             phase: float = 1.9) -> list[str]:
+    """kill -9 ``victim`` ``phase`` s into a cycle (it polled that cycle); wait for its
+    session expiry and 3 more cycles; return the broken rules:
+
+    0 gaps before the kill and in every cycle starting after kill + session
+    timeout; the victim's orphans done by a survivor in the cycle in flight at
+    its session expiry; duplicates only among what the victim did, at most twice.
+    """
+    interval = fleet.service.interval
+    victim_member = fleet.member_ids(victim.name)[0]
+    fleet.at_phase(phase)
+    t_kill = fleet.kill(victim, f"({victim_member})")
+    fleet.wait(lambda: fleet.watch.gone_at(victim_member) is not None,
+               fleet.session_timeout + 10, f"ZooKeeper removed {victim_member} (session expiry)")
+    t_expire = fleet.note(f"{victim_member} gone from ZooKeeper (session expired)",
+                          fleet.watch.gone_at(victim_member))
+    fleet.wait_cycles_after(t_expire, 3)
+    audits = fleet.audit(first)
+
+    failures: list[str] = []
+    in_flight = [a for a in audits if a.cycle_at <= t_expire < a.cycle_at + interval]
+    victim_last = max((a for a in audits if a.by_agent[victim.name]),
+                      key=lambda a: a.cycle_at, default=None)
+    orphans = victim_last.done_by(victim.name) if victim_last else set()
+    require(failures, len(in_flight) == 1,
+            f"no audited cycle was in flight at the session expiry {clock(t_expire)}")
+    require(failures, bool(orphans), f"{victim.name} did nothing before the kill")
+    require(failures, len([a for a in audits if a.cycle_at > t_expire]) >= 3,
+            "fewer than 3 audited cycles after the session expiry")
+    rule(failures, f"0 gaps in every cycle starting after kill + session timeout "
+         f"({clock(t_kill + fleet.session_timeout)})",
+         [a for a in audits if a.cycle_at > t_kill + fleet.session_timeout],
+         lambda a: bool(a.gaps), t_kill)
+    rule(failures, "0 gaps in the cycles that ended before the kill",
+         [a for a in audits if a.cycle_at + interval <= t_kill], lambda a: bool(a.gaps), t_kill)
+    rule(failures, f"the victim's {len(orphans)} orphans are done by a survivor in the cycle "
+         f"in flight at its session expiry ({clock(t_expire)}), with that cycle's start",
+         in_flight, lambda a: bool(orphans - set(a.records)), t_kill)
+    rule(failures, "0 gaps in the cycle in flight at the session expiry",
+         in_flight, lambda a: bool(a.gaps), t_kill)
+    rule(failures, "duplicates only among what the victim did in that cycle, at most twice",
+         audits, lambda a: any(len(ps) > 2 or not any(p.agent == victim.name for p in ps)
+                               for ps in a.duplicates.values()), t_kill)
+    return failures

@@ -44,7 +44,7 @@ import pytest
 
 from tests.functional.agents import Poll, polling_service, write_static_source
 from tests.functional.audit import clock, exactly_once, require, rule
-from tests.functional.fleet import Fleet, ServiceProcess
+from tests.functional.fleet import Fleet, ServiceProcess, kill9_in_cycle_and_check
 
 pytestmark = pytest.mark.functional
 
@@ -167,41 +167,7 @@ def test_kill9_orphans_are_polled_in_the_cycle_in_flight_at_session_expiry(
     agents = start_initial(fleet)
     first = fleet.wait_steady([a.name for a in agents])
     victim = agents[2]
-    victim_member = fleet.member_ids(victim.name)[0]
-    fleet.at_phase(1.9)
-    t_kill = fleet.kill(victim, f"({victim_member})")
-    fleet.wait(lambda: fleet.watch.gone_at(victim_member) is not None, SESSION_TIMEOUT + 10,
-               f"ZooKeeper removed {victim_member} (session expiry)")
-    t_expire = fleet.note(f"{victim_member} gone from ZooKeeper (session expired)",
-                          fleet.watch.gone_at(victim_member))
-    fleet.wait_cycles_after(t_expire, 3)
-    audits = fleet.audit(first)
-
-    failures: list[str] = []
-    in_flight = [a for a in audits if a.cycle_at <= t_expire < a.cycle_at + INTERVAL]
-    victim_last = max((a for a in audits if a.by_agent[victim.name]),
-                      key=lambda a: a.cycle_at, default=None)
-    orphans = victim_last.done_by(victim.name) if victim_last else set()
-    require(failures, len(in_flight) == 1,
-            f"no audited cycle was in flight at the session expiry {clock(t_expire)}")
-    require(failures, bool(orphans), f"{victim.name} polled nothing before the kill")
-    require(failures, len([a for a in audits if a.cycle_at > t_expire]) >= 3,
-            "fewer than 3 audited cycles after the session expiry")
-    rule(failures, f"0 gaps in every cycle starting after kill + session timeout "
-         f"({clock(t_kill + SESSION_TIMEOUT)})",
-         [a for a in audits if a.cycle_at > t_kill + SESSION_TIMEOUT],
-         lambda a: bool(a.gaps), t_kill)
-    rule(failures, "0 gaps in the cycles that ended before the kill",
-         [a for a in audits if a.cycle_at + INTERVAL <= t_kill], lambda a: bool(a.gaps), t_kill)
-    rule(failures, f"the victim's {len(orphans)} orphans are polled by a survivor in the cycle "
-         f"in flight at its session expiry ({clock(t_expire)}), with that cycle's start",
-         in_flight, lambda a: bool(orphans - set(a.records)), t_kill)
-    rule(failures, "0 gaps in the cycle in flight at the session expiry",
-         in_flight, lambda a: bool(a.gaps), t_kill)
-    rule(failures, "duplicates only among resources the victim had polled in that cycle, "
-         "at most twice", audits,
-         lambda a: any(len(ps) > 2 or not any(p.agent == victim.name for p in ps)
-                       for ps in a.duplicates.values()), t_kill)
+    failures = kill9_in_cycle_and_check(fleet, first, victim)
     fleet.finish(failures, crashed=(victim.name,))
 
 

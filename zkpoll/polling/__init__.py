@@ -7,8 +7,15 @@ Public API for plugin authors::
     Source, PollingConfig, load_polling_config          (the polling YAML)
 """
 
-from zkpoll.plugin import (CREDENTIAL_SCHEMES, Discovery, PollingContext, Pollster,
-                           PollsterSet, Unreachable, resource_key)
+from zkpoll.plugin import (
+    CREDENTIAL_SCHEMES,
+    Discovery,
+    PollingContext,
+    Pollster,
+    PollsterSet,
+    Unreachable,
+    resource_key,
+)
 from zkpoll.polling.sources import PollingConfig, Source, load_polling_config
 
 __all__ = [

@@ -8,14 +8,19 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
-from zkpoll.exceptions import ConfigError
-from zkpoll.plugin import resource_key
 from zkpoll_snmp.client import Plan, SnmpClient
-from zkpoll_snmp.credentials import PUBLIC, Credentials, load_profiles, parse_credentials
+from zkpoll_snmp.credentials import (
+    PUBLIC,
+    Credentials,
+    load_profiles,
+    parse_credentials,
+)
 from zkpoll_snmp.definitions import load_definitions, parse_meter
 from zkpoll_snmp.device import parse_device
 from zkpoll_snmp.hardware import HARDWARE
+
+from zkpoll.exceptions import ConfigError
+from zkpoll.plugin import resource_key
 
 PROFILES = {"public": PUBLIC, "core": Credentials("3", user="mon", auth_protocol="SHA",
                                                  auth_password="authpass1",

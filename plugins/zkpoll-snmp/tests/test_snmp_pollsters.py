@@ -13,16 +13,20 @@ from typing import Any
 
 import pytest
 from oslo_config import cfg
+from zkpoll_snmp import hardware
+from zkpoll_snmp.discovery import SnmpDeviceDiscovery
+from zkpoll_snmp.options import OPTS
 
 from zkpoll.plugin import Unreachable, resource_key
 from zkpoll.polling.plugins import LoadedPlugins, load_plugins
 from zkpoll.sample import Sample
-from zkpoll.testing.plugins import PollsterContract, discover, make_context, poll_results
+from zkpoll.testing.plugins import (
+    PollsterContract,
+    discover,
+    make_context,
+)
 from zkpoll.testing.snmpd import ManagedSnmpd
 from zkpoll.testing.waiting import wait_for
-from zkpoll_snmp import hardware
-from zkpoll_snmp.discovery import SnmpDeviceDiscovery
-from zkpoll_snmp.options import OPTS
 
 pytestmark = pytest.mark.functional
 
@@ -261,8 +265,8 @@ def test_device_file_is_reread_and_a_bad_one_keeps_the_last_good(
         os.utime(devices, (time.time() + 15, time.time() + 15))
         assert len(discover(discovery, str(devices), context=context)) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert errors == [f"snmp_devices: {devices}:1: device #1: device {host}:{port}: unknown "
+    assert errors == [(f"snmp_devices: {devices}:1: device #1: device {host}:{port}: unknown "
                       "profile 'nope' (known: lab, public); keeping the last good list "
-                      "(2 device(s))"]
+                      "(2 device(s))")]
     assert any("is good again: 1 device(s)" in r.getMessage() for r in caplog.records)
     assert snmpd.v3_auth_password not in caplog.text

@@ -154,7 +154,9 @@ def load_definitions(dirs: Sequence[str]) -> tuple[list[MeterDef], dict[str, str
 
 def load_snmp_pollsters(conf: Any, namespaces: Sequence[str]) -> PollsterSet:
     """The ``zkpoll.pollster_sets`` entry point: generic meters, in ``central``."""
-    from zkpoll_snmp.pollster import SnmpPollster  # the client needs ezsnmp; load lazily
+    from zkpoll_snmp.pollster import (
+        SnmpPollster,  # the client needs ezsnmp; load lazily
+    )
 
     if "central" not in namespaces:
         return PollsterSet()

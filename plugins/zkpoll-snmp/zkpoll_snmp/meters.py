@@ -145,7 +145,7 @@ class MeterDef:
         except (TypeError, ValueError):
             return found[1]
 
-    def _sample(self, device: Device, suffix: str, volume: float | int,
+    def _sample(self, device: Device, suffix: str, volume: float,
                 metadata: dict[str, Any], timestamp: float) -> Sample:
         metadata["resource_url"] = device.key
         resource_id = f"{device.resource_id}.{suffix}" if suffix else device.resource_id
