@@ -29,7 +29,8 @@ PUBLIC = {
                        "find_installation", "four_letter_word", "free_port",
                        "make_certificates", "wait_for"],
     "zkpoll.testing.plugins": ["PollsterContract", "RefusedPort", "SilentServer", "discover",
-                               "make_context", "make_test_plugins", "poll", "poll_results",
+                               "make_context", "make_test_plugins", "poll", "poll_cycle",
+                               "poll_results",
                                "redis_server", "refused_port", "require_server",
                                "require_zookeeper", "silent_server", "zookeeper_server"],
 }

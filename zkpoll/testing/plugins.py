@@ -42,7 +42,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent import futures
 from typing import Any, ClassVar
 
 import pytest
@@ -65,6 +66,7 @@ __all__ = [
     "make_context",
     "make_test_plugins",
     "poll",
+    "poll_cycle",
     "poll_results",
     "redis_server",
     "refused_port",
@@ -185,6 +187,27 @@ def poll(pollster: Pollster, resources: list[Any], *, context: PollingContext | 
         if sample is not None:
             published.append(sample)
     return published
+
+
+def poll_cycle(plugins: LoadedPlugins, meters: Sequence[str], resources: list[Any], *,
+               timeout: float = 10.0,
+               checked: bool = True) -> dict[str, list[Sample | Unreachable]]:
+    """One cycle of ``meters`` on ``resources``, every pollster called at once in its
+    own thread with one shared context, as the agent calls them; each meter's
+    results as :func:`poll_results` checks them (``checked=False``: unchecked, for
+    benchmarks)."""
+    context = make_context(timeout=timeout, meters=tuple(meters))
+
+    def one(meter: str) -> list[Sample | Unreachable]:
+        pollster = plugins.pollsters[meter].pollster
+        if checked:
+            return poll_results(pollster, resources, context=context)
+        return list(pollster.get_samples(context, list(resources)) or ())
+
+    with futures.ThreadPoolExecutor(max(1, len(meters)),
+                                    thread_name_prefix="zkpoll-test-cycle") as pool:
+        calls = {meter: pool.submit(one, meter) for meter in meters}
+        return {meter: call.result() for meter, call in calls.items()}
 
 
 def discover(discovery: Discovery, param: str | None = None, *,

@@ -18,13 +18,9 @@ from zkpoll_snmp.discovery import SnmpDeviceDiscovery
 from zkpoll_snmp.options import OPTS
 
 from zkpoll.plugin import Unreachable, resource_key
-from zkpoll.polling.plugins import LoadedPlugins, load_plugins
+from zkpoll.polling.plugins import load_plugins
 from zkpoll.sample import Sample
-from zkpoll.testing.plugins import (
-    PollsterContract,
-    discover,
-    make_context,
-)
+from zkpoll.testing.plugins import PollsterContract, discover, make_context, poll_cycle
 from zkpoll.testing.snmpd import ManagedSnmpd
 from zkpoll.testing.waiting import wait_for
 
@@ -51,24 +47,6 @@ def v3(snmpd: ManagedSnmpd, index: int = 1, auth: str | None = None) -> str:
             f"?auth_proto=sha&priv_proto=aes128&priv_password={snmpd.v3_priv_password}")
 
 
-def run_cycle(plugins: LoadedPlugins, meters: list[str], resources: list[Any],
-              timeout: float = 10.0) -> dict[str, list[Sample | Unreachable]]:
-    """Every meter's results for one cycle, the pollsters called concurrently as the
-    agent calls them (one shared context)."""
-    context = make_context(timeout=timeout, meters=tuple(meters))
-    results: dict[str, list[Sample | Unreachable]] = {}
-
-    def one(meter: str) -> None:
-        results[meter] = list(plugins.pollsters[meter].pollster.get_samples(context, resources))
-
-    threads = [threading.Thread(target=one, args=(m,)) for m in meters]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 def get(snmpd: ManagedSnmpd, oid: str) -> str | None:
     """One value read straight from the agent with Net-SNMP (None: not served)."""
     from ezsnmp import Session
@@ -88,7 +66,7 @@ def test_every_hardware_meter_in_one_conversation_per_device(snmpd: ManagedSnmpd
     meters = sorted(hardware.HARDWARE)
     devices = [v2c(snmpd, 0), v3(snmpd, 1)]
     before = in_packets(snmpd)
-    results = run_cycle(plugins, meters, devices)
+    results = poll_cycle(plugins, meters, devices)
     requests = in_packets(snmpd) - before - 1          # minus our own counter GET
     # a young snmpd serves no CPU percentages (ssCpuUser, ssCpuIdle) yet: no sample then
     served = {m: d.table or get(snmpd, d.oid) is not None
@@ -156,7 +134,7 @@ def test_generic_meters_scalar_and_table(snmpd: ManagedSnmpd, tmp_path: Path) ->
         "  metadata:\n    name: 1.3.6.1.2.1.2.2.1.2\n"
         "    kind: {oid: 1.3.6.1.2.1.2.2.1.3, type: int}\n")
     plugins = load_plugins(make_conf(definitions_dirs=[str(tmp_path)]), ["central"])
-    results = run_cycle(plugins, ["system.uptime", "interface.mtu"], [v2c(snmpd, 4)])
+    results = poll_cycle(plugins, ["system.uptime", "interface.mtu"], [v2c(snmpd, 4)])
     uptime, = results["system.uptime"]
     assert isinstance(uptime, Sample) and uptime.volume > 0 and uptime.unit == "cs"
     mtus = {s.resource_id: s for s in results["interface.mtu"] if isinstance(s, Sample)}
@@ -179,7 +157,7 @@ def test_a_device_going_silent_mid_cycle_costs_only_its_samples(snmpd: ManagedSn
                          retries=0)
         plugins = load_plugins(conf, ["central"])
         start = in_packets(slow)
-        assert run_cycle(plugins, ["software.installed"], [slow_device])["software.installed"]
+        assert poll_cycle(plugins, ["software.installed"], [slow_device])["software.installed"]
         rows = in_packets(slow) - start
         assert rows > 60, f"the table took only {rows} requests"
 
@@ -192,7 +170,7 @@ def test_a_device_going_silent_mid_cycle_costs_only_its_samples(snmpd: ManagedSn
         freezer = threading.Thread(target=freeze_when_busy)
         freezer.start()
         began = time.monotonic()
-        results = run_cycle(plugins, ["software.installed", "hardware.memory.total"],
+        results = poll_cycle(plugins, ["software.installed", "hardware.memory.total"],
                             [slow_device, v2c(snmpd, 5)], timeout=10.0)
         took = time.monotonic() - began
         freezer.join()
@@ -218,7 +196,7 @@ def test_v3_auth_failure_is_one_error_per_device_per_streak(
     meters = ["hardware.memory.total", "hardware.cpu.load.1min"]
     with caplog.at_level(logging.INFO, logger="zkpoll_snmp"):
         for _ in range(3):
-            results = run_cycle(plugins, meters, [wrong, v2c(snmpd, 7)])
+            results = poll_cycle(plugins, meters, [wrong, v2c(snmpd, 7)])
             for meter in meters:
                 assert {s.resource_id for s in results[meter]} == {snmpd.devices[7]}
                 assert not [r for r in results[meter] if isinstance(r, Unreachable)]
@@ -228,7 +206,7 @@ def test_v3_auth_failure_is_one_error_per_device_per_streak(
         assert "Authentication failure" in message and snmpd.devices[6] in message
         assert "not-the-password" not in caplog.text
         assert snmpd.v3_priv_password not in caplog.text
-        run_cycle(plugins, meters, [v3(snmpd, 6)])   # fixed: one INFO
+        poll_cycle(plugins, meters, [v3(snmpd, 6)])   # fixed: one INFO
     infos = [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()]
     assert len(infos) == 1 and snmpd.devices[6] in infos[0]
 
@@ -249,7 +227,7 @@ def test_device_file_is_reread_and_a_bad_one_keeps_the_last_good(
     found = discover(discovery, str(devices), context=context)
     assert [d["id"] for d in found] == [f"snmp://{host}:{port}"]
     plugins = load_plugins(conf, ["central"])
-    sample, = run_cycle(plugins, ["hardware.memory.total"], found)["hardware.memory.total"]
+    sample, = poll_cycle(plugins, ["hardware.memory.total"], found)["hardware.memory.total"]
     assert isinstance(sample, Sample) and sample.resource_id == snmpd.devices[0]
 
     devices.write_text(f"- {{host: {host}, port: {port}, profile: lab}}\n"
