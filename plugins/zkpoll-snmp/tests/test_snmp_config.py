@@ -180,6 +180,13 @@ def test_hardware_samples_follow_ceilometer() -> None:
     assert HARDWARE["hardware.cpu.util"].samples(device, VALUES, 1.0) == []  # not served
 
 
+def test_timeticks_and_text_numbers() -> None:
+    from zkpoll_snmp.meters import CONVERTERS
+    assert CONVERTERS["number"]("(4213) 0:00:42.13") == 4213
+    assert CONVERTERS["number"]('"0.25"') == 0.25
+    assert CONVERTERS["int"]("7") == 7
+
+
 def test_every_ceilometer_hardware_meter_is_there() -> None:
     assert len(HARDWARE) == 20
     assert {m.unit for m in HARDWARE.values()} == {"process", "%", "KB", "B", "packet",

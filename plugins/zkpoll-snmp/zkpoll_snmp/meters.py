@@ -24,12 +24,17 @@ __all__ = ["CONVERTERS", "IP_ADDRESS_IFINDEX", "Field", "MeterDef"]
 
 LOG = logging.getLogger(__name__)
 
+#: Meters whose non-numeric value was logged (once per meter and process).
+_WARNED: set[str] = set()
+
 #: ipAdEntIfIndex: rows indexed by IPv4 address, valued with the ifIndex.
 IP_ADDRESS_IFINDEX = "1.3.6.1.2.1.4.20.1.2"
 
 
 def _number(value: str) -> float | int:
     text = value.strip().strip('"')
+    if text.startswith("("):           # TimeTicks as "(1234) 0:00:12.34"
+        text = text[1:text.find(")")]
     try:
         return int(text)
     except ValueError:
@@ -132,7 +137,10 @@ class MeterDef:
                     return None
                 volume = _number(total[1]) - volume
         except (TypeError, ValueError):
-            LOG.warning("%s: value %r is not a number; no sample", self.name, raw[:80])
+            if self.name not in _WARNED:
+                _WARNED.add(self.name)
+                LOG.warning("%s: value %r is not a number; no sample (logged once per meter)",
+                            self.name, raw[:80])
             return None
         return volume * self.scale if self.scale is not None else volume
 
