@@ -15,7 +15,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.zkpoll-installed
-PACKAGES=(zookeeper redis-server memcached openssl rabbitmq-server prometheus faketime)
+PACKAGES=(zookeeper redis-server memcached openssl rabbitmq-server prometheus faketime
+          snmpd snmp prometheus-snmp-exporter victoria-metrics prometheus-node-exporter)
 shopt -s nullglob
 PLUGINS=(plugins/*/)   # each a separately installable plugin with its own tests/
 shopt -u nullglob
