@@ -25,9 +25,8 @@ _BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", 
 
 
 def node_exporter_body(cpus: int, om: bool) -> str:
-    """A node_exporter-like scrape body with about ``60 * cpus`` series."""
+    """A node_exporter-like scrape body with about ``36 * cpus`` series."""
     out: list[str] = []
-    total = "_total" if om else ""
 
     def family(name: str, kind: str, help_text: str) -> None:
         out.append(f"# HELP {name} {help_text}")

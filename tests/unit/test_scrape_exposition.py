@@ -13,8 +13,16 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as pc_text
 
 from zkpoll.exceptions import ZkpollError
-from zkpoll.scrape.exposition import (ACCEPT, OPENMETRICS, TEXT, ExpositionError, Family,
-                                      Series, format_for, parse)
+from zkpoll.scrape.exposition import (
+    ACCEPT,
+    OPENMETRICS,
+    TEXT,
+    ExpositionError,
+    Family,
+    Series,
+    format_for,
+    parse,
+)
 
 DATA = Path(__file__).parent / "data" / "exposition"
 FIXTURES = sorted(p.name for p in DATA.iterdir())

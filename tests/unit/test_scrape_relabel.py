@@ -11,8 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zkpoll.exceptions import ConfigError
-from zkpoll.scrape.relabel import RelabelRule, apply, compile_regex, compile_template, expand, \
-    parse_rules
+from zkpoll.scrape.relabel import (
+    RelabelRule,
+    apply,
+    compile_regex,
+    compile_template,
+    expand,
+    parse_rules,
+)
 
 ABC = {"a": "foo", "b": "bar", "c": "baz"}
 PORTS = {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"}

@@ -16,9 +16,20 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["LABEL_NAME", "METRIC_NAME", "LineError", "label_set", "label_separators",
-           "om_tail", "om_timestamp", "sample", "text_tail", "unescape_help",
-           "unescape_value", "value"]
+__all__ = [
+    "LABEL_NAME",
+    "METRIC_NAME",
+    "LineError",
+    "label_separators",
+    "label_set",
+    "om_tail",
+    "om_timestamp",
+    "sample",
+    "text_tail",
+    "unescape_help",
+    "unescape_value",
+    "value",
+]
 
 #: A metric name and a label name as Prometheus's legacy scheme has them.
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

@@ -198,8 +198,8 @@ class RelabelRule:
         if a in ("replace", "hashmod", "lowercase", "uppercase", "keepequal", "dropequal") \
                 and not target:
             return "target_label", f"the {a} action requires a target_label"
-        if a == "replace" and not ((LABEL_NAME.fullmatch(target) if "$" not in target
-                                    else _RELABEL_TARGET.fullmatch(target))):
+        if a == "replace" and not (LABEL_NAME.fullmatch(target) if "$" not in target
+                                    else _RELABEL_TARGET.fullmatch(target)):
             return "target_label", f"{target!r} is invalid for the replace action"
         if a in ("hashmod", "lowercase", "uppercase", "keepequal", "dropequal") \
                 and not LABEL_NAME.fullmatch(target):
