@@ -9,7 +9,8 @@ answer's ``Content-Type`` with :func:`format_for` and parses the body::
 
 A series is a plain tuple ``(name, labels, value, timestamp_ms)``, in
 exposition order: ``labels`` is a tuple of ``(name, value)`` pairs in the
-order the exposition wrote them (no sorting, no ``__name__``), ``value`` a
+order the exposition wrote them (no sorting, no ``__name__``; an empty
+value is kept here, :func:`zkpoll.scrape.targets.merge_labels` drops it), ``value`` a
 float (NaN and ±Inf included), ``timestamp_ms`` an int in milliseconds or
 None (OpenMetrics writes seconds: they are converted exactly, truncated to
 the millisecond).  Exemplars are checked and dropped.
