@@ -84,6 +84,11 @@ class ManagedExpositionServer(ManagedServer):
             return False
 
     @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (to read its CPU time)."""
+        return self._process.pid if self._process is not None and self.running else None
+
+    @property
     def targets(self) -> list[str]:
         """``"<address>:<port>"`` of every target (known once started)."""
         if not self._targets:
