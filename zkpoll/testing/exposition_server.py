@@ -4,9 +4,9 @@ Target ``i`` is ``127.a.b.c:PORT``: every target has its own loopback
 address and all share one port, like a fleet of node_exporters. Linux
 answers the whole 127.0.0.0/8 on ``lo``, but a socket bound to 127.0.0.1
 accepts only 127.0.0.1, and binding 0.0.0.0 would expose the targets to the
-network; so the server binds one listening socket per address (about 30 ms
-per thousand, one file descriptor each) and serves them all from one
-``selectors`` loop. ``IP_FREEBIND`` does not help (it still binds one
+network; so the server binds one listening socket per address (measured:
+12 ms for 1,000, 110 ms for 5,000; one file descriptor each) and serves
+them all from one ``selectors`` loop (epoll). ``IP_FREEBIND`` does not help (it still binds one
 address) and ``IP_TRANSPARENT`` needs CAP_NET_ADMIN and TPROXY rules.
 
 Each target serves ``GET /metrics`` (see :mod:`zkpoll.testing._exposition`):
@@ -42,6 +42,7 @@ import socket
 import threading
 import time
 import urllib.parse
+from contextlib import suppress
 
 from zkpoll.exceptions import ZkpollError
 from zkpoll.testing._exposition import CONTENT_TYPES, Payload, wants_openmetrics
@@ -198,7 +199,8 @@ class ExpositionServer:
     def stop(self) -> None:
         """End :meth:`serve_forever` (from any thread)."""
         self._running = False
-        self._wake_w.send(b"x")
+        with suppress(OSError):  # already shut down
+            self._wake_w.send(b"x")
 
     # -- the loop -------------------------------------------------------------------
 
@@ -266,7 +268,6 @@ class ExpositionServer:
             if end < 0:
                 return
             head = bytes(conn.inbuf[:end]).decode("latin-1")
-            del conn.inbuf[:end + 4]  # GET requests: no body
             request, *header_lines = head.split("\r\n")
             method, _, rest = request.partition(" ")
             path, _, version = rest.partition(" ")
@@ -274,6 +275,10 @@ class ExpositionServer:
             for line in header_lines:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", "0") or 0)
+            if len(conn.inbuf) < end + 4 + length:
+                return  # the rest of a body (ignored) is still on its way
+            del conn.inbuf[:end + 4 + length]
             connection = headers.get("connection", "").lower()
             conn.close_after = connection == "close" or (
                 version == "HTTP/1.0" and connection != "keep-alive")
@@ -392,9 +397,9 @@ class ExpositionServer:
         for key in list(self._selector.get_map().values()):
             sock = key.fileobj
             self._selector.unregister(sock)
-            if sock is not self._wake_r:
-                assert isinstance(sock, socket.socket)
-                sock.close()
+            assert isinstance(sock, socket.socket)
+            sock.close()
+        self._wake_w.close()
         self._listeners.clear()
 
 

@@ -21,15 +21,17 @@ What :meth:`ManagedVictoriaMetrics.export` returns (measured on 1.79.5):
   :meth:`export` lists each one;
 - samples of a series ordered by timestamp; among equal timestamps the order
   is unspecified (not the write order; compare them as multisets);
-- a stale marker (what a scraper writes when a target vanishes) is a NaN.
+- an ordinary NaN value is dropped on ingestion; a Prometheus stale marker
+  (the NaN a scraper writes when a target vanishes) is kept, exported as
+  ``null``, and returned here as a NaN.
 
 Two traps this class hides: a write is searchable only after the next
 internal flush (up to ~10 s) unless ``/internal/force_flush`` is called
 (:meth:`flush`), and ``/api/v1/export`` without ``end`` stops at the current
 *second*, hiding the samples of the last second; :meth:`export` therefore
-always passes an ``end`` an hour ahead. The query API (``/api/v1/query``)
-fails on duplicates in some functions ("duplicate output timeseries"), so
-count with :meth:`export` or :meth:`series_count`.
+always passes an ``end`` an hour ahead. Count samples with :meth:`export`:
+it is the raw, duplicate-preserving view (``/api/v1/query`` computes on
+top of the same samples, with lookback and staleness rules).
 """
 
 from __future__ import annotations
