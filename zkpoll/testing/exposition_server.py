@@ -39,6 +39,7 @@ import ipaddress
 import json
 import selectors
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -223,8 +224,13 @@ class ExpositionServer:
         assert isinstance(sock, socket.socket)
         if key.data is _WAKE:
             sock.recv(4096)
-            self._apply_faults()
+            try:
+                self._apply_faults()
+            except OSError as exc:
+                print(f"cannot reopen a target: {exc}", file=sys.stderr, flush=True)
         elif isinstance(key.data, _Conn):
+            if key.data.sock not in self._conns:  # closed earlier in this batch
+                return
             if events & selectors.EVENT_WRITE:
                 self._flush(key.data)
             if events & selectors.EVENT_READ and key.data.sock in self._conns:
@@ -236,9 +242,7 @@ class ExpositionServer:
         for _ in range(64):
             try:
                 sock, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # nothing left to accept, or closed by a "down" in this batch
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -327,9 +331,11 @@ class ExpositionServer:
             try:
                 self.set_fault(query.get("target", ""), query.get("mode", ""),
                                float(query.get("seconds", 3600.0)))
+                self._apply_faults()  # before the answer: "down" means refused once it returns
             except (ZkpollError, ValueError) as exc:
                 return 400, b"text/plain", f"{exc}\n".encode()
-            self._apply_faults()  # before the answer: "down" means refused once it returns
+            except OSError as exc:  # the address:port of a target back up is taken
+                return 500, b"text/plain", f"{exc}\n".encode()
             result = "ok"
         else:
             return 404, b"text/plain", b"not found\n"
