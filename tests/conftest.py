@@ -14,6 +14,10 @@
 - ``rabbitmq_server``: one RabbitMQ node for the whole run.
 - ``managed_prometheus``: ``managed_prometheus()`` starts a private
   ManagedPrometheus (a remote-write receiver), closed after the test.
+- ``victoria_metrics_server``: one VictoriaMetrics (no deduplication) for
+  the whole run; tests tell their series apart by a label of their own.
+- ``managed_exposition_server``: ``managed_exposition_server(targets=N)``
+  starts N scrape targets in a child process, closed after the test.
 - ``backend_url``: parametrized over zookeeper, redis and memcached; a URL
   (no query) with a root/key prefix unique to the test.
 
@@ -39,8 +43,11 @@ from zkpoll.testing import (
     TCPProxy,
     ZooKeeperEnsemble,
 )
+from zkpoll.testing._server import ManagedServer
+from zkpoll.testing.exposition_control import ManagedExpositionServer
 from zkpoll.testing.prometheus import ManagedPrometheus
 from zkpoll.testing.rabbitmq import ManagedRabbitMQ
+from zkpoll.testing.victoria_metrics import ManagedVictoriaMetrics
 
 # zookeeper_server, redis_server and the require_* helpers come from the kit
 # plugin authors use (one definition; loaded as a plugin so it is not
@@ -54,7 +61,7 @@ def require_zookeeper() -> None:
     kit_require()
 
 
-def require_server(kind: type[ManagedMemcached | ManagedRabbitMQ | ManagedPrometheus]) -> None:
+def require_server(kind: type[ManagedServer]) -> None:
     from zkpoll.testing.plugins import require_server as kit_require
 
     kit_require(kind)
@@ -235,6 +242,42 @@ def managed_prometheus() -> Iterator[Callable[[], ManagedPrometheus]]:
 
     def make() -> ManagedPrometheus:
         server = ManagedPrometheus()
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics_server() -> Iterator[ManagedVictoriaMetrics]:
+    """One single-node VictoriaMetrics for the whole run, duplicates kept.
+
+    Tests select their own series by a label (``job``) of their own; do not
+    stop it: to test an outage, start your own ManagedVictoriaMetrics.
+    """
+    require_server(ManagedVictoriaMetrics)
+    server = ManagedVictoriaMetrics()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def managed_exposition_server() -> Iterator[Callable[..., ManagedExpositionServer]]:
+    """Factory: ``managed_exposition_server(**kwargs)`` starts a
+    ManagedExpositionServer (scrape targets in a child process).
+
+    All are closed after the test.
+    """
+    servers: list[ManagedExpositionServer] = []
+
+    def make(**kwargs: Any) -> ManagedExpositionServer:
+        server = ManagedExpositionServer(**kwargs)
         servers.append(server)
         server.start()
         return server
