@@ -10,13 +10,15 @@ the rare duplicate that a crash-time catch-up may produce.
 from __future__ import annotations
 
 import datetime as _dt
+import struct
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import mmh3
 
-__all__ = ["CUMULATIVE", "DELTA", "GAUGE", "HASH_SEED", "TYPES", "Sample", "sample_id"]
+__all__ = ["CUMULATIVE", "DELTA", "GAUGE", "HASH_SEED", "STALE_NAN", "TYPES", "Sample",
+           "is_stale", "sample_id"]
 
 GAUGE = "gauge"
 DELTA = "delta"
@@ -27,13 +29,30 @@ TYPES = frozenset((GAUGE, DELTA, CUMULATIVE))
 HASH_SEED = 0x7A6B706F  # "zkpo"
 
 
-def sample_id(name: str, resource_id: str, cycle_start: float) -> str:
-    """Return the deterministic id of (meter, resource, cycle start).
+#: Prometheus's staleness marker: a NaN with this exact bit pattern ends a
+#: series at once (value.StaleNaN in Prometheus).
+STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+_STALE_BITS = 0x7FF0000000000002
 
-    The cycle start is taken to the millisecond; the result is a UUID-shaped
-    hex string from a 128-bit mmh3 hash with zkpoll's fixed seed.
+
+def is_stale(volume: object) -> bool:
+    """Whether ``volume`` is :data:`STALE_NAN` (bit for bit, not any NaN)."""
+    return isinstance(volume, float) and volume != volume \
+        and struct.unpack("<Q", struct.pack("<d", volume))[0] == _STALE_BITS
+
+
+def sample_id(name: str, resource_id: str, cycle_start: float,
+              labels: Mapping[str, str] | None = None) -> str:
+    """Return the deterministic id of (meter, resource, cycle start[, labels]).
+
+    The cycle start is taken to the millisecond; labels (sorted) count only
+    when there are some, so a sample without labels keeps the id it always
+    had.  The result is a UUID-shaped hex string from a 128-bit mmh3 hash
+    with zkpoll's fixed seed.
     """
     key = f"{name}\x1f{resource_id}\x1f{round(cycle_start * 1000)}"
+    if labels:
+        key += "\x1f" + "\x1e".join(f"{k}={v}" for k, v in sorted(labels.items()))
     h = format(mmh3.hash128(key, HASH_SEED, signed=False), "032x")
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
@@ -47,6 +66,7 @@ class Sample:
 
     __slots__ = (
         "cycle_start",
+        "labels",
         "member_id",
         "name",
         "resource_id",
@@ -62,7 +82,8 @@ class Sample:
                  resource_id: str, timestamp: float | None = None,
                  resource_metadata: Mapping[str, Any] | None = None,
                  source: str | None = None, member_id: str | None = None,
-                 cycle_start: float | None = None) -> None:
+                 cycle_start: float | None = None,
+                 labels: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.type = type
         self.unit = unit
@@ -73,12 +94,15 @@ class Sample:
         self.source = source
         self.member_id = member_id
         self.cycle_start = cycle_start
+        #: The series' label set (a scraped Prometheus series): sent as labels by
+        #: remote write and as attributes by OTLP; empty for Ceilometer-style meters.
+        self.labels: Mapping[str, str] = labels if labels is not None else {}
 
     @property
     def id(self) -> str:
         """Deterministic id from (name, resource_id, cycle_start)."""
         start = self.cycle_start if self.cycle_start is not None else self.timestamp
-        return sample_id(self.name, self.resource_id, start)
+        return sample_id(self.name, self.resource_id, start, self.labels)
 
     def validate(self) -> None:
         """Raise ``ValueError`` if the sample breaks the contract."""
@@ -93,6 +117,9 @@ class Sample:
             raise ValueError(f"sample {self.name}: volume must be a number, not {self.volume!r}")
         if not isinstance(self.resource_metadata, Mapping):
             raise TypeError(f"sample {self.name}: resource_metadata must be a mapping")
+        if not isinstance(self.labels, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.labels.items()):
+            raise TypeError(f"sample {self.name}: labels must map strings to strings")
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (timestamps as ISO 8601 UTC)."""
@@ -108,6 +135,7 @@ class Sample:
             "source": self.source,
             "member_id": self.member_id,
             "cycle_start": None if self.cycle_start is None else _iso(self.cycle_start),
+            **({"labels": dict(self.labels)} if self.labels else {}),
         }
 
     def __repr__(self) -> str:

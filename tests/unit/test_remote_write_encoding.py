@@ -94,3 +94,22 @@ def test_https_variant():
     sender = RemoteWriteSender(None, urllib.parse.urlsplit(
         "prometheus+remote-write+https://prom.example:443/api/v1/write?verify_ssl=false"))
     assert sender._ssl is not None and sender._path == "/api/v1/write"
+
+
+def test_scraped_series_are_sent_as_scraped_with_their_labels_and_staleness_bits():
+    import struct
+
+    from zkpoll.sample import STALE_NAN
+    sender = RemoteWriteSender(None, urllib.parse.urlsplit(
+        "prometheus+remote-write://127.0.0.1:9/api/v1/write"))
+    labels = {"job": "node", "instance": "10.0.0.1:9100", "cpu": "0", "mode": "idle"}
+    batch = [Sample("node_cpu_seconds_total", "cumulative", "", 12.5, "t1", source="s",
+                    member_id="m-1", cycle_start=1.7e9, labels=labels),
+             Sample("node_cpu_seconds_total", "cumulative", "", STALE_NAN, "t1",
+                    member_id="m-2", cycle_start=1.7e9 + 15, labels=labels)]
+    (first, points), (second, [(stale, _)]) = decode_write_request(sender.encode(batch))
+    assert first == second == {"__name__": "node_cpu_seconds_total", **labels}
+    assert points == [(12.5, 1_700_000_000_000)]
+    assert struct.pack("<d", stale) == struct.pack("<Q", 0x7FF0000000000002)
+    assert batch[0].id != Sample("node_cpu_seconds_total", "cumulative", "", 1, "t1",
+                                 cycle_start=1.7e9, labels={**labels, "cpu": "1"}).id

@@ -189,3 +189,21 @@ def test_missing_extras_are_config_errors_that_say_what_to_install(monkeypatch):
     monkeypatch.delattr("zkpoll.publisher._otlp_encoding", raising=False)
     with pytest.raises(ConfigError, match=r"pip install 'zkpoll\[otlp\]'"):
         OTLPSender(None, urllib.parse.urlsplit("otlp+http://127.0.0.1:4318"))
+
+
+def test_otlp_sends_a_scraped_series_labels_as_its_only_attributes_and_no_member():
+    from zkpoll.publisher._otlp_encoding import encode_request
+    from zkpoll.sample import STALE_NAN
+    labels = {"job": "node", "instance": "10.0.0.1:9100", "mode": "idle"}
+    request = encode_request([
+        Sample("node_cpu_seconds_total", "cumulative", "", 3.0, "t1", member_id="m-1",
+               cycle_start=1.7e9, labels=labels),
+        Sample("node_cpu_seconds_total", "cumulative", "", STALE_NAN, "t1", member_id="m-1",
+               cycle_start=1.7e9 + 15, labels=labels)], "host-a")
+    resource, = request.resource_metrics
+    keys = {kv.key for kv in resource.resource.attributes}
+    assert "zkpoll.member_id" not in keys and "service.instance.id" not in keys
+    live, stale = resource.scope_metrics[0].metrics[0].sum.data_points
+    assert {kv.key: kv.value.string_value for kv in live.attributes} == labels
+    assert live.as_double == 3.0 and live.flags == 0
+    assert stale.flags == 1   # NO_RECORDED_VALUE: the series ended

@@ -131,9 +131,26 @@ def test_codec_round_trip_keeps_every_field_and_the_deterministic_id():
     assert len(encode_batch(big)[0]) / 500 < 60  # shared fields stored once
 
 
+def test_codec_keeps_labels_and_every_float_staleness_markers_included():
+    from zkpoll.sample import STALE_NAN, is_stale
+    batch = samples(5)
+    for sample, volume in zip(batch, (math.nan, math.inf, -math.inf, STALE_NAN, 1.5),
+                              strict=True):
+        sample.volume = volume
+        sample.labels = {"job": "node", "instance": f"h:{sample.resource_id}"}
+    body, count, bad = encode_batch(batch)
+    assert (count, bad) == (5, [])
+    back = decode_batch(body)
+    assert math.isnan(back[0].volume) and not is_stale(back[0].volume)
+    assert [v.volume for v in back[1:3]] == [math.inf, -math.inf]
+    assert is_stale(back[3].volume) and back[4].volume == 1.5
+    assert [s.labels for s in back] == [s.labels for s in batch]
+    assert [s.id for s in back] == [s.id for s in batch]
+
+
 def test_codec_leaves_out_what_json_cannot_hold_and_says_why():
     batch = samples(3)
-    batch[1].volume = math.nan
+    batch[1].labels = {"obj": object()}  # type: ignore[dict-item]
     batch[2].resource_metadata = {"obj": object()}
     body, count, bad = encode_batch(batch)
     assert count == 1 and [s.resource_id for s, _ in bad] == ["r1", "r2"]

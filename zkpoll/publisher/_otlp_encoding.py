@@ -25,7 +25,11 @@ Mapping (see docs/publishers.md, "OTLP/HTTP"):
   deterministic id, for de-duplication; can be turned off) and each
   ``resource_metadata`` entry as ``metadata.<key>``, typed: str, bool, int
   (64 bits), float as such; lists, tuples and dicts as compact JSON strings
-  (sorted keys); None is left out; anything else as ``str(value)``.
+  (sorted keys); None is left out; anything else as ``str(value)``;
+- a sample with labels (a scraped Prometheus series) has its labels as
+  point attributes and nothing else, in a ``ResourceMetrics`` without the
+  member id (the series must not change when another agent scrapes it); a
+  staleness marker is a point with the NO_RECORDED_VALUE flag.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-from zkpoll.sample import CUMULATIVE, DELTA, Sample
+from zkpoll.sample import CUMULATIVE, DELTA, Sample, is_stale
 from zkpoll.version import __version__
 
 __all__ = ["attribute_value", "decode_status", "encode_request", "unix_nanos"]
@@ -93,19 +97,22 @@ def _key_values(pairs: Sequence[tuple[str, Any]]) -> list[common_pb2.KeyValue]:
 
 
 def _point(sample: Sample, with_sample_id: bool) -> metrics_pb2.NumberDataPoint:
-    pairs: list[tuple[str, Any]] = [("resource_id", sample.resource_id),
-                                    ("source", sample.source)]
-    if with_sample_id:
-        pairs.append(("sample_id", sample.id))
-    pairs.extend((f"metadata.{key}", value)
-                 for key, value in sample.resource_metadata.items())
+    pairs: list[tuple[str, Any]]
+    if sample.labels:   # a scraped series: its label set, nothing else
+        pairs = list(sample.labels.items())
+    else:
+        pairs = [("resource_id", sample.resource_id), ("source", sample.source)]
+        if with_sample_id:
+            pairs.append(("sample_id", sample.id))
+        pairs.extend((f"metadata.{key}", value)
+                     for key, value in sample.resource_metadata.items())
     point = metrics_pb2.NumberDataPoint(attributes=_key_values(pairs),
                                         time_unix_nano=unix_nanos(sample.timestamp))
     start = sample.cycle_start
     if sample.type == DELTA and start is not None and start < sample.timestamp:
         point.start_time_unix_nano = unix_nanos(start)
     volume = sample.volume
-    if volume is None:
+    if volume is None or is_stale(volume):
         point.flags = _NO_VALUE
     elif isinstance(volume, int) and not isinstance(volume, bool) and volume in _INT64:
         point.as_int = volume
@@ -143,14 +150,14 @@ def encode_request(samples: Sequence[Sample], host: str, *,
     scopes: dict[str | None, metrics_pb2.ScopeMetrics] = {}
     metrics: dict[tuple[str | None, str, str, str], metrics_pb2.Metric] = {}
     for sample in samples:
-        scope = scopes.get(sample.member_id)
+        member = None if sample.labels else sample.member_id  # a scraped series: no member
+        scope = scopes.get(member)
         if scope is None:
-            resource_metrics = request.resource_metrics.add(
-                resource=_resource(host, sample.member_id))
+            resource_metrics = request.resource_metrics.add(resource=_resource(host, member))
             scope = resource_metrics.scope_metrics.add(
                 scope=common_pb2.InstrumentationScope(name="zkpoll", version=__version__))
-            scopes[sample.member_id] = scope
-        key = (sample.member_id, sample.name, sample.unit or "", sample.type)
+            scopes[member] = scope
+        key = (member, sample.name, sample.unit or "", sample.type)
         metric = metrics.get(key)
         if metric is None:
             metric = scope.metrics.add()

@@ -14,7 +14,12 @@ series per sample, named by :func:`series_labels`:
 * labels ``resource_id``, ``source`` (the polling source) and ``type``
   (``gauge``, ``cumulative`` or ``delta``); not the agent's member id, so a
   resource's series stays one series when another agent takes it over;
-* the value is the sample's volume (NaN when it has none); the timestamp is
+* a sample with labels (a scraped Prometheus series) is sent as it was
+  scraped instead: ``__name__`` is its name unchanged (no unit suffix),
+  its labels are its label set (``job`` and ``instance`` among them), and
+  nothing else (no member id, no ``resource_id``);
+* the value is the sample's volume (NaN when it has none; a staleness
+  marker keeps its exact NaN bits); the timestamp is
   the start of the cycle that polled it, in ms (so a sample delivered twice,
   or polled twice by a catch-up, lands on the same point).
 
@@ -89,6 +94,8 @@ def metric_name(name: str, unit: str, sample_type: str) -> str:
 
 def series_labels(sample: Sample) -> list[tuple[str, str]]:
     """The labels of a sample's series, sorted by name."""
+    if sample.labels:
+        return sorted([("__name__", sample.name), *sample.labels.items()])
     labels = [("__name__", metric_name(sample.name, sample.unit, sample.type)),
               ("resource_id", sample.resource_id)]
     if sample.source:
@@ -111,7 +118,7 @@ class RemoteWriteSender(HTTPSender):
         self.headers.update({"Content-Type": "application/x-protobuf",
                              "Content-Encoding": "snappy",
                              "X-Prometheus-Remote-Write-Version": "0.1.0"})
-        self._labels: dict[tuple[str, str, str, str, str | None], bytes] = {}
+        self._labels: dict[tuple[Any, ...], bytes] = {}
 
     def encode(self, samples: Sequence[Sample]) -> bytes:
         """The uncompressed WriteRequest of ``samples`` (the hot path: labels are
@@ -124,7 +131,10 @@ class RemoteWriteSender(HTTPSender):
         parts = []
         append = parts.append
         for sample in samples:
-            key = (sample.name, sample.unit, sample.type, sample.resource_id, sample.source)
+            if sample.labels:
+                key: tuple[Any, ...] = (sample.name, *sample.labels.items())
+            else:
+                key = (sample.name, sample.unit, sample.type, sample.resource_id, sample.source)
             labels = cache.get(key)
             if labels is None:
                 labels = cache[key] = encode_labels(series_labels(sample))
