@@ -10,6 +10,7 @@ the rare duplicate that a crash-time catch-up may produce.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import struct
 import time
 from collections.abc import Mapping
@@ -37,7 +38,7 @@ _STALE_BITS = 0x7FF0000000000002
 
 def is_stale(volume: object) -> bool:
     """Whether ``volume`` is :data:`STALE_NAN` (bit for bit, not any NaN)."""
-    return isinstance(volume, float) and volume != volume \
+    return isinstance(volume, float) and math.isnan(volume) \
         and struct.unpack("<Q", struct.pack("<d", volume))[0] == _STALE_BITS
 
 

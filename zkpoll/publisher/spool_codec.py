@@ -30,7 +30,7 @@ def _token(volume: float) -> str:
     """The string a non-finite volume is stored as."""
     if is_stale(volume):
         return "stale"
-    if volume != volume:
+    if math.isnan(volume):
         return "NaN"
     return "+Inf" if volume > 0 else "-Inf"
 
