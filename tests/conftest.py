@@ -14,6 +14,9 @@
 - ``rabbitmq_server``: one RabbitMQ node for the whole run.
 - ``managed_prometheus``: ``managed_prometheus()`` starts a private
   ManagedPrometheus (a remote-write receiver), closed after the test.
+- ``snmpd_server``: one snmpd answering as 8 SNMP devices for the whole run;
+  ``snmp_exporter``: a prometheus-snmp-exporter (``if_mib``, ``if_mib_v3``)
+  with its credentials.
 - ``backend_url``: parametrized over zookeeper, redis and memcached; a URL
   (no query) with a root/key prefix unique to the test.
 
@@ -39,8 +42,11 @@ from zkpoll.testing import (
     TCPProxy,
     ZooKeeperEnsemble,
 )
+from zkpoll.testing._server import ManagedServer
 from zkpoll.testing.prometheus import ManagedPrometheus
 from zkpoll.testing.rabbitmq import ManagedRabbitMQ
+from zkpoll.testing.snmp_exporter import ManagedSnmpExporter
+from zkpoll.testing.snmpd import ManagedSnmpd
 
 # zookeeper_server, redis_server and the require_* helpers come from the kit
 # plugin authors use (one definition; loaded as a plugin so it is not
@@ -54,7 +60,7 @@ def require_zookeeper() -> None:
     kit_require()
 
 
-def require_server(kind: type[ManagedMemcached | ManagedRabbitMQ | ManagedPrometheus]) -> None:
+def require_server(kind: type[ManagedServer]) -> None:
     from zkpoll.testing.plugins import require_server as kit_require
 
     kit_require(kind)
@@ -242,6 +248,33 @@ def managed_prometheus() -> Iterator[Callable[[], ManagedPrometheus]]:
     yield make
     for server in servers:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def snmpd_server() -> Iterator[ManagedSnmpd]:
+    """One snmpd answering as 8 devices (127.77.0.1-8, one UDP port) for the whole run.
+
+    Do not stop or pause it: to silence a device, start your own ManagedSnmpd.
+    """
+    require_server(ManagedSnmpd)
+    server = ManagedSnmpd(8)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def snmp_exporter(snmpd_server: ManagedSnmpd) -> Iterator[ManagedSnmpExporter]:
+    """One prometheus-snmp-exporter with ``snmpd_server``'s credentials for the whole run."""
+    require_server(ManagedSnmpExporter)
+    exporter = ManagedSnmpExporter(snmpd_server)
+    try:
+        exporter.start()
+        yield exporter
+    finally:
+        exporter.close()
 
 
 BACKENDS = ("zookeeper", "redis", "memcached")
