@@ -18,6 +18,9 @@
   the whole run; tests tell their series apart by a label of their own.
 - ``managed_exposition_server``: ``managed_exposition_server(targets=N)``
   starts N scrape targets in a child process, closed after the test.
+- ``snmpd_server``: one snmpd answering as 8 SNMP devices for the whole run;
+  ``snmp_exporter``: a prometheus-snmp-exporter (``if_mib``, ``if_mib_v3``)
+  with its credentials.
 - ``backend_url``: parametrized over zookeeper, redis and memcached; a URL
   (no query) with a root/key prefix unique to the test.
 
@@ -47,6 +50,8 @@ from zkpoll.testing._server import ManagedServer
 from zkpoll.testing.exposition_control import ManagedExpositionServer
 from zkpoll.testing.prometheus import ManagedPrometheus
 from zkpoll.testing.rabbitmq import ManagedRabbitMQ
+from zkpoll.testing.snmp_exporter import ManagedSnmpExporter
+from zkpoll.testing.snmpd import ManagedSnmpd
 from zkpoll.testing.victoria_metrics import ManagedVictoriaMetrics
 
 # zookeeper_server, redis_server and the require_* helpers come from the kit
@@ -267,6 +272,21 @@ def victoria_metrics_server() -> Iterator[ManagedVictoriaMetrics]:
         server.close()
 
 
+@pytest.fixture(scope="session")
+def snmpd_server() -> Iterator[ManagedSnmpd]:
+    """One snmpd answering as 8 devices (127.77.0.1-8, one UDP port) for the whole run.
+
+    Do not stop or pause it: to silence a device, start your own ManagedSnmpd.
+    """
+    require_server(ManagedSnmpd)
+    server = ManagedSnmpd(8)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
 def managed_exposition_server() -> Iterator[Callable[..., ManagedExpositionServer]]:
     """Factory: ``managed_exposition_server(**kwargs)`` starts a
@@ -285,6 +305,18 @@ def managed_exposition_server() -> Iterator[Callable[..., ManagedExpositionServe
     yield make
     for server in servers:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def snmp_exporter(snmpd_server: ManagedSnmpd) -> Iterator[ManagedSnmpExporter]:
+    """One prometheus-snmp-exporter with ``snmpd_server``'s credentials for the whole run."""
+    require_server(ManagedSnmpExporter)
+    exporter = ManagedSnmpExporter(snmpd_server)
+    try:
+        exporter.start()
+        yield exporter
+    finally:
+        exporter.close()
 
 
 BACKENDS = ("zookeeper", "redis", "memcached")
