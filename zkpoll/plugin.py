@@ -50,19 +50,28 @@ class PollingContext:
         that reads several meters from one conversation, like SNMP, can
         fetch all of them at the first call and serve the rest from
         ``cache``); empty when unknown
+    :param scrape: the source's ``scrape:`` settings
+        (:class:`zkpoll.scrape.config.ScrapeConfig`), or None
+    :param discovered: the key of every resource the source has in this
+        cycle, whichever member owns it (None when unknown): a resource
+        given before and missing now has vanished, not moved
     """
 
-    __slots__ = ("cache", "conf", "cycle_start", "meters", "source", "timeout")
+    __slots__ = ("cache", "conf", "cycle_start", "discovered", "meters", "scrape", "source",
+                 "timeout")
 
     def __init__(self, conf: Any, cache: dict[str, Any] | None = None, source: str = "",
                  cycle_start: float = 0.0, timeout: float = 0.0,
-                 meters: tuple[str, ...] = ()) -> None:
+                 meters: tuple[str, ...] = (), scrape: Any = None,
+                 discovered: frozenset[str] | None = None) -> None:
         self.conf = conf
         self.cache = {} if cache is None else cache
         self.source = source
         self.cycle_start = cycle_start
         self.timeout = timeout
         self.meters = meters
+        self.scrape = scrape
+        self.discovered = discovered
 
 
 @dataclass(frozen=True)

@@ -187,9 +187,10 @@ def test_unknown_discovery_refused_at_start(tmp_path: Path) -> None:
     conf = conf_in(tmp_path, "", yaml_text)
     line = one_error(run("zkpoll-polling", "--config-file", str(conf), "--polling-namespaces",
                          "central", "compute", cwd=tmp_path), "zkpoll-polling")
+    # the discoveries of zkpoll and of the plugins of plugins/ (installed by run_tests.sh)
     assert line.endswith("polling.yaml:5 (source 'web'): unknown discovery 'statc'; did you "
                          "mean 'static'? loaded discoveries: file, local_host, "
-                         "redis_replication, static, zookeeper_servers")
+                         "redis_replication, snmp_devices, static, zookeeper_servers")
 
 
 def test_pollster_default_discovery_must_be_loaded(tmp_path: Path) -> None:

@@ -163,15 +163,19 @@ class SourceRunner:
         began = time.monotonic()
         stats = CycleStats(self.source.name, index, start)
         context = PollingContext(self.conf, {}, self.source.name, start, self.timeout,
-                                 self._meters())
+                                 self._meters(), self.source.scrape, frozenset())
         calls: dict[futures.Future[list[Any]], _Call] = {}
         book = UnreachableBook()
         owned_cache: dict[tuple[str, tuple[str, ...]], Sequence[str] | None] = {}
+        plan: list[tuple[PollsterInfo, dict[str, Any]]] = []
         for info in self.pollsters:
             if info.meter in self.refused_meters:
                 continue
             keyed = self._resources(info, context, stats)
             self._planned[info.meter] = (start, keyed)
+            plan.append((info, keyed))
+        context.discovered = frozenset(k for _, keyed in plan for k in keyed)
+        for info, keyed in plan:
             keys = tuple(keyed)
             stats.resources = max(stats.resources, len(keys))
             cache_key = (info.namespace, keys)
@@ -237,8 +241,11 @@ class SourceRunner:
         """
         began = time.monotonic()
         stats = CycleStats(self.source.name, index, start, catch_up=True, handoff=bool(tried))
+        planned = [p[1] for p in self._planned.values() if p[0] == start]
         context = PollingContext(self.conf, {}, self.source.name, start, self.timeout,
-                                 self._meters(namespace))
+                                 self._meters(namespace), self.source.scrape,
+                                 frozenset(k for keyed in planned for k in keyed)
+                                 if planned else None)
         calls: dict[futures.Future[list[Any]], _Call] = {}
         book = UnreachableBook()
         for info in self.pollsters:

@@ -27,8 +27,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from zkpoll.exceptions import PollingConfigError
+from zkpoll.exceptions import ConfigError, PollingConfigError
 from zkpoll.polling.meters import MeterMatcher, check_meter_patterns
+from zkpoll.scrape.config import ScrapeConfig, parse_scrape
 from zkpoll.yaml_lines import describe, key_lines, node_line, read_yaml, value_node
 
 __all__ = ["PollingConfig", "Source", "load_polling_config", "sources_overlap"]
@@ -36,7 +37,7 @@ __all__ = ["PollingConfig", "Source", "load_polling_config", "sources_overlap"]
 LOG = logging.getLogger(__name__)
 
 _SOURCE_KEYS = frozenset(
-    {"name", "interval", "meters", "resources", "discovery", "publishers", "sinks"})
+    {"name", "interval", "meters", "resources", "discovery", "publishers", "sinks", "scrape"})
 _T = TypeVar("_T")
 #: Longest polling interval accepted: 31 days.
 MAX_INTERVAL = 31 * 86400
@@ -105,6 +106,8 @@ class Source:
     resources: tuple[str, ...] = ()
     discovery: tuple[str, ...] = ()
     publishers: tuple[str, ...] = ()
+    #: Prometheus scrape settings (``scrape:``), for the ``prometheus.scrape`` meter
+    scrape: ScrapeConfig | None = dataclasses.field(default=None, hash=False)
     line: int | None = dataclasses.field(default=None, compare=False)
     _matcher: MeterMatcher = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -224,8 +227,19 @@ def _build_source(path: str, number: int, raw: Any, node: yaml.Node) -> Source:
         resources=field("resources", lambda v: _check_strings(v, "resource")),
         discovery=field("discovery", _check_discovery),
         publishers=_publishers(path, name, line, field),
+        scrape=_scrape(path, name, keys.get("scrape", line), raw.get("scrape")),
         line=line,
     )
+
+
+def _scrape(path: str, name: str, line: int | None, raw: Any) -> ScrapeConfig | None:
+    """A source's ``scrape:`` settings, checked (PollingConfigError naming the key)."""
+    if raw is None:
+        return None
+    try:
+        return parse_scrape(raw, name)
+    except ConfigError as exc:
+        raise PollingConfigError(path, str(exc), source=name, line=line) from None
 
 
 def _publishers(path: str, name: str, line: int | None,
