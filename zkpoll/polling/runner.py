@@ -245,7 +245,7 @@ class SourceRunner:
         context = PollingContext(self.conf, {}, self.source.name, start, self.timeout,
                                  self._meters(namespace), self.source.scrape,
                                  frozenset(k for keyed in planned for k in keyed)
-                                 if planned else None)
+                                 if planned else None, catch_up=True)
         calls: dict[futures.Future[list[Any]], _Call] = {}
         book = UnreachableBook()
         for info in self.pollsters:
