@@ -39,12 +39,15 @@ from zkpoll.scrape.config import ClientSettings, ScrapeConfig
 from zkpoll.scrape.exposition import Exposition, format_for, parse
 from zkpoll.scrape.fetch import ScrapeError, fetch
 from zkpoll.scrape.relabel import apply
-from zkpoll.scrape.staleness import SeriesKey, StaleBook
+from zkpoll.scrape.staleness import StaleBook
 from zkpoll.scrape.targets import JobConfig, ScrapeTarget, build_target, merge_labels
 
 __all__ = ["MAX_PARALLEL", "ScrapePollster", "sample_type"]
 
 LOG = logging.getLogger(__name__)
+
+#: What ends a series: its name, sample type and labels.
+_Mark = tuple[str, str, Mapping[str, str]]
 
 #: Targets fetched at once by one call.
 MAX_PARALLEL = 16
@@ -97,7 +100,7 @@ class ScrapePollster(Pollster):
 
     def __init__(self, conf: Any = None) -> None:
         super().__init__(conf)
-        self._stale = StaleBook()
+        self._stale: StaleBook[_Mark] = StaleBook()
         self._lock = threading.Lock()
         self._failing: dict[tuple[str, str], str] = {}   # (source, key) -> reason
         self._tls: dict[int, tuple[ClientSettings, ssl.SSLContext]] = {}
@@ -145,9 +148,9 @@ class ScrapePollster(Pollster):
                     lambda t: self._scrape(t, client, timeout), targets.values()), strict=True))
             for key, target in targets.items():
                 out.extend(self._samples(context, key, target, job, client, outcomes[key]))
-        for key, series, kind in self._stale.cycle(context.source, targets,
-                                                   context.discovered, context.catch_up):
-            out.append(_marker(key, series, kind))
+        for key, mark in self._stale.cycle(context.source, targets, context.discovered,
+                                           context.catch_up):
+            out.append(_marker(key, mark))
         return out
 
     def _samples(self, context: PollingContext, key: str, target: ScrapeTarget, job: JobConfig,
@@ -159,32 +162,43 @@ class ScrapePollster(Pollster):
                                 _report(key, target, "up", 0.0))]
         if outcome.exposition is None:
             return self._failed(source, key, target, outcome, outcome.error or "failed")
-        samples, scraped = self._series(key, target, job, outcome.exposition)
+        marks: dict[Any, _Mark] = {}
+        samples, scraped = self._series(key, target, job, outcome.exposition, marks)
         if client.sample_limit and len(samples) > client.sample_limit:
             return self._failed(source, key, target, outcome,
                                 f"sample_limit exceeded: {len(samples)} series after "
                                 f"metric relabelling, limit {client.sample_limit}")
         self._note(source, key, None)
-        samples += self._reports(key, target, 1.0, outcome.duration, scraped, len(samples))
-        ended = self._stale.succeeded(source, key, {
-            (s.name, tuple(s.labels.items())): s.type for s in samples})
-        samples.extend(_marker(key, series, kind) for series, kind in ended)
+        reports = self._reports(key, target, 1.0, outcome.duration, scraped, len(samples))
+        for report in reports:
+            marks[report.name] = (report.name, GAUGE, report.labels)
+        ended = self._stale.succeeded(source, key, marks)
+        samples += reports
+        samples.extend(_marker(key, mark) for mark in ended)
         return samples
 
-    def _series(self, key: str, target: ScrapeTarget, job: JobConfig,
-                exposition: Exposition) -> tuple[list[Sample], int]:
+    def _series(self, key: str, target: ScrapeTarget, job: JobConfig, exposition: Exposition,
+                marks: dict[Any, _Mark]) -> tuple[list[Sample], int]:
+        """The samples of one exposition; ``marks`` gets each series' stale marker
+        (keyed by the series as scraped: the hot loop, kept lean)."""
         rules = job.metric_relabel_configs
         honor = job.honor_labels
         target_labels = target.labels
+        target_names = frozenset(name for name, _ in target_labels)
         types: dict[str, str] = {}
         now = time.time()
         samples: list[Sample] = []
         append = samples.append
-        for name, labels, value, _ in exposition.series:
+        for series in exposition.series:
+            name, labels, value, _ = series
             kind = types.get(name)
             if kind is None:
                 kind = types[name] = sample_type(exposition, name)
-            merged = merge_labels(labels, target_labels, honor)
+            merged = dict(labels)
+            if honor or not target_names.isdisjoint(merged) or "" in merged.values():
+                merged = merge_labels(labels, target_labels, honor)
+            else:   # the usual case: no conflict, nothing empty
+                merged.update(target_labels)
             if rules:
                 relabelled = apply(rules, {"__name__": name, **merged})
                 if relabelled is None:
@@ -192,13 +206,14 @@ class ScrapePollster(Pollster):
                 name = relabelled.pop("__name__", name)
                 merged = relabelled
             append(Sample(name, kind, "", value, key, now, None, labels=merged))
+            marks[series[:2]] = (name, kind, merged)
         return samples, len(exposition.series)
 
     def _failed(self, source: str, key: str, target: ScrapeTarget, outcome: _Outcome,
                 reason: str) -> list[Sample]:
         self._note(source, key, reason, target)
-        samples = [_marker(key, series, kind) for series, kind in self._stale.failed(source, key)
-                   if series[0] not in _REPORTS]   # those get this cycle's values below
+        samples = [_marker(key, mark) for mark in self._stale.failed(source, key)
+                   if mark[0] not in _REPORTS]   # those get this cycle's values below
         return samples + self._reports(key, target, 0.0, outcome.duration, 0, 0)
 
     def _reports(self, key: str, target: ScrapeTarget, up: float, duration: float,
@@ -229,7 +244,7 @@ def _report(key: str, target: ScrapeTarget, name: str, value: float) -> Sample:
     return Sample(name, GAUGE, "", value, key, labels=dict(target.labels))
 
 
-def _marker(key: str, series: SeriesKey, kind: str) -> Sample:
-    name, labels = series
-    return Sample(name, kind, "", STALE_NAN, key, labels=dict(labels))
+def _marker(key: str, mark: _Mark) -> Sample:
+    name, kind, labels = mark
+    return Sample(name, kind, "", STALE_NAN, key, labels=labels)
 

@@ -19,58 +19,54 @@ catch-up call (some keys of a cycle) forgets nothing.  Edge cases are in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
 
-__all__ = ["SeriesKey", "StaleBook"]
+__all__ = ["StaleBook"]
 
-#: (name, labels in a fixed order): one series of one target.
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
-
-
-@dataclass
-class _Seen:
-    series: dict[SeriesKey, str] = field(default_factory=dict)   # series -> sample type
+#: What the caller needs to write a series' marker (its name, type, labels).
+M = TypeVar("M")
 
 
-class StaleBook:
-    """Per (source, target key), the series of this member's last successful scrape."""
+class StaleBook(Generic[M]):
+    """Per (source, target key), the series of this member's last successful scrape:
+    a mapping of series identity (any hashable) to what marks it stale."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, dict[str, _Seen]] = {}
+        self._seen: dict[str, dict[str, dict[Hashable, M]]] = {}
 
-    def succeeded(self, source: str, key: str,
-                  series: Mapping[SeriesKey, str]) -> list[tuple[SeriesKey, str]]:
-        """Record a successful scrape; the series it no longer has (to mark stale)."""
+    def succeeded(self, source: str, key: str, series: dict[Hashable, M]) -> list[M]:
+        """Record a successful scrape (``series`` is kept, not copied); the series
+        the last one had and this one has not (to mark stale)."""
         seen = self._seen.setdefault(source, {})
         before = seen.get(key)
-        seen[key] = _Seen(dict(series))
+        seen[key] = series
         if before is None:
             return []
-        return [(s, kind) for s, kind in before.series.items() if s not in series]
+        return [mark for s, mark in before.items() if s not in series]
 
-    def failed(self, source: str, key: str) -> list[tuple[SeriesKey, str]]:
+    def failed(self, source: str, key: str) -> list[M]:
         """A scrape of ``key`` failed: every series of its last success ends."""
         before = self._seen.get(source, {}).pop(key, None)
-        return [] if before is None else list(before.series.items())
+        return [] if before is None else list(before.values())
 
     def forget(self, source: str, key: str) -> None:
         """``key`` is no longer scraped here and not ended by us (unreachable, handed off)."""
         self._seen.get(source, {}).pop(key, None)
 
     def cycle(self, source: str, given: Iterable[str], discovered: frozenset[str] | None,
-              catch_up: bool) -> list[tuple[str, SeriesKey, str]]:
+              catch_up: bool) -> list[tuple[str, M]]:
         """After a call: targets vanished from discovery give their series to mark
-        stale; targets moved away are forgotten.  ``(key, series, type)`` each."""
+        stale; targets moved away are forgotten.  ``(target key, mark)`` each."""
         seen = self._seen.get(source)
         if not seen or catch_up or discovered is None:
             return []
         given = set(given)
-        ended: list[tuple[str, SeriesKey, str]] = []
+        ended: list[tuple[str, M]] = []
         for key in [k for k in seen if k not in given]:
             gone = seen.pop(key)
             if key not in discovered:
-                ended.extend((key, s, kind) for s, kind in gone.series.items())
+                ended.extend((key, mark) for mark in gone.values())
         return ended
 
     def targets(self, source: str) -> int:
