@@ -359,6 +359,17 @@ def test_http_sd_credentials_in_the_url_are_sent_never_shown(
     assert "pw%21x" not in caplog.text and "pw!x" not in caplog.text and shown in caplog.text
 
 
+def test_a_request_that_cannot_be_sent_is_an_error_without_its_secret(
+        sd_server: SDServer, caplog: pytest.LogCaptureFixture) -> None:
+    config = scrape(http_sd_configs=[{"url": sd_server.url(), "bearer_token": "t0k\nX: y"}])
+    sd = PrometheusSD()
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        assert sd.discover(context(config)) == []
+    assert sd.refresh_failures() == {("node", "http_sd"): 1}
+    assert "cannot send the request" in caplog.text and "t0k" not in caplog.text
+    assert sd_server.requests == []
+
+
 def test_http_sd_timeout_is_capped_by_the_polling_timeout(
         sd_server: SDServer, caplog: pytest.LogCaptureFixture) -> None:
     config = scrape(http_sd_configs=[{"url": sd_server.url("/slow"),
@@ -373,7 +384,8 @@ def test_http_sd_timeout_is_capped_by_the_polling_timeout(
     assert "no answer within 0.3s" in logged(caplog, logging.ERROR)[0]
 
 
-def test_http_sd_over_tls_honours_server_name(tmp_path: Path) -> None:
+def test_http_sd_over_tls_honours_server_name(tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
     certs = make_certificates(tmp_path)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(certs.server_pem)
@@ -388,8 +400,10 @@ def test_http_sd_over_tls_honours_server_name(tmp_path: Path) -> None:
 
         sd = PrometheusSD()
         assert addresses(sd.discover(context(tls_scrape("localhost")))) == ["a:1"]
-        assert sd.discover(context(tls_scrape("wrong.example"), source="other")) == []
+        with caplog.at_level(logging.ERROR, logger=LOGGER):
+            assert sd.discover(context(tls_scrape("wrong.example"), source="other")) == []
         assert sd.refresh_failures() == {("other", "http_sd"): 1}
+        assert "TLS: certificate verify failed: Hostname mismatch" in caplog.text
     finally:
         server.server.shutdown()
         server.server.server_close()

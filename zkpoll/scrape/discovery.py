@@ -299,6 +299,9 @@ def _get(sd: HttpSD, timeout: float) -> tuple[int, str, bytes]:
         return response.status, response.getheader("Content-Type") or "", b"".join(chunks)
     except (OSError, http.client.HTTPException) as exc:  # refused, timeouts, TLS, resets
         raise PluginError(_describe(exc, timeout)) from exc
+    except ValueError as exc:  # its text may hold a header's value: a credential
+        raise PluginError("cannot send the request (a host, path or header value that "
+                          "HTTP cannot carry)") from exc
     finally:
         conn.close()
 
@@ -319,8 +322,10 @@ def _left(deadline: float) -> float:
 def _describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, TimeoutError | socket.timeout):
         return f"no answer within {timeout:g}s"
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return f"TLS: {getattr(exc, 'reason', None) or exc}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return f"{type(exc).__name__}: {exc}"
