@@ -161,6 +161,12 @@ class Discovery(abc.ABC):
         (``static://a,b`` gives ``"a,b"``), or None.
         """
 
+    def refresh_failures(self) -> Mapping[tuple[str, str], int]:
+        """Failed refreshes so far by (source, mechanism), for a discovery that
+        keeps its last good list when a refresh fails (exported as
+        ``zkpoll_sd_refresh_failures_total``); default none."""
+        return {}
+
 
 def resource_key(resource: Any) -> str:
     """Return the stable id of a resource (the partitioning key).

@@ -423,3 +423,21 @@ def test_state_is_per_source_and_calls_may_run_in_parallel(tmp_path: Path) -> No
     for name, found in results:
         assert addresses(found) == ["common:1", f"h{name[1:]}:1"]
         assert {dict(r["target"].labels)["job"] for r in found} == {name}
+
+
+def test_refresh_failures_are_exported_on_the_agents_metrics(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from zkpoll.endpoint.metrics import AgentCollector
+    from zkpoll.testing import free_port
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{")
+    sd = PrometheusSD()
+    config = scrape(file_sd_configs=[{"files": [str(broken)]}],
+                    http_sd_configs=[{"url": f"http://127.0.0.1:{free_port()}/sd"}])
+    assert sd.discover(context(config)) == []    # nothing good yet: an empty list kept
+    agent = SimpleNamespace(plugins=SimpleNamespace(discoveries={"prometheus_sd": sd}))
+    family = AgentCollector._discovery_failures(agent)
+    assert family.name == "zkpoll_sd_refresh_failures"
+    assert {(s.labels["source"], s.labels["mechanism"]): s.value for s in family.samples
+            if s.name.endswith("_total")} == {("node", "file_sd"): 1.0, ("node", "http_sd"): 1.0}

@@ -82,6 +82,21 @@ class AgentCollector:
                 completed.add_metric([source], totals.last_completed)
         yield from counters.values()
         yield from (duration, owned, completed)
+        yield AgentCollector._discovery_failures(agent)
+
+    @staticmethod
+    def _discovery_failures(agent: AgentView) -> Metric:
+        family = CounterMetricFamily(
+            "zkpoll_sd_refresh_failures", "Failed service-discovery refreshes (the last good "
+            "list is kept).", labels=["source", "mechanism"])
+        plugins = getattr(agent, "plugins", None)
+        totals: dict[tuple[str, str], int] = {}
+        for discovery in getattr(plugins, "discoveries", {}).values():
+            for key, count in discovery.refresh_failures().items():
+                totals[key] = totals.get(key, 0) + count
+        for (source, mechanism), count in sorted(totals.items()):
+            family.add_metric([source, mechanism], count)
+        return family
 
     @staticmethod
     def _publishers(agent: AgentView) -> Iterator[Metric]:

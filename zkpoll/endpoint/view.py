@@ -62,6 +62,7 @@ class AgentView(Protocol):
     health: HealthView
     publishers: Mapping[str, PublisherView]
     last_stats: Mapping[str, CycleView]
+    plugins: Any  #: LoadedPlugins: ``discoveries`` (name -> Discovery) is read
 
     @property
     def stopping(self) -> bool: ...
