@@ -25,7 +25,12 @@ import pytest
 
 from tests.functional.agents import Poll, parse_poll, start_agent
 from tests.functional.audit import clock, rule
-from tests.functional.fleet import Fleet, Service, ServiceProcess, kill9_in_cycle_and_check
+from tests.functional.fleet import (
+    Fleet,
+    Service,
+    ServiceProcess,
+    kill9_in_cycle_and_check,
+)
 from zkpoll.testing.exposition_control import ManagedExpositionServer
 from zkpoll.testing.victoria_metrics import ManagedVictoriaMetrics
 
