@@ -222,3 +222,36 @@ def test_tls_client_certificate_server_name_and_credentials(tmp_path: Path, auth
 def test_the_agent_loads_it_as_a_central_pollster() -> None:
     plugins: LoadedPlugins = make_test_plugins(pollsters={"prometheus.scrape": ScrapePollster})
     assert plugins.pollsters["prometheus.scrape"].pollster.default_discovery == "prometheus_sd"
+
+
+def test_an_agent_scrapes_static_configs_through_prometheus_sd(
+        generator: ManagedExpositionServer, node_exporter: ManagedNodeExporter,
+        tmp_path: Path) -> None:
+    """The whole path in a real agent: polling YAML scrape: section, the default
+    discovery, the pollster, the file publisher (labels in each line)."""
+    from tests.functional.agents import start_agent
+    from zkpoll.testing.waiting import wait_for
+    polling = tmp_path / "polling.yaml"
+    polling.write_text(
+        "sources:\n  - name: node\n    interval: 1\n    meters: [prometheus.scrape]\n"
+        "    scrape:\n      static_configs:\n"
+        f"        - targets: ['{node_exporter.address}', '{generator.targets[0]}']\n"
+        "          labels: {env: test}\n"
+        "      metric_relabel_configs:\n"
+        "        - {source_labels: [__name__], regex: 'node_cpu_.*|up', action: keep}\n")
+    agent = start_agent(tmp_path, "agent", "", polling, namespaces="central")
+    try:
+        def ups() -> dict[str, float]:
+            return {s["labels"]["instance"]: s["volume"] for s in agent.records()
+                    if s["name"] == "up"}
+        wait_for(lambda: len(ups()) == 2, 30, "both targets scraped", interval=0.2,
+                 diagnostics=lambda: agent.log()[-2000:])
+    finally:
+        assert agent.terminate() == 0, agent.log()[-3000:]
+    records = agent.records()
+    assert ups() == {node_exporter.address: 1.0, generator.targets[0]: 1.0}
+    cpu = [s for s in records if s["name"] == "node_cpu_seconds_total"]
+    assert cpu and all(s["labels"]["job"] == "node" and s["labels"]["env"] == "test"
+                       and "member" not in str(s["labels"]) for s in cpu)
+    assert {s["type"] for s in cpu} == {"cumulative"}
+    assert not [s for s in records if s["name"] == "node_load1"]   # relabelled away
