@@ -453,3 +453,22 @@ def test_error_points_at_the_offending_source(tmp_path):
 def test_public_api():
     assert sorted(sources_mod.__all__) == [
         "PollingConfig", "Source", "load_polling_config", "sources_overlap"]
+
+
+def test_the_scrape_example_loads_with_its_scrape_section() -> None:
+    from pathlib import Path
+    path = Path(__file__).parents[2] / "etc/zkpoll/polling-scrape.yaml"
+    source, = load_polling_config(str(path)).sources
+    assert source.meters == ("prometheus.scrape",) and source.scrape is not None
+    assert source.scrape.job.job_name == "node" and source.scrape.client.sample_limit == 50000
+    assert [g.targets for g in source.scrape.static_configs] == [("127.0.0.1:9100",)]
+
+
+def test_a_bad_scrape_section_names_file_line_source_and_key(tmp_path) -> None:
+    path = tmp_path / "polling.yaml"
+    path.write_text("sources:\n  - name: node\n    interval: 15\n    meters: [m]\n"
+                    "    scrape:\n      tls_config: {cert_file: /x.pem}\n")
+    with pytest.raises(PollingConfigError) as err:
+        load_polling_config(str(path))
+    assert str(err.value) == (f"{path}:5 (source 'node'): scrape: tls_config: cert_file and "
+                              "key_file go together")
