@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import configparser
 import json
+import re
+import shutil
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -15,13 +19,14 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
+from zkpoll.coordination import register_opts as register_coordination_opts
 from zkpoll.endpoint.server import ApiServer
 from zkpoll.polling import agent as agent_module
 from zkpoll.polling import options
 from zkpoll.polling.agent import Agent
 from zkpoll.polling.plugins import LoadedPlugins, PollsterInfo
 from zkpoll.polling.runner import SourceRunner
-from zkpoll.polling.sources import Source
+from zkpoll.polling.sources import Source, load_polling_config
 from zkpoll.scrape.allocator import (
     METER,
     AllocatePollster,
@@ -274,3 +279,45 @@ def test_an_agent_serves_its_targets_on_sd(tmp_path: Path,
         assert json.loads(get(f"{url}/sd")[2]) == {"sources": ["node"]}
     finally:
         agent.stop(graceful=False)
+
+
+# --- the documented configuration ----------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "allocator.md"
+
+
+def doc_blocks(lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```$", DOC.read_text(), re.MULTILINE | re.DOTALL)
+
+
+def test_the_documented_agent_configuration_loads(tmp_path: Path) -> None:
+    polling = tmp_path / "polling.yaml"
+    polling.write_text(next(b for b in doc_blocks("yaml") if b.startswith("sources:")))
+    (source,) = load_polling_config(str(polling)).sources
+    assert source.meters == (METER,) and source.scrape is not None
+    ini = configparser.ConfigParser()
+    ini.read_string(doc_blocks("ini")[0])
+    conf = cfg.ConfigOpts()
+    options.register_opts(conf)
+    register_coordination_opts(conf)
+    for section in ini.sections():
+        for name in ini[section]:
+            assert name in conf[section], f"[{section}] {name} is not an option"
+
+
+@pytest.mark.parametrize("program", ["promtool", "vmagent"])
+def test_the_documented_scraper_configuration_is_accepted(program: str, tmp_path: Path) -> None:
+    binary = shutil.which(program)
+    if binary is None:
+        pytest.skip(f"{program} is not installed")
+    prometheus, vmagent = (b for b in doc_blocks("yaml")
+                           if b.startswith(("scrape_configs:", "# /etc/vmagent")))
+    config = tmp_path / "scrape.yml"
+    if program == "promtool":
+        config.write_text(prometheus)
+        command = [binary, "check", "config", str(config)]
+    else:
+        config.write_text(vmagent)
+        command = [binary, "-dryRun", f"-promscrape.config={config}"]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
