@@ -1,8 +1,8 @@
-"""zkpoll as a target allocator: two agents, two real Prometheus scraping what each serves.
+"""zkpoll as a target allocator: two agents, two real scrapers scraping what each serves.
 
 Two ``zkpoll-polling`` agents partition one ``prometheus.allocate`` source of
 20 exposition-server targets through a real ZooKeeper; a Prometheus in
-agent mode beside each reads its agent's ``/sd/SOURCE`` (http_sd) and
+agent mode (or a vmagent) beside each reads its agent's ``/sd/SOURCE`` (http_sd) and
 remote-writes into VictoriaMetrics with an external label naming it.  Once
 steady, every target's ``up`` series comes from exactly one of them, and
 each scraper scrapes what its agent serves (docs/allocator.md).
@@ -29,7 +29,7 @@ from tests.functional.fleet import ServiceProcess, logs_tail
 from zkpoll.scrape.allocator import METER
 from zkpoll.testing.exposition_control import ManagedExpositionServer
 from zkpoll.testing.plugins import require_server
-from zkpoll.testing.scrapers import ManagedPrometheusAgent
+from zkpoll.testing.scrapers import ManagedPrometheusAgent, ManagedVmagent
 from zkpoll.testing.victoria_metrics import ManagedVictoriaMetrics
 from zkpoll.testing.waiting import wait_for
 from zkpoll.testing.zookeeper import ManagedZooKeeper
@@ -38,6 +38,7 @@ pytestmark = pytest.mark.functional
 
 TARGETS = 20
 INTERVAL = 2  # the source's, in seconds
+Scraper = ManagedPrometheusAgent | ManagedVmagent
 
 
 def allocate_installed() -> bool:
@@ -74,9 +75,9 @@ def up_by_scraper(vm: ManagedVictoriaMetrics, job: str,
 
 
 @pytest.fixture
-def processes() -> Iterator[list[ServiceProcess | ManagedPrometheusAgent]]:
+def processes() -> Iterator[list[ServiceProcess | Scraper]]:
     """What a test started (append them); stopped after it."""
-    started: list[ServiceProcess | ManagedPrometheusAgent] = []
+    started: list[ServiceProcess | Scraper] = []
     yield started
     for process in reversed(started):
         if isinstance(process, ServiceProcess):
@@ -85,12 +86,14 @@ def processes() -> Iterator[list[ServiceProcess | ManagedPrometheusAgent]]:
             process.close()
 
 
-def test_two_prometheus_beside_two_agents_scrape_every_target_exactly_once(
-        zookeeper_server: ManagedZooKeeper, zk_chroot: str,
+@pytest.mark.parametrize("kind", [ManagedPrometheusAgent, ManagedVmagent],
+                         ids=["prometheus-agent", "vmagent"])
+def test_two_scrapers_beside_two_agents_scrape_every_target_exactly_once(
+        kind: type[Scraper], zookeeper_server: ManagedZooKeeper, zk_chroot: str,
         victoria_metrics_server: ManagedVictoriaMetrics,
         managed_exposition_server: Callable[..., ManagedExpositionServer],
-        processes: list[ServiceProcess | ManagedPrometheusAgent], tmp_path: Path) -> None:
-    require_server(ManagedPrometheusAgent)
+        processes: list[ServiceProcess | Scraper], tmp_path: Path) -> None:
+    require_server(kind)
     if not allocate_installed():
         pytest.skip(f"{METER} is not registered in this environment's entry points: "
                     "reinstall zkpoll (pip install -e .)")
@@ -133,8 +136,8 @@ def test_two_prometheus_beside_two_agents_scrape_every_target_exactly_once(
 
     scrapers = []
     for i, url in enumerate(urls):
-        scraper = ManagedPrometheusAgent(vm.write_url, http_sd_url=url, scrape_interval=1,
-                                         sd_refresh=1, external_labels={"scraper": f"prom{i}"})
+        scraper = kind(vm.write_url, http_sd_url=url, scrape_interval=1, sd_refresh=1,
+                       external_labels={"scraper": f"s{i}"})
         processes.append(scraper)
         scrapers.append(scraper)
         scraper.start()
@@ -142,7 +145,7 @@ def test_two_prometheus_beside_two_agents_scrape_every_target_exactly_once(
     def both_write_every_target() -> bool:
         seen = up_by_scraper(vm, source)
         return len(seen) == TARGETS and {s for counts in seen.values() for s in counts} \
-            == {"prom0", "prom1"}
+            == {"s0", "s1"}
     wait_for(both_write_every_target, 20, "up of every target written by the scrapers",
              interval=0.5, diagnostics=lambda: "\n".join(
                  [diagnostics(), *(s.log_text(tail=15) for s in scrapers)]))
@@ -156,8 +159,8 @@ def test_two_prometheus_beside_two_agents_scrape_every_target_exactly_once(
     assert [served(url) for url in urls] == shares, "the allocation moved during the test"
     seen = up_by_scraper(vm, source, since=steady)
     by_scraper = {name: sorted(i for i, counts in seen.items() if name in counts)
-                  for name in ("prom0", "prom1")}
+                  for name in ("s0", "s1")}
     twice = {i: counts for i, counts in seen.items() if len(counts) > 1}
     assert not twice, f"scraped by both: {twice}"
     assert sorted(seen) == sorted(fleet.targets)
-    assert [by_scraper["prom0"], by_scraper["prom1"]] == shares
+    assert [by_scraper["s0"], by_scraper["s1"]] == shares
