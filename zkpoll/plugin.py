@@ -55,17 +55,20 @@ class PollingContext:
     :param discovered: the key of every resource the source has in this
         cycle, whichever member owns it (None when unknown): a resource
         given before and missing now has vanished, not moved
+    :param interval: the source's interval in seconds (0.0 when unknown): the
+        next cycle starts ``interval`` after ``cycle_start``
     :param catch_up: True when the call polls only some keys of a cycle (a dead
         member's orphans, a handoff): a key not given is not a key moved away
     """
 
-    __slots__ = ("cache", "catch_up", "conf", "cycle_start", "discovered", "meters", "scrape",
-                 "source", "timeout")
+    __slots__ = ("cache", "catch_up", "conf", "cycle_start", "discovered", "interval", "meters",
+                 "scrape", "source", "timeout")
 
     def __init__(self, conf: Any, cache: dict[str, Any] | None = None, source: str = "",
                  cycle_start: float = 0.0, timeout: float = 0.0,
                  meters: tuple[str, ...] = (), scrape: Any = None,
-                 discovered: frozenset[str] | None = None, catch_up: bool = False) -> None:
+                 discovered: frozenset[str] | None = None, interval: float = 0.0,
+                 catch_up: bool = False) -> None:
         self.conf = conf
         self.cache = {} if cache is None else cache
         self.source = source
@@ -74,6 +77,7 @@ class PollingContext:
         self.meters = meters
         self.scrape = scrape
         self.discovered = discovered
+        self.interval = interval
         self.catch_up = catch_up
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,10 +46,12 @@ def write_static_source(path: Path, resources: int, interval: int = 2,
 
 def start_agent(workdir: Path, name: str, backend_url: str, polling_file: Path,
                 namespaces: str = "synthetic", extra: str = "", settle_time: float = 1.0,
-                wrap: Sequence[str] = ()) -> ServiceProcess:
+                wrap: Sequence[str] = (),
+                env: Mapping[str, str] | None = None) -> ServiceProcess:
     """One ``zkpoll-polling`` process with its own config; its output is its sample file.
 
-    ``wrap`` prefixes the command (e.g. ``ip netns exec <namespace>``).
+    ``wrap`` prefixes the command (e.g. ``ip netns exec <namespace>``); ``env`` is
+    its environment (default: this process's).
     """
     samples = workdir / f"{name}.jsonl"
     conf = ("[coordination]\n"
@@ -61,7 +63,7 @@ def start_agent(workdir: Path, name: str, backend_url: str, polling_file: Path,
             "[publisher]\n"
             f"default_publishers = file://{samples}\n" + extra)
     return ServiceProcess(workdir, name, [*wrap, *agent_command()], conf, samples,
-                          args=["--polling-namespaces", namespaces])
+                          args=["--polling-namespaces", namespaces], env=env)
 
 
 def iso_to_epoch(text: str) -> float:

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic
@@ -50,11 +50,13 @@ class ServiceProcess:
     """One service process: ``command --config-file <name>.conf *args``.
 
     Its stderr goes to ``<name>.log``; ``output`` is the JSON-lines file it
-    writes, which :meth:`records` and :class:`Collector` read.
+    writes, which :meth:`records` and :class:`Collector` read.  ``env``: its
+    environment (default: this process's).
     """
 
     def __init__(self, workdir: Path, name: str, command: Sequence[str], conf: str,
-                 output: Path, args: Sequence[str] = ()) -> None:
+                 output: Path, args: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.output = output
         self.log_path = workdir / f"{name}.log"
@@ -63,7 +65,8 @@ class ServiceProcess:
         self.proc = subprocess.Popen(
             [*command, "--config-file", str(self.conf_path), *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log_path, "wb"), cwd=workdir)  # noqa: SIM115
+            stderr=open(self.log_path, "wb"), cwd=workdir,  # noqa: SIM115
+            env=None if env is None else dict(env))
 
     def records(self) -> list[dict[str, Any]]:
         """Every complete JSON line of ``output`` so far (a line being written is skipped)."""

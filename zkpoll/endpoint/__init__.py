@@ -1,4 +1,4 @@
-"""The agent's HTTP endpoint: ``/metrics``, ``/ownership`` and ``/healthz``.
+"""The agent's HTTP endpoint: ``/metrics``, ``/ownership``, ``/samples``, ``/sd`` and ``/healthz``.
 
 It reads the agent through the small :class:`~zkpoll.endpoint.view.AgentView`
 protocol, so it depends on neither the polling package nor its agent.

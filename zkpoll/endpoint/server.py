@@ -1,4 +1,4 @@
-"""The agent's HTTP endpoint: ``/metrics``, ``/ownership``, ``/healthz``.
+"""The agent's HTTP endpoint: ``/metrics``, ``/ownership``, ``/samples``, ``/sd``, ``/healthz``.
 
 Off unless ``[api] bind`` is set (``127.0.0.1:9464``, say: keep it on
 loopback or behind a firewall; it has no authentication).
@@ -10,6 +10,10 @@ loopback or behind a firewall; it has no authentication).
 * ``/samples?meter=NAME``: JSON, the newest sample of each resource of
   that meter this agent polled (what ``threshold`` alarms read; without
   ``meter``, the meters it has samples of).
+* ``/sd/SOURCE``: JSON in Prometheus's ``http_sd`` format, the scrape
+  targets this agent owns in the current cycle of a source polling
+  ``prometheus.allocate`` (:mod:`zkpoll.endpoint.sd`, docs/allocator.md);
+  ``/sd`` lists those sources.
 * ``/healthz``: 200 when the agent polls its share, 503 (with the reason)
   while it is fenced, withdrawn or stopping.  The JSON body says
   ``"status": "degraded"`` (still 200: the agent polls) while a spooled
@@ -24,6 +28,7 @@ loopback or behind a firewall; it has no authentication).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -34,18 +39,19 @@ from typing import Any
 
 from oslo_config import cfg
 
-from zkpoll.endpoint import metrics
+from zkpoll.endpoint import metrics, sd
 from zkpoll.endpoint.view import AgentView
 from zkpoll.exceptions import ConfigError
 
-__all__ = ["OPTS", "ApiServer", "Route", "agent_routes", "json_body", "parse_bind"]
+__all__ = ["OPTS", "ApiServer", "PrefixRoute", "Route", "agent_prefix_routes", "agent_routes",
+           "json_body", "parse_bind"]
 
 LOG = logging.getLogger(__name__)
 
 OPTS = [
     cfg.StrOpt("bind",
                help="HOST:PORT of the agent's HTTP endpoint (/metrics, /ownership, /samples, "
-                    "/healthz), for example 127.0.0.1:9464. Unset: no endpoint. It has "
+                    "/sd, /healthz), for example 127.0.0.1:9464. Unset: no endpoint. It has "
                     "no authentication: keep it on loopback or a management network."),
 ]
 
@@ -60,6 +66,8 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 #: ``route(query) -> (status, body, content type)``; ``query`` is the raw query string.
 Route = Callable[[str], tuple[int, bytes, str]]
+#: ``route(rest, query)`` for every path under a prefix (``/sd/`` gets ``rest`` = ``SOURCE``).
+PrefixRoute = Callable[[str, str], tuple[int, bytes, str]]
 
 
 def json_body(status: int, payload: Any) -> tuple[int, bytes, str]:
@@ -92,7 +100,13 @@ def agent_routes(agent: AgentView) -> dict[str, Route]:
     return {"/metrics": metrics_route,
             "/ownership": lambda query: json_body(200, metrics.ownership(agent)),
             "/healthz": health_route,
-            "/samples": samples_route}
+            "/samples": samples_route,
+            "/sd": sd.sd_index(agent)}
+
+
+def agent_prefix_routes(agent: AgentView) -> dict[str, PrefixRoute]:
+    """The polling agent's paths under a prefix."""
+    return {"/sd/": sd.sd_source(agent)}
 
 
 class ApiServer:
@@ -101,22 +115,26 @@ class ApiServer:
     :param agent: the polling agent (its paths: :func:`agent_routes`)
     :param bind: ``HOST:PORT``
     :param routes: other paths instead (the alarm evaluator's)
+    :param prefixes: other paths under a prefix (with ``routes``)
     """
 
     def __init__(self, agent: AgentView | None, bind: str,
-                 routes: Mapping[str, Route] | None = None) -> None:
+                 routes: Mapping[str, Route] | None = None,
+                 prefixes: Mapping[str, PrefixRoute] | None = None) -> None:
         self.agent = agent
         host, port = parse_bind(bind)
         if routes is None:
             assert agent is not None, "give an agent or routes"
             routes = agent_routes(agent)
-        handler = type("Handler", (_Handler,), {"routes": dict(routes)})
+            prefixes = agent_prefix_routes(agent)
+        handler = type("Handler", (_Handler,), {"routes": dict(routes),
+                                                "prefixes": dict(prefixes or {})})
         try:
             self.server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
             raise ConfigError(f"[api] bind: cannot listen on {bind}: {exc}") from exc
         self.server.daemon_threads = True
-        self.paths = sorted(routes)
+        self.paths = sorted([*routes, *(f"{p}..." for p in prefixes or {})])
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        name="zkpoll-api")
 
@@ -136,14 +154,18 @@ class ApiServer:
 
 class _Handler(BaseHTTPRequestHandler):
     routes: dict[str, Route]
+    prefixes: dict[str, PrefixRoute]
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
         route = self.routes.get(path)
         if route is None:
-            self._send(*json_body(404, {"error": f"no such path {path}",
-                                        "paths": sorted(self.routes)}))
-            return
+            prefix = next((p for p in self.prefixes if path.startswith(p) and path != p), None)
+            if prefix is None:
+                self._send(*json_body(404, {"error": f"no such path {path}",
+                                            "paths": sorted(self.routes)}))
+                return
+            route = functools.partial(self.prefixes[prefix], path[len(prefix):])
         try:
             self._send(*route(query))
         except Exception:  # one broken page must not kill the endpoint

@@ -66,3 +66,6 @@ class AgentView(Protocol):
 
     @property
     def stopping(self) -> bool: ...
+
+    def pollsters_of(self, meter: str) -> Mapping[str, Any]:
+        """{source: the pollster of ``meter``} of every source polling ``meter``."""

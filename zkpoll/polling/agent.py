@@ -297,6 +297,12 @@ class Agent:
             self.api.stop()
         LOG.info("agent stopped")
 
+    def pollsters_of(self, meter: str) -> dict[str, Any]:
+        """{source: the pollster of ``meter``} of every running source polling ``meter``
+        (the endpoint's ``/sd`` reads the ``prometheus.allocate`` pollster's records)."""
+        return {r.source.name: info.pollster for r in list(self.runners)
+                for info in r.pollsters if info.meter == meter}
+
     @property
     def stopping(self) -> bool:
         """True once a stop (graceful or not) has begun."""

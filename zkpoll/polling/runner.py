@@ -163,7 +163,8 @@ class SourceRunner:
         began = time.monotonic()
         stats = CycleStats(self.source.name, index, start)
         context = PollingContext(self.conf, {}, self.source.name, start, self.timeout,
-                                 self._meters(), self.source.scrape, frozenset())
+                                 self._meters(), self.source.scrape, frozenset(),
+                                 float(self.source.interval))
         calls: dict[futures.Future[list[Any]], _Call] = {}
         book = UnreachableBook()
         owned_cache: dict[tuple[str, tuple[str, ...]], Sequence[str] | None] = {}
@@ -245,7 +246,8 @@ class SourceRunner:
         context = PollingContext(self.conf, {}, self.source.name, start, self.timeout,
                                  self._meters(namespace), self.source.scrape,
                                  frozenset(k for keyed in planned for k in keyed)
-                                 if planned else None, catch_up=True)
+                                 if planned else None, float(self.source.interval),
+                                 catch_up=True)
         calls: dict[futures.Future[list[Any]], _Call] = {}
         book = UnreachableBook()
         for info in self.pollsters:

@@ -83,11 +83,12 @@ GRACE = 1.0
 def make_context(conf: Any = None, *, timeout: float = 5.0, source: str = "test",
                  cycle_start: float | None = None,
                  cache: dict[str, Any] | None = None,
-                 meters: tuple[str, ...] = ()) -> PollingContext:
+                 meters: tuple[str, ...] = (), scrape: Any = None,
+                 interval: float = 0.0) -> PollingContext:
     """A :class:`PollingContext` as the agent builds it for one cycle."""
     return PollingContext(conf, {} if cache is None else cache, source,
                           time.time() if cycle_start is None else cycle_start, timeout,
-                          meters)
+                          meters, scrape, interval=interval)
 
 
 def _extension(name: str, plugin: Any, conf: Any) -> Extension[Any]:

@@ -11,6 +11,10 @@ seconds, and remote-write everything, ``up`` and the other per-target
 series included, to ``remote_write_url`` (e.g.
 :attr:`ManagedVictoriaMetrics.write_url`).
 
+``http_sd_url`` instead of ``file_sd``: the scraper reads its targets from
+that ``http_sd`` URL every ``sd_refresh`` seconds (a zkpoll agent's
+``/sd/SOURCE``, say).
+
 ``members=N, member=i`` makes the scraper shard ``i`` of ``N``: vmagent
 through ``-promscrape.cluster.membersCount/memberNum`` (and
 ``replication_factor``: each target scraped by that many members),
@@ -57,16 +61,20 @@ class _Scraper(ManagedServer):
     start_timeout = 30.0
     ready_path = ""
 
-    def __init__(self, remote_write_url: str, file_sd: Path, *, members: int = 1,
+    def __init__(self, remote_write_url: str, file_sd: Path | None = None, *,
+                 http_sd_url: str | None = None, members: int = 1,
                  member: int = 0, scrape_interval: float = 5.0,
                  scrape_timeout: float | None = None, job: str = "exposition",
                  external_labels: Mapping[str, str] | None = None, sd_refresh: float = 1.0,
                  port: int | None = None, host: str = "127.0.0.1") -> None:
+        if (file_sd is None) == (http_sd_url is None):
+            raise ValueError("give either file_sd or http_sd_url")
         if not 0 <= member < members:
             raise ValueError(f"member {member} is not in 0..{members - 1}")
         super().__init__(port, host)
         self.remote_write_url = remote_write_url
-        self.file_sd = Path(file_sd).resolve()
+        self.file_sd = Path(file_sd).resolve() if file_sd is not None else None
+        self.http_sd_url = http_sd_url
         self.members = members
         self.member = member
         self.scrape_interval = scrape_interval
@@ -81,10 +89,12 @@ class _Scraper(ManagedServer):
         return self._dir / "scrape.yml"
 
     def scrape_config(self) -> dict[str, Any]:
-        """The one ``scrape_configs`` entry: the job reading :attr:`file_sd`."""
+        """The one ``scrape_configs`` entry: the job reading :attr:`file_sd` (or
+        :attr:`http_sd_url`)."""
+        sd = {"http_sd_configs": [{"url": self.http_sd_url}]} if self.http_sd_url else \
+            {"file_sd_configs": [{"files": [str(self.file_sd)]}]}
         return {"job_name": self.job, "scrape_interval": _duration(self.scrape_interval),
-                "scrape_timeout": _duration(self.scrape_timeout),
-                "file_sd_configs": [{"files": [str(self.file_sd)]}]}
+                "scrape_timeout": _duration(self.scrape_timeout), **sd}
 
     def write_config(self, config: Mapping[str, Any]) -> Path:
         """Write ``config`` (JSON is YAML) to :attr:`config_path`."""
@@ -113,8 +123,8 @@ class ManagedVmagent(_Scraper):
     package = "victoria-metrics"
     ready_path = "/health"
 
-    def __init__(self, remote_write_url: str, file_sd: Path, *, replication_factor: int = 1,
-                 **kwargs: Any) -> None:
+    def __init__(self, remote_write_url: str, file_sd: Path | None = None, *,
+                 replication_factor: int = 1, **kwargs: Any) -> None:
         super().__init__(remote_write_url, file_sd, **kwargs)
         self.replication_factor = replication_factor
 
@@ -123,6 +133,7 @@ class ManagedVmagent(_Scraper):
         command = [self.find_binary(), f"-httpListenAddr={self.address}",
                    f"-promscrape.config={config}",
                    f"-promscrape.fileSDCheckInterval={_duration(self.sd_refresh)}",
+                   f"-promscrape.httpSDCheckInterval={_duration(self.sd_refresh)}",
                    f"-remoteWrite.url={self.remote_write_url}",
                    f"-remoteWrite.tmpDataPath={self._dir / 'remote-write'}",
                    "-remoteWrite.flushInterval=1s", "-loggerLevel=INFO"]
@@ -145,7 +156,8 @@ class ManagedPrometheusAgent(_Scraper):
 
     def scrape_config(self) -> dict[str, Any]:
         config = super().scrape_config()
-        config["file_sd_configs"][0]["refresh_interval"] = _duration(self.sd_refresh)
+        sd = config.get("http_sd_configs") or config["file_sd_configs"]
+        sd[0]["refresh_interval"] = _duration(self.sd_refresh)
         if self.members > 1:
             config["relabel_configs"] = [
                 {"source_labels": ["__address__"], "modulus": self.members,
