@@ -190,7 +190,8 @@ def test_unknown_discovery_refused_at_start(tmp_path: Path) -> None:
     # the discoveries of zkpoll and of the plugins of plugins/ (installed by run_tests.sh)
     assert line.endswith("polling.yaml:5 (source 'web'): unknown discovery 'statc'; did you "
                          "mean 'static'? loaded discoveries: file, local_host, "
-                         "redis_replication, snmp_devices, static, zookeeper_servers")
+                         "prometheus_sd, redis_replication, snmp_devices, static, "
+                         "zookeeper_servers")
 
 
 def test_pollster_default_discovery_must_be_loaded(tmp_path: Path) -> None:
