@@ -392,16 +392,19 @@ def up_times(vm: ManagedVictoriaMetrics, job: str, start: float, end: float,
 
 
 def bucket_counts(times: dict[str, list[float]], interval: float, event: float,
-                  end: float) -> dict[str, Any]:
+                  end: float, copies: int = 1) -> dict[str, Any]:
     """Gaps and duplicates of each target's ``up`` samples in the buckets around ``event``.
 
     A target's buckets are ``interval`` wide and centred on its own steady
     phase: bucket 0 is centred on its last sample at or before
     ``event - interval / 2``, bucket m on that time plus m intervals; the
     buckets counted are those that end by ``end``.  Gap: a bucket without a
-    sample; duplicates: the samples beyond the first in a bucket.
+    sample; duplicates: the samples beyond the first in a bucket.  With
+    ``copies`` > 1 (a replicated scraper), also the buckets with fewer
+    samples than that but not none (redundancy lost) and the samples beyond
+    ``copies`` in a bucket.
     """
-    gaps = duplicates = buckets = 0
+    gaps = duplicates = buckets = under = over = 0
     unreferenced = []
     for target, stamps in times.items():
         before = [t for t in stamps if t <= event - interval / 2]
@@ -418,12 +421,17 @@ def bucket_counts(times: dict[str, list[float]], interval: float, event: float,
         buckets += count
         gaps += sum(1 for n in counts if n == 0)
         duplicates += sum(n - 1 for n in counts if n > 1)
+        under += sum(1 for n in counts if 0 < n < copies)
+        over += sum(n - copies for n in counts if n > copies)
     if unreferenced:
         progress(f"{len(unreferenced)} targets had no up sample before the event, e.g. "
                  f"{unreferenced[0]}: counted as gaps in every bucket")
         gaps += len(unreferenced) * max(1, round((end - event) / interval))
-    return {"gaps": gaps, "duplicates": duplicates, "buckets": buckets,
-            "targets_without_steady_sample": len(unreferenced)}
+    out: dict[str, Any] = {"gaps": gaps, "duplicates": duplicates, "buckets": buckets,
+                           "targets_without_steady_sample": len(unreferenced)}
+    if copies > 1:
+        out.update(copies=copies, buckets_below_copies=under, samples_beyond_copies=over)
+    return out
 
 
 def unscraped_max(times: dict[str, list[float]], start: float, end: float) -> float:

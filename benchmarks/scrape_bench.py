@@ -71,7 +71,11 @@ samples, CPU and the generator's request counts are its own:
    sample; ``duplicates``: samples beyond the first in a bucket (a peer
    whose target moves to a member with another phase can show one gap and
    one duplicate where no scrape was missed: ``targets_unscraped_max_s``
-   tells).  ``buckets``: (target, bucket) pairs counted.
+   tells).  ``buckets``: (target, bucket) pairs counted.  ``vmagent_rf2``
+   stores every sample twice by design, so its ``duplicates`` count one per
+   bucket in steady state; its lines add ``buckets_below_copies`` (buckets
+   with one sample: redundancy lost, nothing missing) and
+   ``samples_beyond_copies`` (more than two).
    ``targets_unscraped_max_s``: the longest time any target went without a
    stored ``up`` sample between one interval before the event and the end
    (an open gap runs to the end; steady state: one interval).
@@ -253,7 +257,8 @@ class Bench:
             watch.stop()
         self.vm.flush()
         times = up_times(self.vm, fleet.job, t_event - 3 * interval, end, self.targets)
-        counts = bucket_counts(times, interval, t_event, end)
+        counts = bucket_counts(times, interval, t_event, end,
+                               copies=getattr(fleet, "replication_factor", 1))
         gap = watch.gap_max(t_event - interval, end)
         line: dict[str, Any] = {
             **counts,
@@ -330,8 +335,11 @@ def single_agent(args: argparse.Namespace, workdir: Path, zk: ManagedZooKeeper,
             vm.flush()
             stored = stored_samples(vm, fleet.job, t0, t1)
             window = t1 - t0
-            key = 'zkpoll_samples_polled_total{source="zkpoll_single"}'
-            scraped = m1.get(key, 0.0) - m0.get(key, 0.0)
+            def delta(name: str) -> float:
+                key = f'{name}{{source="zkpoll_single"}}'
+                return m1.get(key, 0.0) - m0.get(key, 0.0)
+
+            scraped = delta("zkpoll_samples_polled_total")
             cpu = {k: cpu1[k] - cpu0[k] for k in pids}
             duration = m1.get('zkpoll_cycle_duration_seconds{source="zkpoll_single"}')
             backlog = sum(v for k, v in m1.items()
@@ -339,11 +347,15 @@ def single_agent(args: argparse.Namespace, workdir: Path, zk: ManagedZooKeeper,
             per_cpu = scraped / cpu["agent"] if cpu["agent"] else None
             emit(bench="scrape_single_agent", targets=len(generator.targets),
                  series_per_target=args.single_series, interval_s=interval,
+                 offered_series_per_s=round(len(generator.targets) * args.single_series
+                                            / interval),
                  scraped_series_per_s=round(scraped / window),
                  stored_series_per_s=round(stored / window),
                  cpu_s_per_s=round(cpu["agent"] / window, 3),
                  series_per_cpu_s=None if per_cpu is None else round(per_cpu),
                  last_cycle_duration_s=rounded(duration, 3),
+                 cycles_in_window=int(delta("zkpoll_cycles_total")),
+                 pollster_timeouts=int(delta("zkpoll_pollster_timeouts_total")),
                  spool_backlog_samples=int(backlog),
                  generator_cpu_s_per_s=round(cpu["generator"] / window, 3),
                  vm_cpu_s_per_s=round(cpu["vm"] / window, 3),
