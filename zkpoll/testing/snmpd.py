@@ -44,7 +44,8 @@ from collections.abc import Sequence
 from zkpoll.exceptions import ZkpollError
 from zkpoll.testing._server import ManagedServer
 
-__all__ = ["ENDPOINTS_PER_ARG", "ManagedSnmpd", "free_udp_port", "loopback_addresses",
+__all__ = ["ENDPOINTS_PER_ARG", "UDP_PORTS", "ManagedSnmpd", "free_udp_port",
+           "loopback_addresses",
            "v2c_get_request"]
 
 #: Endpoints given to snmpd in one command-line argument (it joins its arguments).
@@ -72,18 +73,23 @@ def loopback_addresses(count: int, prefix: str = "127.77") -> list[str]:
     return [f"{prefix}.{i // 254}.{i % 254 + 1}" for i in range(count)]
 
 
-def free_udp_port(hosts: Sequence[str], attempts: int = 50) -> int:
-    """A UDP port free on every one of ``hosts`` (local IPv4 addresses) right now.
+#: Ports :func:`free_udp_port` picks from: below Linux's ephemeral range (32768-60999),
+#: so that no client socket (bound to 0.0.0.0 on an ephemeral port) takes one between
+#: the check and snmpd's bind.
+UDP_PORTS = range(20000, 32768)
 
-    The port is taken free on the first host and bound once on each other
-    (one at a time, so thousands of hosts need two descriptors).
+
+def free_udp_port(hosts: Sequence[str], attempts: int = 200) -> int:
+    """A UDP port free on every one of ``hosts`` (local IPv4 addresses) right now,
+    outside the ephemeral range (:data:`UDP_PORTS`).
+
+    Each candidate is bound once on each host (one at a time, so thousands of
+    hosts need one descriptor).
     """
     for _ in range(attempts):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
-            first.bind((hosts[0], 0))
-            port = first.getsockname()[1]
-            if all(_udp_free(host, port) for host in hosts[1:]):
-                return port
+        port = random.choice(UDP_PORTS)
+        if all(_udp_free(host, port) for host in hosts):
+            return port
     raise ZkpollError(f"no UDP port free on all of {len(hosts)} addresses after "
                       f"{attempts} attempts")
 
