@@ -65,3 +65,11 @@ def test_validate_rejects_broken_samples(kwargs: dict, error: str) -> None:
     fields = {"name": "cpu", "type": GAUGE, "unit": "%", "volume": 1, "resource_id": "h"}
     with pytest.raises(ValueError, match=error):
         Sample(**{**fields, **kwargs}).validate()
+
+
+def test_latest_samples_keep_meters_not_scraped_series() -> None:
+    from zkpoll.polling.latest import LatestSamples
+    latest = LatestSamples()
+    latest.record([Sample("host.load", "gauge", "1", 0.5, "h1"),
+                   Sample("node_load1", "gauge", "", 0.7, "t1", labels={"job": "node"})])
+    assert latest.meters() == ["host.load"]

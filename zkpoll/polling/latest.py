@@ -3,7 +3,10 @@
 Alarm evaluators without a TSDB read it (``threshold`` alarms, see
 docs/alarming.md).  One entry per meter and resource: memory grows with
 what the agent polls, not with time.  Entries not refreshed for
-``max_age`` seconds are dropped when the meter is next read.
+``max_age`` seconds are dropped when the meter is next read.  Scraped
+Prometheus series (samples with labels) are not kept: many series share a
+name and a target, so one entry per (meter, resource) would mix them;
+alarms on them query the TSDB they are written to.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class LatestSamples:
         """Keep each sample if it is the newest of its meter and resource."""
         with self._lock:
             for sample in samples:
-                if sample.volume is None:
+                if sample.volume is None or sample.labels:
                     continue
                 resources = self._meters.setdefault(sample.name, {})
                 known = resources.get(sample.resource_id)
