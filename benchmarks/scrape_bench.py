@@ -386,17 +386,22 @@ class _InlineExecutor:
 
 
 def profile(args: argparse.Namespace, generator: ManagedExpositionServer) -> None:
-    """``scrape_profile``: the agent's pipeline, stage by stage, in this process."""
+    """``scrape_profile``: the agent's pipeline, stage by stage, in this process (with
+    the daemon's garbage-collection thresholds, as in the agent)."""
+    import gc
     import urllib.parse
     from unittest import mock
 
     import cramjam
 
+    from zkpoll.cmd._run import GC_THRESHOLDS
     from zkpoll.publisher.remote_write import RemoteWriteSender
     from zkpoll.publisher.spool_codec import decode_batch, encode_batch
     from zkpoll.sample import Sample
     from zkpoll.scrape import pollster as pollster_module
     from zkpoll.testing.plugins import make_context
+
+    gc.set_threshold(*GC_THRESHOLDS)
 
     targets = generator.targets[:args.profile_targets]
     scraper = pollster_module.ScrapePollster()
@@ -440,6 +445,8 @@ def profile(args: argparse.Namespace, generator: ManagedExpositionServer) -> Non
     cpu = sum(stages.values())
     emit(bench="scrape_profile", targets=len(targets), series_per_round=series // args.profile_rounds,
          rounds=args.profile_rounds, series_per_cpu_s=round(series / cpu),
+         scrape_to_spool_series_per_cpu_s=round(
+             series / (stages["get_samples"] + stages["encode_batch"])),
          cpu_us_per_series={k: round(v / series * 1e6, 3) for k, v in stages.items()},
          share={k: round(v / cpu, 3) for k, v in stages.items()},
          top_tottime=[{"function": f"{Path(file).name}:{line}:{name}",
