@@ -10,12 +10,14 @@ caller's ``error(reason, line)`` function.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import yaml
 
-__all__ = ["describe", "duplicate_key", "key_lines", "node_line", "read_yaml", "value_node"]
+__all__ = ["describe", "duplicate_key", "key_lines", "node_line", "read_yaml", "value_node",
+           "yaml_files"]
 
 LOG = logging.getLogger(__name__)
 
@@ -132,3 +134,16 @@ def describe(value: object) -> str:
             shown = f" ({value!r})" if not isinstance(value, (dict, list)) else ""
             return text + shown
     return f"a {type(value).__name__}"
+
+
+def yaml_files(directories: Iterable[str], what: str) -> Iterator[str]:
+    """The ``*.yaml`` and ``*.yml`` files of ``directories``, sorted per directory;
+    a missing directory is skipped (DEBUG, naming ``what`` it would hold)."""
+    for directory in directories:
+        if not os.path.isdir(directory):
+            LOG.debug("no %s directory %s", what, directory)
+            continue
+        for filename in sorted(os.listdir(directory)):
+            path = os.path.join(directory, filename)
+            if filename.endswith((".yaml", ".yml")) and os.path.isfile(path):
+                yield path

@@ -21,6 +21,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from contextlib import ExitStack, suppress
 from pathlib import Path
 from types import TracebackType
@@ -78,6 +80,7 @@ class ManagedServer:
     scheme = ""           #: URL scheme of :attr:`url`
     probe = b""           #: request sent to check that the server answers
     answer = b""          #: prefix of the expected reply
+    ready_path = ""       #: an HTTP server's readiness path (instead of probe/answer)
     start_timeout = 15.0  #: default seconds :meth:`start` waits for an answer
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
@@ -182,7 +185,16 @@ class ManagedServer:
             time.sleep(_POLL_INTERVAL)
 
     def answers(self, timeout: float = 1.0) -> bool:
-        """True if something on our port answers :attr:`probe` as expected."""
+        """True if something on our port answers :attr:`probe` as expected (an HTTP
+        200 on :attr:`ready_path` for an HTTP server)."""
+        if self.ready_path:
+            try:
+                with urllib.request.urlopen(f"http://{self.address}{self.ready_path}",
+                                            timeout=timeout) as answer:
+                    answer.read()
+                    return answer.status == 200
+            except (OSError, urllib.error.URLError):
+                return False
         try:
             with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
                 sock.sendall(self.probe)

@@ -48,6 +48,7 @@ class ManagedExpositionServer(ManagedServer):
     program = "exposition-server"
     package = "python3"
     scheme = "http"
+    ready_path = "/ready"
     start_timeout = 30.0
 
     def __init__(self, targets: int = 10, series: int = 1000,
@@ -76,12 +77,6 @@ class ManagedExpositionServer(ManagedServer):
         self._targets = self._call("GET", "/targets")
         self.target_port = int(self._targets[0].rpartition(":")[2])
 
-    def answers(self, timeout: float = 1.0) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/ready", timeout=timeout) as answer:
-                return answer.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
 
     @property
     def pid(self) -> int | None:

@@ -14,8 +14,6 @@ can block on a stale mount (a slow ``filesystem`` stat is capped at 1 s)::
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 
 from zkpoll.testing._server import ManagedServer
@@ -37,6 +35,7 @@ class ManagedNodeExporter(ManagedServer):
     env_var = "ZKPOLL_NODE_EXPORTER"
     package = "prometheus-node-exporter"
     scheme = "http"
+    ready_path = "/"   # the landing page: a half-read /metrics logs a broken pipe per family
     start_timeout = 15.0
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1",
@@ -55,11 +54,3 @@ class ManagedNodeExporter(ManagedServer):
                 *(f"--collector.{name}" for name in self.collectors),
                 "--collector.filesystem.mount-timeout=1s", "--log.level=warn"]
 
-    def answers(self, timeout: float = 1.0) -> bool:
-        try:
-            # The landing page: a half-read /metrics makes it log a broken pipe per family.
-            with urllib.request.urlopen(f"{self.url}/", timeout=timeout) as answer:
-                answer.read()
-                return answer.status == 200
-        except (OSError, urllib.error.URLError):
-            return False

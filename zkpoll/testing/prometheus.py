@@ -43,6 +43,7 @@ class ManagedPrometheus(ManagedServer):
     env_var = "ZKPOLL_PROMETHEUS"
     package = "prometheus"
     scheme = "prometheus+remote-write"
+    ready_path = "/-/ready"
     start_timeout = 60.0
 
     @property
@@ -58,13 +59,6 @@ class ManagedPrometheus(ManagedServer):
                 f"--web.listen-address={self.address}", "--web.enable-remote-write-receiver",
                 "--storage.tsdb.retention.time=1d", "--log.level=warn"]
 
-    def answers(self, timeout: float = 1.0) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{self.address}/-/ready",
-                                        timeout=timeout) as answer:
-                return answer.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
 
     def api(self, path: str, **params: Any) -> Any:
         """GET ``/api/v1/<path>`` with ``params``; the ``data`` of the answer."""

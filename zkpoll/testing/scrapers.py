@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -59,7 +57,6 @@ class _Scraper(ManagedServer):
 
     scheme = "http"
     start_timeout = 30.0
-    ready_path = ""
 
     def __init__(self, remote_write_url: str, file_sd: Path | None = None, *,
                  http_sd_url: str | None = None, members: int = 1,
@@ -101,14 +98,6 @@ class _Scraper(ManagedServer):
         self.config_path.write_text(json.dumps(config, indent=1))
         return self.config_path
 
-    def answers(self, timeout: float = 1.0) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}{self.ready_path}",
-                                        timeout=timeout) as answer:
-                answer.read()
-                return answer.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
 
 
 class ManagedVmagent(_Scraper):

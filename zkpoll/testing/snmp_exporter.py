@@ -123,6 +123,7 @@ class ManagedSnmpExporter(ManagedServer):
     env_var = "ZKPOLL_SNMP_EXPORTER"
     package = "prometheus-snmp-exporter"
     scheme = "http"
+    ready_path = "/"
 
     def __init__(self, snmpd: ManagedSnmpd, port: int | None = None, *,
                  snmp_timeout: float = 2.0, retries: int = 1) -> None:
@@ -151,12 +152,6 @@ class ManagedSnmpExporter(ManagedServer):
         return [self.find_binary(), f"--config.file={self.config_path}",
                 f"--web.listen-address={self.address}", "--log.level=warn"]
 
-    def answers(self, timeout: float = 1.0) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/", timeout=timeout) as answer:
-                return answer.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
 
     def scrape(self, target: str, module: str = "if_mib", timeout: float = 30.0) -> str:
         """``GET /snmp?target=<target>&module=<module>``: the metrics text of one device.

@@ -65,6 +65,7 @@ class ManagedVictoriaMetrics(ManagedServer):
     env_var = "ZKPOLL_VICTORIA_METRICS"
     package = "victoria-metrics"
     scheme = "prometheus+remote-write"
+    ready_path = "/health"
     start_timeout = 30.0
 
     @property
@@ -91,12 +92,6 @@ class ManagedVictoriaMetrics(ManagedServer):
                 "-search.disableCache",          # no response cache hiding fresh samples
                 "-memory.allowedPercent=20", "-loggerLevel=WARN"]
 
-    def answers(self, timeout: float = 1.0) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.http_url}/health", timeout=timeout) as answer:
-                return answer.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
 
     def request(self, path: str, params: Mapping[str, Any] | None = None,
                 data: bytes | None = None, timeout: float = 30.0) -> bytes:

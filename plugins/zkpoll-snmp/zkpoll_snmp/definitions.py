@@ -23,7 +23,6 @@ load failure; the others load.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from zkpoll.exceptions import ConfigError
 from zkpoll.plugin import PollsterSet
 from zkpoll.sample import TYPES
-from zkpoll.yaml_lines import node_line, read_yaml
+from zkpoll.yaml_lines import node_line, read_yaml, yaml_files
 from zkpoll_snmp.meters import CONVERTERS, Field, MeterDef
 from zkpoll_snmp.options import snmp_options
 
@@ -116,39 +115,32 @@ def load_definitions(dirs: Sequence[str]) -> tuple[list[MeterDef], dict[str, str
     meters: list[MeterDef] = []
     failures: dict[str, str] = {}
     seen: dict[str, str] = {}
-    for directory in dirs:
-        if not os.path.isdir(directory):
-            LOG.debug("no SNMP definitions directory %s", directory)
+    for path in yaml_files(dirs, "SNMP definitions"):
+        try:
+            root, data = read_yaml(path, lambda reason, line, p=path: ConfigError(
+                f"{p}{f':{line}' if line else ''}: {reason}"))
+            if data is not None and not isinstance(data, list):
+                raise ConfigError(f"{path}: expected a list of meters, not "
+                                  f"{type(data).__name__}")
+        except ConfigError as exc:
+            failures[f"snmp:{path}"] = str(exc)
+            LOG.error("SNMP meter definitions of %s are DISABLED: %s", path, exc)
             continue
-        for filename in sorted(os.listdir(directory)):
-            path = os.path.join(directory, filename)
-            if not filename.endswith((".yaml", ".yml")) or not os.path.isfile(path):
-                continue
+        for index, raw in enumerate(data or []):
+            node = root.value[index] if root is not None else None
+            line = node_line(node)
+            label = raw.get("name") if isinstance(raw, Mapping) else None
+            where = f"{path}:{line}: meter {label or f'#{index + 1}'!s}"
             try:
-                root, data = read_yaml(path, lambda reason, line, p=path: ConfigError(
-                    f"{p}{f':{line}' if line else ''}: {reason}"))
-                if data is not None and not isinstance(data, list):
-                    raise ConfigError(f"{path}: expected a list of meters, not "
-                                      f"{type(data).__name__}")
+                meter = parse_meter(raw)
+                if meter.name in seen:
+                    raise ConfigError(f"already defined in {seen[meter.name]}")
             except ConfigError as exc:
-                failures[f"snmp:{path}"] = str(exc)
-                LOG.error("SNMP meter definitions of %s are DISABLED: %s", path, exc)
+                failures[f"snmp:{path}:{label or index + 1}"] = f"{where}: {exc}"
+                LOG.error("SNMP meter DISABLED: %s: %s", where, exc)
                 continue
-            for index, raw in enumerate(data or []):
-                node = root.value[index] if root is not None else None
-                line = node_line(node)
-                label = raw.get("name") if isinstance(raw, Mapping) else None
-                where = f"{path}:{line}: meter {label or f'#{index + 1}'!s}"
-                try:
-                    meter = parse_meter(raw)
-                    if meter.name in seen:
-                        raise ConfigError(f"already defined in {seen[meter.name]}")
-                except ConfigError as exc:
-                    failures[f"snmp:{path}:{label or index + 1}"] = f"{where}: {exc}"
-                    LOG.error("SNMP meter DISABLED: %s: %s", where, exc)
-                    continue
-                seen[meter.name] = f"{path}:{line}"
-                meters.append(meter)
+            seen[meter.name] = f"{path}:{line}"
+            meters.append(meter)
     return meters, failures
 
 

@@ -23,7 +23,6 @@ reason and counted as a load failure; the others still load.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ from zkpoll.exceptions import ConfigError
 from zkpoll.plugin import Discovery, PollingContext
 from zkpoll.polling.dynamic.defs import Definition, parse_definition
 from zkpoll.polling.dynamic.pollster import URL_DISCOVERY, DynamicPollster
+from zkpoll.yaml_lines import yaml_files
 
 __all__ = ["OPTS", "DynamicPlugins", "DynamicPollster", "URLDiscovery", "load_definitions",
            "load_dynamic_pollsters"]
@@ -84,34 +84,27 @@ def load_definitions(dirs: Iterable[str]) -> tuple[list[Definition], dict[str, s
     definitions: list[Definition] = []
     failures: dict[str, str] = {}
     seen: dict[str, str] = {}
-    for directory in dirs:
-        if not os.path.isdir(directory):
-            LOG.debug("no dynamic pollster directory %s", directory)
+    for path in yaml_files(dirs, "dynamic pollster"):
+        try:
+            raws = _read(path)
+        except ConfigError as exc:
+            failures[f"dynamic:{path}"] = str(exc)
+            LOG.error("dynamic pollsters of %s are DISABLED: %s", path, exc)
             continue
-        for filename in sorted(os.listdir(directory)):
-            path = os.path.join(directory, filename)
-            if not filename.endswith((".yaml", ".yml")) or not os.path.isfile(path):
-                continue
+        for index, raw in enumerate(raws):
+            name = raw.get("name") if isinstance(raw, dict) else None
+            key = f"dynamic:{path}:{name if isinstance(name, str) else f'#{index + 1}'}"
             try:
-                raws = _read(path)
+                definition = parse_definition(raw, path, index)
+                if definition.name in seen:
+                    raise ConfigError(f"{path}: pollster {definition.name!r}: already "
+                                      f"defined in {seen[definition.name]}")
             except ConfigError as exc:
-                failures[f"dynamic:{path}"] = str(exc)
-                LOG.error("dynamic pollsters of %s are DISABLED: %s", path, exc)
+                failures[key] = str(exc)
+                LOG.error("dynamic pollster DISABLED: %s", exc)
                 continue
-            for index, raw in enumerate(raws):
-                name = raw.get("name") if isinstance(raw, dict) else None
-                key = f"dynamic:{path}:{name if isinstance(name, str) else f'#{index + 1}'}"
-                try:
-                    definition = parse_definition(raw, path, index)
-                    if definition.name in seen:
-                        raise ConfigError(f"{path}: pollster {definition.name!r}: already "
-                                          f"defined in {seen[definition.name]}")
-                except ConfigError as exc:
-                    failures[key] = str(exc)
-                    LOG.error("dynamic pollster DISABLED: %s", exc)
-                    continue
-                seen[definition.name] = path
-                definitions.append(definition)
+            seen[definition.name] = path
+            definitions.append(definition)
     return definitions, failures
 
 
