@@ -127,7 +127,11 @@ def test_members_inside_the_bound_poll_every_resource_exactly_once(
         fleet.wait_cycles_after(joined, 3)
         audits = fleet.audit(first)
         failures = duplicates(audits) + gaps(audits)
-        assert not any("FENCED" in p.log() for p in fleet.agents), "nobody fenced"
+        # Nobody fenced for its clock, or for anything but a joiner's first cycle
+        # before its own listing arrives (it owns nothing yet: no gap, no duplicate).
+        fences = [line for p in fleet.agents for line in p.log().splitlines()
+                  if "FENCED: " in line and "polled none" not in line]
+        assert not [line for line in fences if "not (yet) listed" not in line], fences
         fleet.finish(failures)
     finally:
         fleet.cleanup()

@@ -196,6 +196,7 @@ class ManagedSnmpd(ManagedServer):
         self._extra_conf = extra_conf
         self._paused = False
         self._request_ids = itertools.count(random.randrange(1, 2**30))
+        self._port_given = port is not None
         super().__init__(port or free_udp_port(hosts), hosts[0])
 
     def __repr__(self) -> str:
@@ -254,9 +255,22 @@ class ManagedSnmpd(ManagedServer):
                 "-c", str(conf), "-p", str(self._dir / "snmpd.pid"), *arguments]
 
     def start(self, timeout: float | None = None) -> None:
-        """Start snmpd (resume it if paused) and wait until it answers a v2c GET."""
+        """Start snmpd (resume it if paused) and wait until it answers a v2c GET.
+
+        A port chosen here that another socket took between the check and
+        snmpd's bind ("Error opening specified endpoint") is chosen again,
+        up to 3 times; a port the caller gave is not.
+        """
         self.resume()
-        super().start(timeout)
+        for attempt in range(3):
+            try:
+                super().start(timeout)
+                return
+            except ZkpollError as exc:
+                if self._port_given or attempt == 2 or \
+                        "Error opening specified endpoint" not in str(exc):
+                    raise
+                self._port = free_udp_port(self._addresses)
 
     def answers(self, timeout: float = 1.0, device: str | None = None) -> bool:
         """True if ``device`` (default: the last, bound last) answers a v2c GET of sysUpTime.0."""
