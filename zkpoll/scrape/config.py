@@ -28,6 +28,7 @@ at load; a :class:`ScrapeConfig` never shows them (``repr``).
 
 from __future__ import annotations
 
+import base64
 import re
 import ssl
 from collections.abc import Mapping
@@ -87,7 +88,6 @@ class ClientSettings:
     def headers(self) -> dict[str, str]:
         """The Authorization header, if any."""
         if self.basic_auth is not None:
-            import base64
             token = base64.b64encode(":".join(self.basic_auth).encode()).decode()
             return {"Authorization": f"Basic {token}"}
         if self.bearer_token is not None:
